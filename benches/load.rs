@@ -1,0 +1,276 @@
+//! postern's load tool: starts the real `postern serve` on a database of N accounts and
+//! drives its sockets the way Dovecot and Postfix do, from client threads in this
+//! process. Prints a Markdown table for docs/performance.md.
+//!
+//! ```text
+//! cargo bench --bench load                       # 100 000 accounts, 5 s per phase
+//! cargo bench --bench load -- --accounts 20000 --seconds 3 --clients 4
+//! ```
+//!
+//! Phases: userdb lookups (one new connection per lookup, as Dovecot 2.3 does);
+//! passdb logins of existing accounts with a warm verification cache; cold passdb
+//! logins (argon2 every time), compared with the bound cores / time of one hash; the
+//! daemon's peak resident memory (VmHWM) over the whole run.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use postern::accounts::password::{Hasher, Password};
+use postern::config::Argon2Config;
+use postern::store::{NewAccount, QuotaMode, Store};
+
+const PASSWORD: &str = "benchmark password";
+
+struct Options {
+    accounts: usize,
+    seconds: u64,
+    clients: usize,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        accounts: 100_000,
+        seconds: 5,
+        clients: 4,
+    };
+    let args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        let value = args.get(i + 1).and_then(|v| v.parse::<u64>().ok());
+        match (args[i].as_str(), value) {
+            ("--accounts", Some(v)) => o.accounts = v as usize,
+            ("--seconds", Some(v)) => o.seconds = v,
+            ("--clients", Some(v)) => o.clients = v as usize,
+            ("--bench", _) => {
+                i += 1;
+                continue;
+            }
+            (other, _) => {
+                eprintln!("unknown or incomplete option {other}; use --accounts N --seconds S --clients C");
+                std::process::exit(2);
+            }
+        }
+        i += 2;
+    }
+    o
+}
+
+fn address(i: usize) -> String {
+    format!("user{i:06}@example.org")
+}
+
+fn main() {
+    let o = options();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("postern.db");
+    let socket = dir.path().join("dict.sock");
+    let argon2 = Argon2Config::default();
+
+    eprintln!("populating {} accounts ...", o.accounts);
+    let hash = Hasher::new(&argon2)
+        .expect("argon2")
+        .hash_blocking(&Password::new(PASSWORD));
+    {
+        let store = Store::open(&db).expect("store");
+        let addresses: Vec<String> = (0..o.accounts).map(address).collect();
+        for chunk in addresses.chunks(10_000) {
+            let rows: Vec<NewAccount<'_>> = chunk
+                .iter()
+                .map(|a| NewAccount {
+                    address: a,
+                    password_hash: &hash,
+                    created_via: "import",
+                    now: 1_800_000_000,
+                    token_hash: None,
+                    admin_if_none: false,
+                    admin: false,
+                    quota: QuotaMode::Default,
+                })
+                .collect();
+            store.insert_many(&rows).expect("insert");
+        }
+    }
+
+    let config = dir.path().join("postern.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "domains = [\"example.org\"]\n[database]\npath = \"{}\"\n[listen]\ndict = \"{}\"\n\
+             [registration]\nmode = \"open\"\n[log]\nlevel = \"warn\"\n",
+            db.display(),
+            socket.display()
+        ),
+    )
+    .expect("config");
+    let mut daemon = Daemon::start(&config, &socket);
+
+    let one_hash = time_one_hash(&argon2);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let bound = cores as f64 / one_hash.as_secs_f64();
+
+    let userdb = run_phase(&o, &socket, |_, i| {
+        let reply = lookup(
+            &socket,
+            &format!("shared/userdb/{}", address(i % o.accounts)),
+        );
+        reply.starts_with('O')
+    });
+
+    // Warm: a small working set, verified once (argon2), then served from the cache.
+    let warm_set = 1000.min(o.accounts);
+    for i in 0..warm_set {
+        assert!(passdb(&socket, &address(i), PASSWORD).starts_with('O'));
+    }
+    let warm = run_phase(&o, &socket, |_, i| {
+        passdb(&socket, &address(i % warm_set), PASSWORD).starts_with('O')
+    });
+
+    // Cold: accounts never verified in this process, so every login pays argon2.
+    let next_cold = Arc::new(AtomicUsize::new(warm_set));
+    let cold = run_phase(&o, &socket, |_, _| {
+        let i = next_cold.fetch_add(1, Ordering::Relaxed) % o.accounts;
+        passdb(&socket, &address(i), PASSWORD).starts_with('O')
+    });
+
+    let hwm = daemon.peak_rss_kib();
+    daemon.stop();
+
+    println!("| measurement | result |");
+    println!("|---|---|");
+    println!("| accounts in the database | {} |", o.accounts);
+    println!("| client threads | {} |", o.clients);
+    println!(
+        "| userdb lookups, new connection each | {:.0}/s ({} errors) |",
+        userdb.rate, userdb.errors
+    );
+    println!(
+        "| passdb logins, warm cache, new connection each | {:.0}/s ({} errors) |",
+        warm.rate, warm.errors
+    );
+    println!(
+        "| passdb logins, cold (argon2 m={} KiB t={} p={}) | {:.1}/s ({} errors) |",
+        argon2.memory_kib, argon2.iterations, argon2.parallelism, cold.rate, cold.errors
+    );
+    println!(
+        "| argon2 bound: {cores} cores / {:.1} ms per hash | {:.1}/s; cold = {:.0}% of bound |",
+        one_hash.as_secs_f64() * 1000.0,
+        bound,
+        cold.rate / bound * 100.0
+    );
+    println!(
+        "| daemon peak RSS (VmHWM) | {:.1} MiB (argon2 in flight adds {} x {:.0} MiB) |",
+        hwm as f64 / 1024.0,
+        cores,
+        argon2.memory_kib as f64 / 1024.0
+    );
+}
+
+struct Phase {
+    rate: f64,
+    errors: usize,
+}
+
+fn run_phase(o: &Options, _socket: &Path, op: impl Fn(usize, usize) -> bool + Sync) -> Phase {
+    let done = AtomicUsize::new(0);
+    let errors = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..o.clients {
+            let (done, errors, stop, op) = (&done, &errors, &stop, &op);
+            s.spawn(move || {
+                let mut i = t * 7919;
+                while !stop.load(Ordering::Relaxed) {
+                    if op(t, i) {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    i += 1;
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_secs(o.seconds));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    Phase {
+        rate: done.load(Ordering::Relaxed) as f64 / elapsed,
+        errors: errors.load(Ordering::Relaxed),
+    }
+}
+
+fn time_one_hash(argon2: &Argon2Config) -> Duration {
+    let hasher = Hasher::new(argon2).expect("argon2");
+    let pw = Password::new(PASSWORD);
+    hasher.hash_blocking(&pw);
+    let n = 10;
+    let start = Instant::now();
+    for _ in 0..n {
+        hasher.hash_blocking(&pw);
+    }
+    start.elapsed() / n
+}
+
+/// One lookup over a new connection, hello first, as Dovecot 2.3's auth process does.
+fn lookup(socket: &Path, key: &str) -> String {
+    let Ok(mut stream) = UnixStream::connect(socket) else {
+        return String::new();
+    };
+    let msg = format!("H3\t2\t0\t\tauth\nL{key}\t\n");
+    if stream.write_all(msg.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut line = String::new();
+    let _ = BufReader::new(stream).read_line(&mut line);
+    line
+}
+
+fn passdb(socket: &Path, user: &str, password: &str) -> String {
+    lookup(socket, &format!("shared/passdb/{password}\"{user}"))
+}
+
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(config: &Path, socket: &PathBuf) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_postern"))
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start postern");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(socket).is_err() {
+            assert!(Instant::now() < deadline, "postern did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon { child }
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn stop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}

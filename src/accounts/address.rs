@@ -1,0 +1,289 @@
+//! Address normalization and the local-part rules, applied once before any lookup.
+//!
+//! ```text
+//! "  Alice@EXAMPLE.org " -> alice@example.org
+//! "bob@bücher.example"   -> bob@xn--bcher-kva.example
+//! ```
+//!
+//! Lookups only normalize (so accounts made under older rules keep working); creation
+//! also applies the local-part rules. The mail home is built here too, and refused when
+//! an address could make it leave the mail root.
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::config::UsernameRules;
+
+/// Why an address was refused. The text is meant for the person who typed it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("the address is empty")]
+    Empty,
+    #[error("an address has exactly one @")]
+    NotOneAt,
+    #[error("the domain is not valid")]
+    BadDomain,
+    #[error("this server does not serve addresses at {0}")]
+    DomainNotServed(String),
+    #[error("the username must be {min} to {max} characters long")]
+    Length { min: usize, max: usize },
+    #[error("the username may contain only a-z, 0-9, '.', '_' and '-'")]
+    BadCharacter,
+    #[error("the username must start with a letter or a digit")]
+    BadStart,
+    #[error("the username may not end with '.' or contain '..'")]
+    Dots,
+    #[error("this username is reserved")]
+    Reserved,
+    #[error("this address cannot have a mail home")]
+    UnsafePath,
+}
+
+/// A normalized address: lowercase, one `@`, ASCII (IDNA) domain that postern serves.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Address {
+    full: String,
+    at: usize,
+}
+
+impl Address {
+    /// Normalizes `raw` (trim, lowercase, IDNA) and checks that postern serves its domain.
+    pub fn parse(raw: &str, domains: &[String]) -> Result<Address, AddressError> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(AddressError::Empty);
+        }
+        let mut parts = raw.split('@');
+        let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(AddressError::NotOneAt);
+        };
+        if local.is_empty() || local.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(AddressError::BadCharacter);
+        }
+        let domain = normalize_domain(domain)?;
+        if !domains.contains(&domain) {
+            return Err(AddressError::DomainNotServed(domain));
+        }
+        let local = local.to_lowercase();
+        Ok(Address {
+            at: local.len(),
+            full: format!("{local}@{domain}"),
+        })
+    }
+
+    /// Builds an address from a local part generated or typed without a domain.
+    pub fn from_parts(
+        local: &str,
+        domain: &str,
+        domains: &[String],
+    ) -> Result<Address, AddressError> {
+        Address::parse(&format!("{local}@{domain}"), domains)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.full
+    }
+
+    pub fn local(&self) -> &str {
+        &self.full[..self.at]
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.full[self.at + 1..]
+    }
+
+    /// The rules a new account's local part must meet.
+    pub fn check_rules(&self, rules: &UsernameRules) -> Result<(), AddressError> {
+        check_local(self.local(), rules)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+/// Lowercases and IDNA-encodes a domain; refuses anything that is not a host name.
+pub fn normalize_domain(domain: &str) -> Result<String, AddressError> {
+    let domain = domain.trim().trim_end_matches('.');
+    if domain.is_empty() {
+        return Err(AddressError::BadDomain);
+    }
+    let ascii = idna::domain_to_ascii(domain).map_err(|_| AddressError::BadDomain)?;
+    let ok = !ascii.is_empty()
+        && ascii.len() <= 253
+        && ascii.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(ascii)
+    } else {
+        Err(AddressError::BadDomain)
+    }
+}
+
+fn check_local(local: &str, rules: &UsernameRules) -> Result<(), AddressError> {
+    let len = local.chars().count();
+    if len < rules.min_length || len > rules.max_length {
+        return Err(AddressError::Length {
+            min: rules.min_length,
+            max: rules.max_length,
+        });
+    }
+    if !local
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(AddressError::BadCharacter);
+    }
+    if !local
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(AddressError::BadStart);
+    }
+    if local.ends_with('.') || local.contains("..") {
+        return Err(AddressError::Dots);
+    }
+    if rules.reserved.iter().any(|r| r.eq_ignore_ascii_case(local)) {
+        return Err(AddressError::Reserved);
+    }
+    Ok(())
+}
+
+/// Fills the mail home template for `address`. Refuses a result that would not lie
+/// strictly below the template's fixed root (the part before the first placeholder).
+pub fn mail_home(template: &str, address: &Address) -> Result<PathBuf, AddressError> {
+    for part in [address.local(), address.domain()] {
+        if part.is_empty()
+            || part.contains('/')
+            || part.contains('\0')
+            || part == "."
+            || part == ".."
+        {
+            return Err(AddressError::UnsafePath);
+        }
+    }
+    let home = template
+        .replace("{address}", address.as_str())
+        .replace("{local}", address.local())
+        .replace("{domain}", address.domain());
+    let path = PathBuf::from(home);
+    let root = home_root(template);
+    let clean = path
+        .components()
+        .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    if !clean || !path.is_absolute() || !path.starts_with(&root) || path == root {
+        return Err(AddressError::UnsafePath);
+    }
+    Ok(path)
+}
+
+/// The fixed directory every mail home lies below: the template up to the last `/`
+/// before its first placeholder.
+pub fn home_root(template: &str) -> PathBuf {
+    let fixed = template.split('{').next().unwrap_or(template);
+    match fixed.rfind('/') {
+        Some(0) | None => PathBuf::from("/"),
+        Some(i) => Path::new(&fixed[..i]).to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domains() -> Vec<String> {
+        vec!["example.org".into(), "xn--bcher-kva.example".into()]
+    }
+
+    #[test]
+    fn normalizes_case_space_and_idna() {
+        let a = Address::parse("  Alice@EXAMPLE.org ", &domains()).expect("valid");
+        assert_eq!(a.as_str(), "alice@example.org");
+        assert_eq!(a.local(), "alice");
+        assert_eq!(a.domain(), "example.org");
+        let b = Address::parse("bob@Bücher.example", &domains()).expect("valid");
+        assert_eq!(b.as_str(), "bob@xn--bcher-kva.example");
+    }
+
+    #[test]
+    fn refuses_malformed_and_foreign() {
+        let d = domains();
+        assert_eq!(Address::parse("", &d), Err(AddressError::Empty));
+        assert_eq!(
+            Address::parse("a@b@example.org", &d),
+            Err(AddressError::NotOneAt)
+        );
+        assert_eq!(Address::parse("alice", &d), Err(AddressError::NotOneAt));
+        assert_eq!(
+            Address::parse("alice@other.org", &d),
+            Err(AddressError::DomainNotServed("other.org".into()))
+        );
+        assert_eq!(
+            Address::parse("al ice@example.org", &d),
+            Err(AddressError::BadCharacter)
+        );
+        assert_eq!(
+            Address::parse("alice@exa/mple.org", &d),
+            Err(AddressError::BadDomain)
+        );
+    }
+
+    #[test]
+    fn local_part_rules() {
+        let rules = UsernameRules::default();
+        let check = |s: &str| {
+            Address::parse(&format!("{s}@example.org"), &domains())
+                .and_then(|a| a.check_rules(&rules))
+        };
+        assert_eq!(check("alice"), Ok(()));
+        assert_eq!(check("a.b_c-d9"), Ok(()));
+        assert_eq!(check("ab"), Err(AddressError::Length { min: 3, max: 32 }));
+        assert_eq!(
+            check(&"a".repeat(33)),
+            Err(AddressError::Length { min: 3, max: 32 })
+        );
+        assert_eq!(check(".alice"), Err(AddressError::BadStart));
+        assert_eq!(check("_alice"), Err(AddressError::BadStart));
+        assert_eq!(check("al..ice"), Err(AddressError::Dots));
+        assert_eq!(check("alice."), Err(AddressError::Dots));
+        assert_eq!(check("al+ice"), Err(AddressError::BadCharacter));
+        assert_eq!(check("Postmaster"), Err(AddressError::Reserved));
+        assert_eq!(check("al/ice"), Err(AddressError::BadCharacter));
+    }
+
+    #[test]
+    fn mail_home_stays_below_root() {
+        let a = Address::parse("alice@example.org", &domains()).expect("valid");
+        assert_eq!(
+            mail_home("/var/vmail/{domain}/{local}", &a),
+            Ok(PathBuf::from("/var/vmail/example.org/alice"))
+        );
+        assert_eq!(
+            home_root("/var/vmail/{domain}/{local}"),
+            PathBuf::from("/var/vmail")
+        );
+        assert_eq!(
+            home_root("/srv/mail/u-{address}"),
+            PathBuf::from("/srv/mail")
+        );
+        // Lookups don't apply the creation rules, so the path check must hold on its own.
+        let dots = Address::parse("..@example.org", &domains()).expect("parses");
+        assert_eq!(
+            mail_home("/var/vmail/{domain}/{local}", &dots),
+            Err(AddressError::UnsafePath)
+        );
+        let slash = Address::parse("a/../../etc@example.org", &domains()).expect("parses");
+        assert_eq!(
+            mail_home("/var/vmail/{domain}/{local}", &slash),
+            Err(AddressError::UnsafePath)
+        );
+    }
+}

@@ -1,0 +1,439 @@
+//! Operator actions, shared by the CLI and the admin web page: accounts, the blocklist,
+//! invite codes and the run-time registration mode.
+//!
+//! ```text
+//! add_user  set_password  block_user  unblock_user  delete_user  set_user_quota
+//! blocklist_add  blocklist_remove  create_token  revoke_token  set_registration_mode
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use super::address::{self, Address, AddressError};
+use super::password::{self, Password, PasswordError};
+use super::register::{generate_code, hash_code, random_password};
+use super::{Accounts, Route, Unavailable, MODE_SETTING};
+use crate::config::{RegistrationMode, Seconds};
+use crate::store::{AccountRow, BlockEntry, CreateRefusal, NewAccount, QuotaMode, TokenRow};
+
+/// Why an operator action did not happen. The text is for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Address(#[from] AddressError),
+    #[error("{0}")]
+    Password(#[from] PasswordError),
+    #[error("there is no account {0}")]
+    NotFound(String),
+    #[error("{0} already has an account")]
+    Exists(String),
+    #[error("{0} is on the blocklist; take it off with `postern blocklist remove {0}` first")]
+    Blocked(String),
+    #[error("there is no invite {0}")]
+    NoToken(String),
+    #[error(
+        "account {address} was deleted, but its mail home {path} could not be removed: {message}"
+    )]
+    MailHome {
+        address: String,
+        path: PathBuf,
+        message: String,
+    },
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+}
+
+impl From<crate::store::StoreError> for AdminError {
+    fn from(e: crate::store::StoreError) -> Self {
+        AdminError::Unavailable(Unavailable::Store(e))
+    }
+}
+
+/// An account the operator creates.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub address: String,
+    /// `None`: generate one and return it.
+    pub password: Option<Password>,
+    pub quota: QuotaMode,
+    pub admin: bool,
+    pub route: Route,
+}
+
+/// What `delete_user` did.
+#[derive(Debug, Clone)]
+pub struct Deleted {
+    pub account: AccountRow,
+    /// The mail home that was removed, if there was one and it was to be removed.
+    pub mail_removed: Option<PathBuf>,
+    pub still_blocked: bool,
+}
+
+/// The state of an invite code at a given time.
+pub fn token_status(t: &TokenRow, now: i64) -> &'static str {
+    if t.revoked_at.is_some() {
+        "revoked"
+    } else if t.expires_at.is_some_and(|e| e <= now) {
+        "expired"
+    } else if t.uses >= t.max_uses {
+        "used_up"
+    } else {
+        "active"
+    }
+}
+
+impl Accounts {
+    /// Creates an account. Operators may use reserved names (postmaster, ...); the other
+    /// local-part rules and the password rules still apply.
+    pub async fn add_user(
+        &self,
+        user: NewUser,
+    ) -> Result<(AccountRow, Option<Password>), AdminError> {
+        let config = self.config();
+        let address = self.address_for(&user.address)?;
+        let mut rules = config.registration.username.clone();
+        rules.reserved.clear();
+        address.check_rules(&rules)?;
+        address::mail_home(&config.mailbox.home, &address)?;
+        let (password, generated) = match user.password {
+            Some(p) => {
+                password::check_rules(&p, &config.registration.password)?;
+                (p, false)
+            }
+            None => (random_password(&config.registration.password), true),
+        };
+        let hash = self
+            .hasher
+            .hash(&password)
+            .await
+            .map_err(Unavailable::from)?;
+        let now = self.now();
+        let addr = address.as_str().to_owned();
+        let admin_if_none = config.registration.first_account_is_admin;
+        let created = self
+            .db(move |s| {
+                s.create_account(&NewAccount {
+                    address: &addr,
+                    password_hash: &hash,
+                    created_via: user.route.as_str(),
+                    now,
+                    token_hash: None,
+                    admin_if_none,
+                    admin: user.admin,
+                    quota: user.quota,
+                })
+            })
+            .await?;
+        match created {
+            Ok(_) => {}
+            Err(CreateRefusal::Exists) => return Err(AdminError::Exists(address.to_string())),
+            Err(CreateRefusal::Blocked) => return Err(AdminError::Blocked(address.to_string())),
+            Err(CreateRefusal::Token(_)) => return Err(AdminError::NoToken(String::new())),
+        }
+        tracing::info!(
+            "event=register route={} address={}",
+            user.route.as_str(),
+            self.shown(address.as_str())
+        );
+        let row = self.user(address.as_str()).await?;
+        Ok((row, generated.then_some(password)))
+    }
+
+    /// One account, blocked or not.
+    pub async fn user(&self, address: &str) -> Result<AccountRow, AdminError> {
+        let address = self.admin_address(address)?;
+        let key = address.as_str().to_owned();
+        self.db(move |s| s.account(&key))
+            .await?
+            .ok_or_else(|| AdminError::NotFound(address.to_string()))
+    }
+
+    /// Accounts, optionally only blocked ones or those whose address contains `search`.
+    pub async fn users(
+        &self,
+        blocked_only: bool,
+        search: Option<String>,
+    ) -> Result<Vec<AccountRow>, AdminError> {
+        let search = search
+            .map(|s| s.trim().to_lowercase())
+            .filter(|s| !s.is_empty());
+        Ok(self
+            .db(move |s| s.accounts(blocked_only, search.as_deref()))
+            .await?)
+    }
+
+    /// The quota an account has now, in bytes (`None`: unlimited).
+    pub fn quota_bytes(&self, row: &AccountRow) -> Option<u64> {
+        self.quota_of(row.quota)
+    }
+
+    /// Sets a new password (`None`: generate and return one). Cached logins end.
+    pub async fn set_password(
+        &self,
+        address: &str,
+        password: Option<Password>,
+    ) -> Result<Option<Password>, AdminError> {
+        let config = self.config();
+        let address = self.admin_address(address)?;
+        let (password, generated) = match password {
+            Some(p) => {
+                password::check_rules(&p, &config.registration.password)?;
+                (p, false)
+            }
+            None => (random_password(&config.registration.password), true),
+        };
+        let hash = self
+            .hasher
+            .hash(&password)
+            .await
+            .map_err(Unavailable::from)?;
+        let key = address.as_str().to_owned();
+        if !self.db(move |s| s.set_password_hash(&key, &hash)).await? {
+            return Err(AdminError::NotFound(address.to_string()));
+        }
+        self.cache.forget(address.as_str());
+        tracing::info!("event=passwd address={}", self.shown(address.as_str()));
+        Ok(generated.then_some(password))
+    }
+
+    /// Blocks an existing account: no login, no mail; its mail stays.
+    pub async fn block_user(
+        &self,
+        address: &str,
+        reason: Option<String>,
+    ) -> Result<(), AdminError> {
+        let row = self.user(address).await?;
+        self.blocklist_add(&row.address, reason).await?;
+        Ok(())
+    }
+
+    /// Lets a blocked account in again. False when it was not blocked.
+    pub async fn unblock_user(&self, address: &str) -> Result<bool, AdminError> {
+        let row = self.user(address).await?;
+        self.blocklist_remove(&row.address).await
+    }
+
+    /// Deletes an account. Its address stays on the blocklist unless `allow_reuse`, so a
+    /// stranger cannot register it and receive its mail; its mail home is removed unless
+    /// `keep_mail`, and only when it lies strictly inside the configured mail root.
+    pub async fn delete_user(
+        &self,
+        address: &str,
+        keep_mail: bool,
+        allow_reuse: bool,
+    ) -> Result<Deleted, AdminError> {
+        let address = self.admin_address(address)?;
+        let key = address.as_str().to_owned();
+        let now = self.now();
+        let row = self
+            .db(move |s| s.delete_account(&key, allow_reuse, "deleted", now))
+            .await?
+            .ok_or_else(|| AdminError::NotFound(address.to_string()))?;
+        self.cache.forget(address.as_str());
+        tracing::info!(
+            "event=delete address={} keep_mail={keep_mail} allow_reuse={allow_reuse}",
+            self.shown(address.as_str())
+        );
+        let mail_removed = if keep_mail {
+            None
+        } else {
+            self.remove_mail_home(address.as_str()).await?
+        };
+        Ok(Deleted {
+            account: row,
+            mail_removed,
+            still_blocked: !allow_reuse,
+        })
+    }
+
+    /// Removes the mail home of an address that no longer has an account, only when it
+    /// lies strictly inside the configured mail root. `None` when there was none.
+    pub async fn remove_mail_home(&self, address: &str) -> Result<Option<PathBuf>, AdminError> {
+        let config = self.config();
+        let address = self.admin_address(address)?;
+        let key = address.as_str().to_owned();
+        if self.db(move |s| s.account(&key)).await?.is_some() {
+            return Err(AdminError::Exists(address.to_string()));
+        }
+        let home = address::mail_home(&config.mailbox.home, &address)?;
+        let root = address::home_root(&config.mailbox.home);
+        let result = tokio::task::spawn_blocking({
+            let home = home.clone();
+            move || remove_home(&root, &home)
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match result {
+            Ok(true) => Ok(Some(home)),
+            Ok(false) => Ok(None),
+            Err(message) => Err(AdminError::MailHome {
+                address: address.to_string(),
+                path: home,
+                message,
+            }),
+        }
+    }
+
+    pub async fn set_user_quota(&self, address: &str, quota: QuotaMode) -> Result<(), AdminError> {
+        let address = self.admin_address(address)?;
+        let key = address.as_str().to_owned();
+        if !self.db(move |s| s.set_quota(&key, quota)).await? {
+            return Err(AdminError::NotFound(address.to_string()));
+        }
+        Ok(())
+    }
+
+    pub async fn set_user_admin(&self, address: &str, admin: bool) -> Result<(), AdminError> {
+        let address = self.admin_address(address)?;
+        let key = address.as_str().to_owned();
+        if !self.db(move |s| s.set_admin(&key, admin)).await? {
+            return Err(AdminError::NotFound(address.to_string()));
+        }
+        Ok(())
+    }
+
+    // ----- blocklist ------------------------------------------------------------------
+
+    /// Puts an address (with or without an account) on the blocklist. True when new.
+    pub async fn blocklist_add(
+        &self,
+        address: &str,
+        reason: Option<String>,
+    ) -> Result<bool, AdminError> {
+        let address = self.admin_address(address)?;
+        let key = address.as_str().to_owned();
+        let now = self.now();
+        let added = self
+            .db(move |s| s.block(&key, reason.as_deref(), now))
+            .await?;
+        self.cache.forget(address.as_str());
+        tracing::info!("event=block address={}", self.shown(address.as_str()));
+        Ok(added)
+    }
+
+    /// Takes an address off the blocklist. True when it was there.
+    pub async fn blocklist_remove(&self, address: &str) -> Result<bool, AdminError> {
+        let address = self.admin_address(address)?;
+        let key = address.as_str().to_owned();
+        let removed = self.db(move |s| s.unblock(&key)).await?;
+        tracing::info!("event=unblock address={}", self.shown(address.as_str()));
+        Ok(removed)
+    }
+
+    pub async fn blocklist(&self) -> Result<Vec<BlockEntry>, AdminError> {
+        Ok(self.db(|s| s.blocklist()).await?)
+    }
+
+    // ----- invites --------------------------------------------------------------------
+
+    /// Creates an invite code; the code is returned once and only its hash is stored.
+    pub async fn create_token(
+        &self,
+        uses: u32,
+        expires_in: Option<Seconds>,
+        comment: Option<String>,
+    ) -> Result<(TokenRow, String), AdminError> {
+        let code = generate_code();
+        let hash = hash_code(&code);
+        let now = self.now();
+        let expires_at =
+            expires_in.map(|d| now.saturating_add(i64::try_from(d.0).unwrap_or(i64::MAX)));
+        let uses = i64::from(uses.max(1));
+        let id = self
+            .db(move |s| s.create_token(&hash, comment.as_deref(), uses, expires_at, now))
+            .await?;
+        let row = self
+            .db(move |s| s.token(Some(id), None))
+            .await?
+            .ok_or_else(|| AdminError::NoToken(id.to_string()))?;
+        tracing::info!("event=token_create id={id} uses={uses}");
+        Ok((row, code))
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenRow>, AdminError> {
+        Ok(self.db(|s| s.tokens()).await?)
+    }
+
+    /// Revokes an invite named by its id or its code.
+    pub async fn revoke_token(&self, code_or_id: &str) -> Result<TokenRow, AdminError> {
+        let arg = code_or_id.trim().to_owned();
+        let id = arg.parse::<i64>().ok();
+        let hash = hash_code(&arg);
+        let row = self
+            .db(move |s| s.token(id, Some(&hash)))
+            .await?
+            .ok_or_else(|| AdminError::NoToken(code_or_id.to_owned()))?;
+        let now = self.now();
+        let id = row.id;
+        self.db(move |s| s.revoke_token(id, now)).await?;
+        tracing::info!("event=token_revoke id={id}");
+        self.db(move |s| s.token(Some(id), None))
+            .await?
+            .ok_or_else(|| AdminError::NoToken(code_or_id.to_owned()))
+    }
+
+    /// The sign-up link for an invite code.
+    pub fn signup_link(&self, code: &str) -> String {
+        let config = self.config();
+        let base = match &config.http.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!(
+                "https://{}",
+                config.domains.first().map_or("localhost", String::as_str)
+            ),
+        };
+        format!("{base}/new?token={code}")
+    }
+
+    // ----- registration mode ----------------------------------------------------------
+
+    /// Sets the run-time registration mode (`None`: back to the configuration's). Takes
+    /// effect at once in every process sharing the database, and survives restarts.
+    pub async fn set_registration_mode(
+        &self,
+        mode: Option<RegistrationMode>,
+    ) -> Result<RegistrationMode, AdminError> {
+        self.db(move |s| s.set_setting(MODE_SETTING, mode.map(RegistrationMode::as_str)))
+            .await?;
+        let now = self.registration_mode().await?;
+        tracing::info!("event=registration_mode mode={now}");
+        Ok(now)
+    }
+
+    /// The run-time override, if one is set.
+    pub async fn registration_override(&self) -> Result<Option<RegistrationMode>, AdminError> {
+        Ok(self
+            .db(|s| s.setting(MODE_SETTING))
+            .await?
+            .as_deref()
+            .and_then(RegistrationMode::parse))
+    }
+
+    /// Addresses the operator names: normalized and in a served domain, no creation rules.
+    fn admin_address(&self, address: &str) -> Result<Address, AddressError> {
+        self.address_for(address)
+    }
+}
+
+/// Removes a mail home after checking, on the real file system, that it lies strictly
+/// inside `root` (a symlink planted in the mail root must not redirect the removal).
+/// `Ok(false)` when there was nothing to remove.
+fn remove_home(root: &Path, home: &Path) -> Result<bool, String> {
+    let meta = match std::fs::symlink_metadata(home) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.to_string()),
+    };
+    if meta.file_type().is_symlink() {
+        return Err("it is a symbolic link; not following it".into());
+    }
+    let real_root = root.canonicalize().map_err(|e| e.to_string())?;
+    let real_home = home.canonicalize().map_err(|e| e.to_string())?;
+    if !real_home.starts_with(&real_root) || real_home == real_root {
+        return Err(format!(
+            "it is not inside the mail root {}",
+            real_root.display()
+        ));
+    }
+    std::fs::remove_dir_all(&real_home).map_err(|e| e.to_string())?;
+    Ok(true)
+}

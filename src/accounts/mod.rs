@@ -1,0 +1,600 @@
+//! The accounts core: every rule postern enforces lives here, once. The dict, SASL,
+//! policy and HTTP adapters and the CLI translate their bytes into these calls and the
+//! answers back; none of them decides anything.
+//!
+//! ```text
+//! login(user, password)      verify (cache, argon2, legacy re-hash) or create just in time
+//! userdb(user)               home / uid / gid / quota for Dovecot
+//! register(...)              /new, invites          (register.rs)
+//! add_user, block, delete... operator actions       (admin.rs)
+//! ```
+//!
+//! Failure is never an open door: a store error or a full hash queue is
+//! [`Unavailable`], which every adapter turns into a temporary failure, and no error path
+//! creates, deletes or unblocks anything.
+
+pub mod address;
+pub mod admin;
+pub mod limits;
+pub mod password;
+pub mod policy;
+pub mod register;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::{Config, Quota, RegistrationMode};
+use crate::store::{AccountRow, CreateRefusal, NewAccount, QuotaMode, Store, StoreError};
+use address::Address;
+use limits::{FailureLimiter, SendLimiter};
+use password::{Busy, Hasher, Password, Verdict, VerifiedCache};
+
+pub use admin::{AdminError, NewUser};
+pub use policy::{PolicyRequest, PolicyVerdict};
+pub use register::{RegisterError, RegisterRequest, Registered};
+
+/// The key under which the run-time registration mode is stored.
+const MODE_SETTING: &str = "registration_mode";
+/// last_login is written at most this often per account.
+const LOGIN_WRITE_INTERVAL: i64 = 3600;
+/// Most verified (address, password) pairs kept in memory.
+const CACHE_ENTRIES: usize = 200_000;
+
+/// A temporary failure: the store or the hash pool could not answer. Adapters answer
+/// "try again later" (Dovecot `F`, Postfix `DEFER_IF_PERMIT`, HTTP 503).
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Busy(#[from] Busy),
+}
+
+/// How an account came into being; stored with it and shown in `user show`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// First login with an unknown address (IMAP, SMTP AUTH).
+    Jit,
+    /// `/new` without an invite.
+    Web,
+    /// `/new` with an invite code.
+    Invite,
+    Cli,
+    /// The admin web page.
+    Admin,
+    /// Imported from another server.
+    Import,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Jit => "jit",
+            Route::Web => "web",
+            Route::Invite => "invite",
+            Route::Cli => "cli",
+            Route::Admin => "admin",
+            Route::Import => "import",
+        }
+    }
+}
+
+/// Who is logging in, for logs and brute-force limits.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginContext<'a> {
+    /// `imap`, `smtp`, `lmtp`, ... as the peer names it.
+    pub service: &'a str,
+    pub remote_ip: Option<IpAddr>,
+}
+
+impl Default for LoginContext<'_> {
+    fn default() -> Self {
+        LoginContext {
+            service: "-",
+            remote_ip: None,
+        }
+    }
+}
+
+/// The answer to a login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// Let them in, as this canonical address.
+    Accepted { address: String, created: bool },
+    /// Keep them out. Adapters must not tell the client which reason it was.
+    Refused(Refusal),
+}
+
+/// Why a login was refused (for logs; clients all see the same answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    BadPassword,
+    Blocked,
+    /// No such account, and none may be created now.
+    Unknown,
+    /// The address or password does not meet the creation rules.
+    Invalid,
+    /// Too many failures for this account or client lately; not checked.
+    Throttled,
+}
+
+impl Refusal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Refusal::BadPassword => "bad_password",
+            Refusal::Blocked => "blocked",
+            Refusal::Unknown => "unknown",
+            Refusal::Invalid => "invalid",
+            Refusal::Throttled => "throttled",
+        }
+    }
+}
+
+/// What Dovecot's userdb needs to deliver to and serve an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserdbEntry {
+    pub address: String,
+    pub home: PathBuf,
+    pub uid: String,
+    pub gid: String,
+    /// `None` means unlimited.
+    pub quota_bytes: Option<u64>,
+}
+
+/// Seconds since the Unix epoch, from a clock tests can replace.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    })
+}
+
+/// The accounts core, shared by every adapter of one process.
+pub struct Accounts {
+    config: RwLock<Arc<Config>>,
+    store: Arc<Store>,
+    hasher: Hasher,
+    cache: VerifiedCache,
+    creating: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    account_failures: FailureLimiter,
+    ip_failures: FailureLimiter,
+    send_limiter: SendLimiter,
+    clock: Clock,
+}
+
+impl Accounts {
+    pub fn new(config: Config, store: Store) -> Result<Accounts, argon2::Error> {
+        Self::with_clock(config, store, system_clock())
+    }
+
+    pub fn with_clock(
+        config: Config,
+        store: Store,
+        clock: Clock,
+    ) -> Result<Accounts, argon2::Error> {
+        let window = config.login.failure_window.duration();
+        Ok(Accounts {
+            hasher: Hasher::new(&config.argon2)?,
+            cache: VerifiedCache::new(config.argon2.cache_ttl.duration(), CACHE_ENTRIES),
+            config: RwLock::new(Arc::new(config)),
+            store: Arc::new(store),
+            creating: Mutex::new(HashMap::new()),
+            account_failures: FailureLimiter::new(window),
+            ip_failures: FailureLimiter::new(window),
+            send_limiter: SendLimiter::default(),
+            clock,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Applies a re-read configuration (rules, registration, quota defaults). The
+    /// database path and the argon2 cost of the running process stay as they were.
+    pub fn replace_config(&self, config: Config) {
+        let mut guard = match self.config.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(config);
+    }
+
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Runs a store call on the blocking pool.
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|_| StoreError::Worker)?
+    }
+
+    fn parse(&self, user: &str) -> Result<Address, address::AddressError> {
+        Address::parse(user, &self.config().domains)
+    }
+
+    /// Shown in logs in place of an address, IP or token when `log.no_log` is set.
+    fn shown<'a>(&self, s: &'a str) -> &'a str {
+        if self.config().log.no_log {
+            "-"
+        } else {
+            s
+        }
+    }
+
+    /// The registration mode in force: the run-time setting if one is stored, else the
+    /// configuration's.
+    pub async fn registration_mode(&self) -> Result<RegistrationMode, Unavailable> {
+        let stored = self.db(|s| s.setting(MODE_SETTING)).await?;
+        Ok(stored
+            .as_deref()
+            .and_then(RegistrationMode::parse)
+            .unwrap_or(self.config().registration.mode))
+    }
+
+    // ----- login ----------------------------------------------------------------------
+
+    /// Checks a login, creating the account just in time when registration is open.
+    /// Used by Dovecot's passdb, SMTP AUTH and the admin page's sign-in alike.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &Password,
+        ctx: LoginContext<'_>,
+    ) -> Result<LoginOutcome, Unavailable> {
+        let outcome = self.login_inner(user, password, ctx.remote_ip).await;
+        let ip = ctx.remote_ip.map(|ip| ip.to_string());
+        let ip = self.shown(ip.as_deref().unwrap_or("-"));
+        let shown_user = self.shown(user);
+        match &outcome {
+            Ok(LoginOutcome::Accepted { address, created }) => {
+                if *created {
+                    tracing::info!(
+                        "event=register route=jit address={} service={} ip={ip}",
+                        self.shown(address),
+                        ctx.service
+                    );
+                }
+                tracing::debug!(
+                    "event=login result=ok address={} service={} ip={ip}",
+                    self.shown(address),
+                    ctx.service
+                );
+            }
+            Ok(LoginOutcome::Refused(why)) => tracing::info!(
+                "event=login result=fail reason={} address={shown_user} service={} ip={ip}",
+                why.as_str(),
+                ctx.service
+            ),
+            Err(e) => tracing::warn!(
+                "event=login result=tempfail address={shown_user} service={} ip={ip} error=\"{e}\"",
+                ctx.service
+            ),
+        }
+        outcome
+    }
+
+    async fn login_inner(
+        &self,
+        user: &str,
+        password: &Password,
+        ip: Option<IpAddr>,
+    ) -> Result<LoginOutcome, Unavailable> {
+        let ip = ip.map(|ip| ip.to_string());
+        let outcome = match self.parse(user) {
+            Err(_) => LoginOutcome::Refused(Refusal::Unknown),
+            Ok(_) if password.expose().is_empty() => LoginOutcome::Refused(Refusal::BadPassword),
+            Ok(address) => {
+                let key = address.as_str().to_owned();
+                match self.db(move |s| s.account(&key)).await? {
+                    Some(row) => self.verify_existing(row, password, ip.as_deref()).await?,
+                    None => self.login_create(address, password, ip.as_deref()).await?,
+                }
+            }
+        };
+        if let (LoginOutcome::Refused(Refusal::BadPassword | Refusal::Unknown), Some(ip)) =
+            (&outcome, &ip)
+        {
+            self.ip_failures.record_failure(ip, Instant::now());
+        }
+        Ok(outcome)
+    }
+
+    /// Checks a password against an existing account. A pair already in the verified
+    /// cache gets in even while the account is throttled, so an attacker's guessing
+    /// does not lock the owner's known devices out.
+    async fn verify_existing(
+        &self,
+        row: AccountRow,
+        password: &Password,
+        ip: Option<&str>,
+    ) -> Result<LoginOutcome, Unavailable> {
+        if row.blocked.is_some() {
+            return Ok(LoginOutcome::Refused(Refusal::Blocked));
+        }
+        if !self.cache.check(&row.address, password, &row.password_hash) {
+            let limits = &self.config().login;
+            let now = Instant::now();
+            if self
+                .account_failures
+                .is_limited(&row.address, limits.max_failures, now)
+                || ip.is_some_and(|ip| {
+                    self.ip_failures
+                        .is_limited(ip, limits.max_failures_per_ip, now)
+                })
+            {
+                return Ok(LoginOutcome::Refused(Refusal::Throttled));
+            }
+            match self.hasher.verify(password, &row.password_hash).await? {
+                Verdict::Mismatch => {
+                    self.account_failures.record_failure(&row.address, now);
+                    return Ok(LoginOutcome::Refused(Refusal::BadPassword));
+                }
+                Verdict::Match { rehash } => {
+                    self.account_failures.clear(&row.address);
+                    let mut stored = row.password_hash.clone();
+                    if rehash {
+                        let new = self.hasher.hash(password).await?;
+                        let (id, old, new2) = (row.id, row.password_hash.clone(), new.clone());
+                        if self.db(move |s| s.replace_hash(id, &old, &new2)).await? {
+                            tracing::info!("event=rehash address={}", self.shown(&row.address));
+                            stored = new;
+                        }
+                    }
+                    self.cache.insert(&row.address, password, &stored);
+                }
+            }
+        }
+        let now = self.now();
+        if row
+            .last_login
+            .is_none_or(|t| now - t >= LOGIN_WRITE_INTERVAL)
+        {
+            let id = row.id;
+            self.db(move |s| s.record_login(id, now, LOGIN_WRITE_INTERVAL))
+                .await?;
+        }
+        Ok(LoginOutcome::Accepted {
+            address: row.address,
+            created: false,
+        })
+    }
+
+    async fn login_create(
+        &self,
+        address: Address,
+        password: &Password,
+        ip: Option<&str>,
+    ) -> Result<LoginOutcome, Unavailable> {
+        let config = self.config();
+        if !config.registration.jit || self.registration_mode().await? != RegistrationMode::Open {
+            return Ok(LoginOutcome::Refused(Refusal::Unknown));
+        }
+        if address.check_rules(&config.registration.username).is_err()
+            || password::check_rules(password, &config.registration.password).is_err()
+            || address::mail_home(&config.mailbox.home, &address).is_err()
+        {
+            return Ok(LoginOutcome::Refused(Refusal::Invalid));
+        }
+        // One creation per address at a time in this process; the others wait, then
+        // find the account and verify against it (a cache hit when the password matches).
+        let lock = self.creation_lock(address.as_str());
+        let outcome = {
+            let _held = lock.lock().await;
+            self.create_locked(&address, password, &config, ip).await
+        };
+        self.release_creation_lock(address.as_str(), lock);
+        outcome
+    }
+
+    async fn create_locked(
+        &self,
+        address: &Address,
+        password: &Password,
+        config: &Config,
+        ip: Option<&str>,
+    ) -> Result<LoginOutcome, Unavailable> {
+        let key = address.as_str().to_owned();
+        if let Some(row) = self.db(move |s| s.account(&key)).await? {
+            return self.verify_existing(row, password, ip).await;
+        }
+        let hash = self.hasher.hash(password).await?;
+        let now = self.now();
+        let (addr, h) = (address.as_str().to_owned(), hash.clone());
+        let admin_if_none = config.registration.first_account_is_admin;
+        let created = self
+            .db(move |s| {
+                s.create_account(&NewAccount {
+                    address: &addr,
+                    password_hash: &h,
+                    created_via: Route::Jit.as_str(),
+                    now,
+                    token_hash: None,
+                    admin_if_none,
+                    admin: false,
+                    quota: QuotaMode::Default,
+                })
+            })
+            .await?;
+        match created {
+            Ok(c) => {
+                self.cache.insert(address.as_str(), password, &hash);
+                let id = c.id;
+                self.db(move |s| s.record_login(id, now, LOGIN_WRITE_INTERVAL))
+                    .await?;
+                Ok(LoginOutcome::Accepted {
+                    address: address.as_str().to_owned(),
+                    created: true,
+                })
+            }
+            // Another process (or host) created it meanwhile: verify against that one.
+            Err(CreateRefusal::Exists) => {
+                let key = address.as_str().to_owned();
+                match self.db(move |s| s.account(&key)).await? {
+                    Some(row) => self.verify_existing(row, password, ip).await,
+                    None => Ok(LoginOutcome::Refused(Refusal::Unknown)),
+                }
+            }
+            Err(CreateRefusal::Blocked) => Ok(LoginOutcome::Refused(Refusal::Blocked)),
+            Err(CreateRefusal::Token(_)) => Ok(LoginOutcome::Refused(Refusal::Unknown)),
+        }
+    }
+
+    fn creation_lock(&self, address: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = match self.creating.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(address.to_owned()).or_default().clone()
+    }
+
+    fn release_creation_lock(&self, address: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut map = match self.creating.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Only the map and this caller hold it: nobody is waiting, drop the entry.
+        if Arc::strong_count(&lock) <= 2 {
+            map.remove(address);
+        }
+    }
+
+    // ----- Dovecot userdb, last_login, quota_clone ---------------------------------------
+
+    /// The userdb entry of an existing, unblocked account.
+    pub async fn userdb(&self, user: &str) -> Result<Option<UserdbEntry>, Unavailable> {
+        let Ok(address) = self.parse(user) else {
+            return Ok(None);
+        };
+        let key = address.as_str().to_owned();
+        let Some(row) = self.db(move |s| s.account(&key)).await? else {
+            return Ok(None);
+        };
+        if row.blocked.is_some() {
+            return Ok(None);
+        }
+        let config = self.config();
+        let Ok(home) = address::mail_home(&config.mailbox.home, &address) else {
+            tracing::warn!(
+                "event=userdb result=unsafe_home address={}",
+                self.shown(address.as_str())
+            );
+            return Ok(None);
+        };
+        Ok(Some(UserdbEntry {
+            address: row.address,
+            home,
+            uid: config.mailbox.uid.clone(),
+            gid: config.mailbox.gid.clone(),
+            quota_bytes: self.quota_of(row.quota),
+        }))
+    }
+
+    /// Every account address, for `doveadm user '*'`.
+    pub async fn userdb_list(&self) -> Result<Vec<String>, Unavailable> {
+        Ok(self.db(|s| s.addresses()).await?)
+    }
+
+    fn quota_of(&self, mode: QuotaMode) -> Option<u64> {
+        resolve_quota(mode, self.config().quota.default)
+    }
+
+    /// Dovecot's last_login plugin reports a login. Unknown users are ignored (false).
+    pub async fn note_last_login(&self, user: &str, at: i64) -> Result<bool, Unavailable> {
+        let Ok(address) = self.parse(user) else {
+            return Ok(false);
+        };
+        let key = address.as_str().to_owned();
+        Ok(self.db(move |s| s.set_last_login(&key, at)).await?)
+    }
+
+    /// Dovecot's quota_clone plugin reports usage: absolute values (`set`) or changes
+    /// (`add`). Unknown users are ignored (false).
+    pub async fn note_usage(&self, user: &str, change: UsageChange) -> Result<bool, Unavailable> {
+        let Ok(address) = self.parse(user) else {
+            return Ok(false);
+        };
+        let key = address.as_str().to_owned();
+        let now = self.now();
+        Ok(self
+            .db(move |s| match change {
+                UsageChange::Set { bytes, messages } => s.set_usage(&key, bytes, messages, now),
+                UsageChange::Add { bytes, messages } => s.add_usage(&key, bytes, messages, now),
+            })
+            .await?)
+    }
+
+    /// Promotes `registration.admin_usernames` (run at start). Returns those promoted.
+    pub async fn promote_configured_admins(&self) -> Result<Vec<String>, Unavailable> {
+        let config = self.config();
+        let mut promoted = Vec::new();
+        for name in &config.registration.admin_usernames {
+            let full = if name.contains('@') {
+                name.clone()
+            } else {
+                match config.domains.first() {
+                    Some(d) => format!("{name}@{d}"),
+                    None => continue,
+                }
+            };
+            let Ok(address) = self.parse(&full) else {
+                tracing::warn!(
+                    "event=admin_promote result=invalid name={}",
+                    self.shown(name)
+                );
+                continue;
+            };
+            let key = address.as_str().to_owned();
+            if let Some(row) = self.db(move |s| s.account(&key)).await? {
+                if !row.admin {
+                    let key = row.address.clone();
+                    self.db(move |s| s.set_admin(&key, true)).await?;
+                    promoted.push(row.address);
+                }
+            }
+        }
+        Ok(promoted)
+    }
+}
+
+/// A usage report from Dovecot's quota_clone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageChange {
+    Set {
+        bytes: Option<i64>,
+        messages: Option<i64>,
+    },
+    Add {
+        bytes: i64,
+        messages: i64,
+    },
+}
+
+/// What an account's quota resolves to, given the configured default.
+pub fn resolve_quota(mode: QuotaMode, default: Quota) -> Option<u64> {
+    match mode {
+        QuotaMode::Default => default.bytes(),
+        QuotaMode::Explicit(b) => Some(b),
+        QuotaMode::Unlimited => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

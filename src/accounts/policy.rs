@@ -1,0 +1,128 @@
+//! The Postfix policy decision: who may receive and who may send, decided at RCPT time
+//! so refused mail is never queued.
+//!
+//! ```text
+//! sender (sasl_username) blocked            -> SenderBlocked
+//! sender over its send rate (per message)   -> SenderRateLimited
+//! recipient in a served domain, blocked     -> RecipientBlocked
+//! recipient in a served domain, no account  -> RecipientUnknown (if policy.reject_unknown)
+//! recipient over quota (used, or used+size) -> MailboxFull
+//! anything else                             -> Dunno
+//! ```
+
+use std::time::Instant;
+
+use super::address::Address;
+use super::{Accounts, Unavailable};
+
+/// What Postfix told us about one SMTP transaction step.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PolicyRequest<'a> {
+    /// `RCPT`, `DATA`, `END-OF-MESSAGE`, ...
+    pub protocol_state: &'a str,
+    pub recipient: &'a str,
+    pub sasl_username: &'a str,
+    /// The client's `MAIL FROM SIZE=` at RCPT (0 if none), the real size at END-OF-MESSAGE.
+    pub size: u64,
+    /// Postfix's id of the mail transaction: one per message.
+    pub instance: &'a str,
+}
+
+/// The decision; the adapter picks the configured reply text for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyVerdict {
+    Dunno,
+    RecipientBlocked,
+    RecipientUnknown,
+    MailboxFull,
+    SenderBlocked,
+    SenderRateLimited,
+}
+
+impl PolicyVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyVerdict::Dunno => "dunno",
+            PolicyVerdict::RecipientBlocked => "recipient_blocked",
+            PolicyVerdict::RecipientUnknown => "recipient_unknown",
+            PolicyVerdict::MailboxFull => "mailbox_full",
+            PolicyVerdict::SenderBlocked => "sender_blocked",
+            PolicyVerdict::SenderRateLimited => "sender_rate",
+        }
+    }
+}
+
+impl Accounts {
+    /// Decides one policy request.
+    pub async fn policy(&self, req: PolicyRequest<'_>) -> Result<PolicyVerdict, Unavailable> {
+        let verdict = self.policy_inner(req).await;
+        if let Ok(v) = &verdict {
+            if *v != PolicyVerdict::Dunno {
+                tracing::info!(
+                    "event=policy verdict={} sender={} recipient={}",
+                    v.as_str(),
+                    self.shown(if req.sasl_username.is_empty() {
+                        "-"
+                    } else {
+                        req.sasl_username
+                    }),
+                    self.shown(req.recipient)
+                );
+            }
+        }
+        verdict
+    }
+
+    async fn policy_inner(&self, req: PolicyRequest<'_>) -> Result<PolicyVerdict, Unavailable> {
+        let config = self.config();
+        let at_rcpt = req.protocol_state.eq_ignore_ascii_case("RCPT");
+        if !req.sasl_username.is_empty() {
+            if let Ok(sender) = Address::parse(req.sasl_username, &config.domains) {
+                let key = sender.as_str().to_owned();
+                if self.db(move |s| s.blocklist_entry(&key)).await?.is_some() {
+                    return Ok(PolicyVerdict::SenderBlocked);
+                }
+                if at_rcpt
+                    && !self.send_limiter.allow(
+                        sender.as_str(),
+                        req.instance,
+                        config.policy.send_per_minute,
+                        config.policy.send_burst,
+                        Instant::now(),
+                    )
+                {
+                    return Ok(PolicyVerdict::SenderRateLimited);
+                }
+            }
+        }
+        if !at_rcpt || req.recipient.is_empty() {
+            return Ok(PolicyVerdict::Dunno);
+        }
+        // Other domains (and malformed addresses) are not ours to judge.
+        let Ok(rcpt) = Address::parse(req.recipient, &config.domains) else {
+            return Ok(PolicyVerdict::Dunno);
+        };
+        let key = rcpt.as_str().to_owned();
+        let Some(row) = self.db(move |s| s.account(&key)).await? else {
+            let key = rcpt.as_str().to_owned();
+            if self.db(move |s| s.blocklist_entry(&key)).await?.is_some() {
+                return Ok(PolicyVerdict::RecipientBlocked);
+            }
+            return Ok(if config.policy.reject_unknown {
+                PolicyVerdict::RecipientUnknown
+            } else {
+                PolicyVerdict::Dunno
+            });
+        };
+        if row.blocked.is_some() {
+            return Ok(PolicyVerdict::RecipientBlocked);
+        }
+        if let Some(quota) = self.quota_of(row.quota) {
+            let used = u64::try_from(row.used_bytes).unwrap_or(0);
+            if used >= quota || (req.size > 0 && used.saturating_add(req.size) > quota) {
+                return Ok(PolicyVerdict::MailboxFull);
+            }
+        }
+        Ok(PolicyVerdict::Dunno)
+    }
+}

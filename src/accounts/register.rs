@@ -1,0 +1,244 @@
+//! Registration outside of login: `/new` (with or without an invite code), and the
+//! invite codes themselves.
+//!
+//! ```text
+//! open         anyone may register; an invite code, if given, must be valid and is used
+//! invite_only  a valid invite code is required
+//! closed       "registration is currently disabled." (invites too: closed means closed)
+//! ```
+
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+use super::address::{self, Address, AddressError};
+use super::password::{self, Password, PasswordError};
+use super::{Accounts, Route, Unavailable};
+use crate::config::{PasswordRules, RegistrationMode};
+use crate::store::{CreateRefusal, NewAccount, QuotaMode, TokenProblem};
+
+/// Exactly what closed mode answers, as operators know it.
+pub const CLOSED_MESSAGE: &str = "registration is currently disabled.";
+
+/// A sign-up. Absent username or password means "generate one".
+#[derive(Debug, Clone, Default)]
+pub struct RegisterRequest {
+    /// A local part, or a full address in a served domain.
+    pub username: Option<String>,
+    pub password: Option<Password>,
+    /// The invite code, as typed or taken from the link.
+    pub token: Option<String>,
+}
+
+/// A new account and the password to hand to its owner.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub address: String,
+    pub password: Password,
+}
+
+/// Why a sign-up was refused. The text is shown to the person signing up.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("{CLOSED_MESSAGE}")]
+    Closed,
+    #[error("an invite code is required to register.")]
+    TokenRequired,
+    #[error("{}", token_text(*.0))]
+    Token(TokenProblem),
+    #[error("{0}")]
+    Address(#[from] AddressError),
+    #[error("{0}")]
+    Password(#[from] PasswordError),
+    /// Exists or is on the blocklist: one wording for both, so nobody learns which.
+    #[error("this address is not available.")]
+    Taken,
+    #[error("the server cannot register accounts right now, please try again later.")]
+    Unavailable(#[from] Unavailable),
+}
+
+fn token_text(p: TokenProblem) -> &'static str {
+    match p {
+        TokenProblem::Unknown => "this invite code is not valid.",
+        TokenProblem::Expired => "this invite code has expired.",
+        TokenProblem::UsedUp => "this invite code has been used up.",
+        TokenProblem::Revoked => "this invite code has been revoked.",
+    }
+}
+
+/// SHA-256 of an invite code: what the database stores. Codes carry over 100 bits of
+/// randomness, so a fast hash is enough to make a stolen database useless for signing up.
+pub fn hash_code(code: &str) -> [u8; 32] {
+    Sha256::digest(code.trim().as_bytes()).into()
+}
+
+const CODE_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+
+/// A new invite code: 22 characters from an alphabet without look-alikes (110 bits).
+pub fn generate_code() -> String {
+    let mut rng = rand::rngs::OsRng;
+    (0..22)
+        .map(|_| CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char)
+        .collect()
+}
+
+/// A random local part of `len` characters of `a-z0-9`, as Delta Chat's relays hand out.
+pub fn random_local(len: usize) -> String {
+    const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..len)
+        .map(|_| ALNUM[rng.gen_range(0..ALNUM.len())] as char)
+        .collect()
+}
+
+/// A random password that meets `rules`: at least 20 characters (as long as allowed).
+pub fn random_password(rules: &PasswordRules) -> Password {
+    const CHARS: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789-_.!#%+=";
+    let len = rules.min_length.max(20).min(rules.max_length);
+    let mut rng = rand::rngs::OsRng;
+    loop {
+        let candidate: String = (0..len)
+            .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+            .collect();
+        let candidate = Password::new(candidate);
+        if password::check_rules(&candidate, rules).is_ok() {
+            return candidate;
+        }
+    }
+}
+
+impl Accounts {
+    /// Registers an account from `/new` (or anything else that signs people up).
+    pub async fn register(&self, req: RegisterRequest) -> Result<Registered, RegisterError> {
+        let outcome = self.register_inner(req).await;
+        match &outcome {
+            Ok(r) => tracing::info!(
+                "event=register route=web address={}",
+                self.shown(&r.address)
+            ),
+            Err(e) => tracing::info!("event=register result=fail reason=\"{e}\""),
+        }
+        outcome
+    }
+
+    async fn register_inner(&self, req: RegisterRequest) -> Result<Registered, RegisterError> {
+        let config = self.config();
+        let token = req
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(hash_code);
+        match self.registration_mode().await? {
+            RegistrationMode::Closed => return Err(RegisterError::Closed),
+            RegistrationMode::InviteOnly if token.is_none() => {
+                return Err(RegisterError::TokenRequired)
+            }
+            _ => {}
+        }
+        let password = match req.password {
+            Some(p) => {
+                password::check_rules(&p, &config.registration.password)?;
+                p
+            }
+            None => random_password(&config.registration.password),
+        };
+        let route = if token.is_some() {
+            Route::Invite
+        } else {
+            Route::Web
+        };
+        // A generated name may collide with an existing one: draw again a few times.
+        let attempts = if req.username.is_some() { 1 } else { 8 };
+        for _ in 0..attempts {
+            let address = match &req.username {
+                Some(name) => self.address_for(name)?,
+                None => self.address_for(&random_local(config.registration.random_local_length))?,
+            };
+            address.check_rules(&config.registration.username)?;
+            address::mail_home(&config.mailbox.home, &address)?;
+            let hash = self
+                .hasher
+                .hash(&password)
+                .await
+                .map_err(Unavailable::from)?;
+            let now = self.now();
+            let (addr, h) = (address.as_str().to_owned(), hash.clone());
+            let admin_if_none = config.registration.first_account_is_admin;
+            let created = self
+                .db(move |s| {
+                    s.create_account(&NewAccount {
+                        address: &addr,
+                        password_hash: &h,
+                        created_via: route.as_str(),
+                        now,
+                        token_hash: token,
+                        admin_if_none,
+                        admin: false,
+                        quota: QuotaMode::Default,
+                    })
+                })
+                .await
+                .map_err(Unavailable::from)?;
+            match created {
+                Ok(_) => {
+                    self.cache.insert(address.as_str(), &password, &hash);
+                    return Ok(Registered {
+                        address: address.as_str().to_owned(),
+                        password,
+                    });
+                }
+                Err(CreateRefusal::Exists) if req.username.is_none() => continue,
+                Err(CreateRefusal::Exists | CreateRefusal::Blocked) => {
+                    return Err(RegisterError::Taken)
+                }
+                Err(CreateRefusal::Token(p)) => return Err(RegisterError::Token(p)),
+            }
+        }
+        Err(RegisterError::Taken)
+    }
+
+    /// A local part gets the first served domain; a full address must be in a served one.
+    pub(crate) fn address_for(&self, name: &str) -> Result<Address, AddressError> {
+        let config = self.config();
+        if name.contains('@') {
+            Address::parse(name, &config.domains)
+        } else {
+            let domain = config.domains.first().ok_or(AddressError::BadDomain)?;
+            Address::from_parts(name.trim(), domain, &config.domains)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CharClass;
+
+    #[test]
+    fn generated_values_have_the_promised_shape() {
+        let code = generate_code();
+        assert_eq!(code.len(), 22);
+        assert_ne!(generate_code(), code);
+        let local = random_local(9);
+        assert_eq!(local.len(), 9);
+        assert!(local
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        let rules = PasswordRules {
+            min_length: 9,
+            max_length: 128,
+            require: vec![
+                CharClass::Upper,
+                CharClass::Lower,
+                CharClass::Digit,
+                CharClass::Special,
+            ],
+        };
+        for _ in 0..50 {
+            let p = random_password(&rules);
+            assert_eq!(password::check_rules(&p, &rules), Ok(()));
+            assert_eq!(p.expose().len(), 20);
+        }
+        assert_eq!(hash_code(" abc "), hash_code("abc"));
+    }
+}

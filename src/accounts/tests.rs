@@ -1,0 +1,658 @@
+//! Core behaviour, without any protocol: the rules every adapter relies on.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use super::*;
+use crate::config::{Argon2Config, Config, RegistrationMode};
+use crate::store::TokenProblem;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+    config: Config,
+    clock: Arc<AtomicI64>,
+}
+
+impl Fixture {
+    fn new(mode: RegistrationMode) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config {
+            domains: vec!["example.org".into()],
+            ..Config::default()
+        };
+        config.database.path = dir.path().join("postern.db");
+        config.mailbox.home = format!("{}/vmail/{{domain}}/{{local}}", dir.path().display());
+        config.registration.mode = mode;
+        config.argon2 = Argon2Config {
+            memory_kib: 1024,
+            iterations: 1,
+            ..Argon2Config::default()
+        };
+        Fixture {
+            db: config.database.path.clone(),
+            _dir: dir,
+            config,
+            clock: Arc::new(AtomicI64::new(1_800_000_000)),
+        }
+    }
+
+    /// A core over the fixture's database: call twice for two processes sharing it.
+    fn accounts(&self) -> Arc<Accounts> {
+        let store = Store::open(&self.db).expect("store");
+        let clock = self.clock.clone();
+        Arc::new(
+            Accounts::with_clock(
+                self.config.clone(),
+                store,
+                Arc::new(move || clock.load(Ordering::SeqCst)),
+            )
+            .expect("accounts"),
+        )
+    }
+}
+
+fn pw(s: &str) -> Password {
+    Password::new(s)
+}
+
+async fn login(a: &Accounts, user: &str, password: &str) -> LoginOutcome {
+    a.login(user, &pw(password), LoginContext::default())
+        .await
+        .expect("no temporary failure")
+}
+
+fn accepted(address: &str, created: bool) -> LoginOutcome {
+    LoginOutcome::Accepted {
+        address: address.into(),
+        created,
+    }
+}
+
+#[tokio::test]
+async fn jit_creates_on_first_login_then_verifies() {
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    assert_eq!(
+        login(&a, " Alice@Example.org", "first password").await,
+        accepted("alice@example.org", true)
+    );
+    assert_eq!(
+        login(&a, "alice@example.org", "first password").await,
+        accepted("alice@example.org", false)
+    );
+    assert_eq!(
+        login(&a, "alice@example.org", "other password").await,
+        LoginOutcome::Refused(Refusal::BadPassword)
+    );
+    let row = a.user("alice@example.org").await.expect("exists");
+    assert_eq!(row.created_via, "jit");
+    assert!(row.password_hash.starts_with("$argon2id$"));
+    assert!(!row.password_hash.contains("first password"));
+    assert_eq!(row.first_login, Some(1_800_000_000));
+    // The first account becomes admin (first_account_is_admin), the next one does not.
+    assert!(row.admin);
+    login(&a, "bob@example.org", "first password").await;
+    assert!(!a.user("bob@example.org").await.expect("exists").admin);
+}
+
+#[tokio::test]
+async fn jit_refuses_what_it_may_not_create() {
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    let refused = |r| LoginOutcome::Refused(r);
+    assert_eq!(
+        login(&a, "ab@example.org", "long enough pw").await,
+        refused(Refusal::Invalid)
+    );
+    assert_eq!(
+        login(&a, "postmaster@example.org", "long enough pw").await,
+        refused(Refusal::Invalid)
+    );
+    assert_eq!(
+        login(&a, "carol@example.org", "short").await,
+        refused(Refusal::Invalid)
+    );
+    assert_eq!(
+        login(&a, "carol@other.org", "long enough pw").await,
+        refused(Refusal::Unknown)
+    );
+    assert_eq!(
+        login(&a, "carol@example.org", "").await,
+        refused(Refusal::BadPassword)
+    );
+    a.blocklist_add("dave@example.org", None)
+        .await
+        .expect("block");
+    assert_eq!(
+        login(&a, "dave@example.org", "long enough pw").await,
+        refused(Refusal::Blocked)
+    );
+    assert!(a.users(false, None).await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn invite_only_and_closed_create_nothing_on_login() {
+    for mode in [RegistrationMode::InviteOnly, RegistrationMode::Closed] {
+        let f = Fixture::new(mode);
+        let a = f.accounts();
+        assert_eq!(
+            login(&a, "alice@example.org", "long enough pw").await,
+            LoginOutcome::Refused(Refusal::Unknown)
+        );
+        assert!(a.users(false, None).await.expect("list").is_empty());
+    }
+    // jit = false switches creation on login off even in open mode.
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.registration.jit = false;
+    let a = f.accounts();
+    assert_eq!(
+        login(&a, "alice@example.org", "long enough pw").await,
+        LoginOutcome::Refused(Refusal::Unknown)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_logins_make_one_account_and_all_succeed() {
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    let b = f.accounts(); // a second process on the same database
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let core = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            core.login(
+                "same@example.org",
+                &pw("shared secret 1"),
+                LoginContext::default(),
+            )
+            .await
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        match t.await.expect("join").expect("no tempfail") {
+            LoginOutcome::Accepted { created: c, .. } => created += usize::from(c),
+            other => panic!("refused: {other:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(a.users(false, None).await.expect("list").len(), 1);
+}
+
+#[tokio::test]
+async fn block_and_password_change_from_another_process_take_effect_at_once() {
+    let f = Fixture::new(RegistrationMode::Open);
+    let daemon = f.accounts();
+    let cli = f.accounts();
+    login(&daemon, "alice@example.org", "old password").await;
+    // Warm the daemon's verification cache.
+    assert_eq!(
+        login(&daemon, "alice@example.org", "old password").await,
+        accepted("alice@example.org", false)
+    );
+    cli.set_password("alice@example.org", Some(pw("new password")))
+        .await
+        .expect("passwd");
+    assert_eq!(
+        login(&daemon, "alice@example.org", "old password").await,
+        LoginOutcome::Refused(Refusal::BadPassword)
+    );
+    assert_eq!(
+        login(&daemon, "alice@example.org", "new password").await,
+        accepted("alice@example.org", false)
+    );
+    cli.block_user("alice@example.org", Some("abuse".into()))
+        .await
+        .expect("block");
+    assert_eq!(
+        login(&daemon, "alice@example.org", "new password").await,
+        LoginOutcome::Refused(Refusal::Blocked)
+    );
+    assert_eq!(daemon.userdb("alice@example.org").await.expect("db"), None);
+    cli.unblock_user("alice@example.org")
+        .await
+        .expect("unblock");
+    assert_eq!(
+        login(&daemon, "alice@example.org", "new password").await,
+        accepted("alice@example.org", false)
+    );
+}
+
+#[tokio::test]
+async fn runtime_mode_overrides_config_across_processes() {
+    let f = Fixture::new(RegistrationMode::InviteOnly);
+    let daemon = f.accounts();
+    let cli = f.accounts();
+    assert_eq!(
+        daemon.registration_mode().await.expect("db"),
+        RegistrationMode::InviteOnly
+    );
+    cli.set_registration_mode(Some(RegistrationMode::Open))
+        .await
+        .expect("set");
+    assert_eq!(
+        login(&daemon, "alice@example.org", "long enough pw").await,
+        accepted("alice@example.org", true)
+    );
+    cli.set_registration_mode(Some(RegistrationMode::Closed))
+        .await
+        .expect("set");
+    let err = daemon
+        .register(RegisterRequest::default())
+        .await
+        .expect_err("closed");
+    assert_eq!(err.to_string(), "registration is currently disabled.");
+    cli.set_registration_mode(None).await.expect("reset");
+    assert_eq!(
+        daemon.registration_mode().await.expect("db"),
+        RegistrationMode::InviteOnly
+    );
+}
+
+#[tokio::test]
+async fn legacy_hash_is_rehashed_at_next_good_login() {
+    let f = Fixture::new(RegistrationMode::Closed);
+    let a = f.accounts();
+    a.add_user(NewUser {
+        address: "old@example.org".into(),
+        password: Some(pw("placeholder pw")),
+        quota: QuotaMode::Default,
+        admin: false,
+        route: Route::Import,
+    })
+    .await
+    .expect("add");
+    let legacy = sha_crypt::sha512_simple(
+        "chatmail password",
+        &sha_crypt::Sha512Params::new(5000).expect("params"),
+    )
+    .expect("hash");
+    let stored = format!("{{SHA512-CRYPT}}{legacy}");
+    a.store
+        .set_password_hash("old@example.org", &stored)
+        .expect("db");
+    assert_eq!(
+        login(&a, "old@example.org", "wrong password").await,
+        LoginOutcome::Refused(Refusal::BadPassword)
+    );
+    assert_eq!(
+        login(&a, "old@example.org", "chatmail password").await,
+        accepted("old@example.org", false)
+    );
+    let row = a.user("old@example.org").await.expect("row");
+    assert!(
+        row.password_hash.starts_with("$argon2id$"),
+        "{}",
+        row.password_hash
+    );
+    let b = f.accounts(); // fresh process, no cache: the new hash verifies
+    assert_eq!(
+        login(&b, "old@example.org", "chatmail password").await,
+        accepted("old@example.org", false)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invite_uses_are_never_exceeded_under_concurrency() {
+    let f = Fixture::new(RegistrationMode::InviteOnly);
+    let a = f.accounts();
+    let (_, code) = a
+        .create_token(5, None, Some("five".into()))
+        .await
+        .expect("token");
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (a, code) = (a.clone(), code.clone());
+        tasks.push(tokio::spawn(async move {
+            a.register(RegisterRequest {
+                token: Some(code),
+                ..RegisterRequest::default()
+            })
+            .await
+        }));
+    }
+    let (mut ok, mut used_up) = (0, 0);
+    for t in tasks {
+        match t.await.expect("join") {
+            Ok(r) => {
+                ok += 1;
+                assert_eq!(r.address.len(), 9 + "@example.org".len());
+            }
+            Err(RegisterError::Token(TokenProblem::UsedUp)) => used_up += 1,
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert_eq!((ok, used_up), (5, 15));
+    let rows = a.users(false, None).await.expect("list");
+    assert_eq!(rows.len(), 5);
+    assert!(rows
+        .iter()
+        .all(|r| r.created_via == "invite" && r.token_id.is_some()));
+}
+
+#[tokio::test]
+async fn register_checks_mode_token_and_rules() {
+    let f = Fixture::new(RegistrationMode::InviteOnly);
+    let a = f.accounts();
+    let req = |u: &str, p: &str, t: Option<&str>| RegisterRequest {
+        username: Some(u.into()),
+        password: Some(pw(p)),
+        token: t.map(str::to_owned),
+    };
+    assert!(matches!(
+        a.register(req("alice", "long enough pw", None)).await,
+        Err(RegisterError::TokenRequired)
+    ));
+    assert!(matches!(
+        a.register(req("alice", "long enough pw", Some("nope")))
+            .await,
+        Err(RegisterError::Token(TokenProblem::Unknown))
+    ));
+    let (_, code) = a.create_token(3, None, None).await.expect("token");
+    assert!(matches!(
+        a.register(req("alice", "short", Some(&code))).await,
+        Err(RegisterError::Password(_))
+    ));
+    assert!(matches!(
+        a.register(req("a..b", "long enough pw", Some(&code))).await,
+        Err(RegisterError::Address(_))
+    ));
+    let r = a
+        .register(req("Alice@example.org", "long enough pw", Some(&code)))
+        .await
+        .expect("ok");
+    assert_eq!(r.address, "alice@example.org");
+    assert!(matches!(
+        a.register(req("alice", "long enough pw", Some(&code)))
+            .await,
+        Err(RegisterError::Taken)
+    ));
+    // Refused attempts consumed no use: 3 uses, 1 account.
+    let t = &a.tokens().await.expect("tokens")[0];
+    assert_eq!(t.uses, 1);
+    // The registered password logs in.
+    assert_eq!(
+        login(&a, "alice@example.org", "long enough pw").await,
+        accepted("alice@example.org", false)
+    );
+}
+
+#[tokio::test]
+async fn delete_blocks_address_and_removes_home_inside_root_only() {
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    login(&a, "alice@example.org", "long enough pw").await;
+    let entry = a
+        .userdb("alice@example.org")
+        .await
+        .expect("db")
+        .expect("entry");
+    std::fs::create_dir_all(entry.home.join("Maildir/new")).expect("mkdir");
+    std::fs::write(entry.home.join("Maildir/new/1"), "mail").expect("write");
+    let deleted = a
+        .delete_user("alice@example.org", false, false)
+        .await
+        .expect("delete");
+    assert_eq!(deleted.mail_removed.as_deref(), Some(entry.home.as_path()));
+    assert!(!entry.home.exists());
+    // The address stays blocked: nobody can take it over by logging in.
+    assert_eq!(
+        login(&a, "alice@example.org", "long enough pw").await,
+        LoginOutcome::Refused(Refusal::Blocked)
+    );
+    // With --allow-reuse it can be registered again.
+    login(&a, "bob@example.org", "long enough pw").await;
+    a.delete_user("bob@example.org", true, true)
+        .await
+        .expect("delete");
+    assert_eq!(
+        login(&a, "bob@example.org", "another pw 1").await,
+        accepted("bob@example.org", true)
+    );
+}
+
+#[tokio::test]
+async fn userdb_and_usage_reports() {
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    login(&a, "alice@example.org", "long enough pw").await;
+    let e = a
+        .userdb("ALICE@example.org")
+        .await
+        .expect("db")
+        .expect("entry");
+    assert_eq!(e.address, "alice@example.org");
+    assert_eq!(e.quota_bytes, Some(500 << 20));
+    assert!(e.home.ends_with("vmail/example.org/alice"));
+    a.set_user_quota("alice@example.org", QuotaMode::Unlimited)
+        .await
+        .expect("quota");
+    assert_eq!(
+        a.userdb("alice@example.org")
+            .await
+            .expect("db")
+            .expect("e")
+            .quota_bytes,
+        None
+    );
+    assert!(a
+        .note_usage(
+            "alice@example.org",
+            UsageChange::Set {
+                bytes: Some(4096),
+                messages: Some(2)
+            }
+        )
+        .await
+        .expect("db"));
+    assert!(!a
+        .note_usage(
+            "nobody@example.org",
+            UsageChange::Set {
+                bytes: Some(1),
+                messages: None
+            }
+        )
+        .await
+        .expect("db"));
+    assert!(a
+        .note_last_login("alice@example.org", 1_900_000_000)
+        .await
+        .expect("db"));
+    let row = a.user("alice@example.org").await.expect("row");
+    assert_eq!(
+        (row.used_bytes, row.used_messages, row.last_login),
+        (4096, 2, Some(1_900_000_000))
+    );
+    assert_eq!(a.userdb("nobody@example.org").await.expect("db"), None);
+}
+
+#[tokio::test]
+async fn repeated_failures_throttle_without_locking_out_known_devices() {
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.login.max_failures = 3;
+    let a = f.accounts();
+    login(&a, "alice@example.org", "right password").await; // creates; device now cached
+    for _ in 0..3 {
+        assert_eq!(
+            login(&a, "alice@example.org", "wrong guess").await,
+            LoginOutcome::Refused(Refusal::BadPassword)
+        );
+    }
+    // Further guesses are refused without a password check...
+    assert_eq!(
+        login(&a, "alice@example.org", "wrong guess").await,
+        LoginOutcome::Refused(Refusal::Throttled)
+    );
+    // ...a new device with the right password waits for the window too...
+    let fresh = f.accounts();
+    for _ in 0..3 {
+        login(&fresh, "alice@example.org", "bad").await;
+    }
+    assert_eq!(
+        login(&fresh, "alice@example.org", "right password").await,
+        LoginOutcome::Refused(Refusal::Throttled)
+    );
+    // ...but the owner's known device still gets in.
+    assert_eq!(
+        login(&a, "alice@example.org", "right password").await,
+        accepted("alice@example.org", false)
+    );
+}
+
+#[tokio::test]
+async fn failures_per_client_ip_are_limited_across_accounts() {
+    let mut f = Fixture::new(RegistrationMode::Closed);
+    f.config.login.max_failures_per_ip = 5;
+    let a = f.accounts();
+    a.add_user(NewUser {
+        address: "alice@example.org".into(),
+        password: Some(pw("right password")),
+        quota: QuotaMode::Default,
+        admin: false,
+        route: Route::Cli,
+    })
+    .await
+    .expect("add");
+    let attacker = LoginContext {
+        service: "smtp",
+        remote_ip: Some("192.0.2.7".parse().expect("ip")),
+    };
+    for i in 0..5 {
+        let r = a
+            .login(
+                &format!("user{i}@example.org"),
+                &pw("guess guess"),
+                attacker,
+            )
+            .await
+            .expect("ok");
+        assert_eq!(r, LoginOutcome::Refused(Refusal::Unknown));
+    }
+    let r = a
+        .login("alice@example.org", &pw("right password"), attacker)
+        .await
+        .expect("ok");
+    assert_eq!(r, LoginOutcome::Refused(Refusal::Throttled));
+    let other = LoginContext {
+        service: "smtp",
+        remote_ip: Some("198.51.100.1".parse().expect("ip")),
+    };
+    let r = a
+        .login("alice@example.org", &pw("right password"), other)
+        .await
+        .expect("ok");
+    assert_eq!(r, accepted("alice@example.org", false));
+}
+
+#[tokio::test]
+async fn policy_decisions() {
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.policy.send_burst = 2;
+    let a = f.accounts();
+    for u in ["alice", "bob", "full"] {
+        login(&a, &format!("{u}@example.org"), "policy password").await;
+    }
+    a.set_user_quota("full@example.org", QuotaMode::Explicit(1000))
+        .await
+        .expect("quota");
+    a.note_usage(
+        "full@example.org",
+        UsageChange::Set {
+            bytes: Some(1000),
+            messages: Some(1),
+        },
+    )
+    .await
+    .expect("usage");
+    a.set_user_quota("bob@example.org", QuotaMode::Explicit(10_000))
+        .await
+        .expect("quota");
+    a.note_usage(
+        "bob@example.org",
+        UsageChange::Set {
+            bytes: Some(9_000),
+            messages: Some(1),
+        },
+    )
+    .await
+    .expect("usage");
+    a.blocklist_add("gone@example.org", None)
+        .await
+        .expect("block");
+    let rcpt = |r: &'static str, size: u64| PolicyRequest {
+        protocol_state: "RCPT",
+        recipient: r,
+        size,
+        ..PolicyRequest::default()
+    };
+    let decide = |req| {
+        let a = a.clone();
+        async move { a.policy(req).await.expect("no tempfail") }
+    };
+    assert_eq!(
+        decide(rcpt("alice@example.org", 0)).await,
+        PolicyVerdict::Dunno
+    );
+    assert_eq!(
+        decide(rcpt("Alice@EXAMPLE.org", 0)).await,
+        PolicyVerdict::Dunno
+    );
+    assert_eq!(
+        decide(rcpt("someone@elsewhere.net", 0)).await,
+        PolicyVerdict::Dunno
+    );
+    assert_eq!(
+        decide(rcpt("ghost@example.org", 0)).await,
+        PolicyVerdict::RecipientUnknown
+    );
+    assert_eq!(
+        decide(rcpt("gone@example.org", 0)).await,
+        PolicyVerdict::RecipientBlocked
+    );
+    assert_eq!(
+        decide(rcpt("full@example.org", 0)).await,
+        PolicyVerdict::MailboxFull
+    );
+    assert_eq!(
+        decide(rcpt("bob@example.org", 500)).await,
+        PolicyVerdict::Dunno
+    );
+    assert_eq!(
+        decide(rcpt("bob@example.org", 2_000)).await,
+        PolicyVerdict::MailboxFull
+    );
+    let mut data = rcpt("full@example.org", 0);
+    data.protocol_state = "DATA";
+    assert_eq!(decide(data).await, PolicyVerdict::Dunno);
+
+    // Authenticated sender: rate per message, block.
+    let send = |instance: &'static str| PolicyRequest {
+        protocol_state: "RCPT",
+        recipient: "someone@elsewhere.net",
+        sasl_username: "alice@example.org",
+        instance,
+        size: 0,
+    };
+    assert_eq!(decide(send("m1")).await, PolicyVerdict::Dunno);
+    assert_eq!(
+        decide(send("m1")).await,
+        PolicyVerdict::Dunno,
+        "second recipient, same message"
+    );
+    assert_eq!(decide(send("m2")).await, PolicyVerdict::Dunno);
+    assert_eq!(decide(send("m3")).await, PolicyVerdict::SenderRateLimited);
+    a.block_user("alice@example.org", None)
+        .await
+        .expect("block");
+    assert_eq!(decide(send("m4")).await, PolicyVerdict::SenderBlocked);
+
+    let mut f2 = Fixture::new(RegistrationMode::Open);
+    f2.config.policy.reject_unknown = false;
+    let b = f2.accounts();
+    assert_eq!(
+        b.policy(rcpt("ghost@example.org", 0)).await.expect("ok"),
+        PolicyVerdict::Dunno
+    );
+}

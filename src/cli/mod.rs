@@ -1,0 +1,675 @@
+//! The `postern` command line: the daemon (`serve`) and the operator's commands. Like
+//! every adapter it parses, calls the accounts core, and prints; it decides nothing.
+//!
+//! ```text
+//! postern user add alice@example.org --password-stdin
+//! postern user list --json
+//! postern token create --uses 1 --expires 72h --comment "for Alice"
+//! ```
+//!
+//! Exit codes: 0 done; 1 refused (bad input, no such account, already exists, ...);
+//! 2 configuration or usage error; 3 temporary failure (database busy or unreachable:
+//! try again).
+
+mod output;
+mod privileges;
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::accounts::admin::token_status;
+use crate::accounts::password::Password;
+use crate::accounts::{Accounts, AdminError, NewUser, Route, Unavailable};
+use crate::config::{self, Config, Quota, RegistrationMode, Seconds};
+use crate::store::{QuotaMode, Store};
+use output::{account_json, block_json, print_json, token_json, when};
+
+/// Chatmail-style accounts for Dovecot + Postfix.
+#[derive(Debug, Parser)]
+#[command(name = "postern", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short = 'c', global = true, value_name = "PATH", env = "POSTERN_CONFIG",
+          default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: the Dovecot and Postfix sockets and the web listener.
+    Serve,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage invite codes.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Addresses that may not log in, receive mail or register.
+    #[command(subcommand)]
+    Blocklist(BlocklistCmd),
+    /// Show or change the registration mode at run time.
+    #[command(subcommand)]
+    Registration(RegistrationCmd),
+    /// Show or check the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct Json {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct PasswordSource {
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Generate a random password and print it once (the default).
+    #[arg(long)]
+    random: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Create an account.
+    Add {
+        address: String,
+        #[command(flatten)]
+        password: PasswordSource,
+        /// Storage quota: 500M, 1G, bytes or "unlimited" (default: quota.default).
+        #[arg(long)]
+        quota: Option<String>,
+        /// Make the account an administrator (admin web page).
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List accounts.
+    List {
+        /// Only blocked accounts.
+        #[arg(long)]
+        blocked: bool,
+        /// Only addresses containing this text.
+        #[arg(long)]
+        search: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Show one account.
+    Show {
+        address: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Set a new password.
+    Passwd {
+        address: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Block an account: no login, no new mail; its mail is kept.
+    Block {
+        address: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Unblock an account.
+    Unblock { address: String },
+    /// Delete an account and (unless --keep-mail) its mail home.
+    Delete {
+        address: String,
+        /// Keep the mail home on disk.
+        #[arg(long)]
+        keep_mail: bool,
+        /// Let the address be registered again (by default it stays on the blocklist).
+        #[arg(long)]
+        allow_reuse: bool,
+        /// Confirm: this cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Set the quota: a size (500M, 1G, bytes), "unlimited" or "default".
+    Quota { address: String, size: String },
+    /// Grant (or with --revoke take away) the administrator flag.
+    Admin {
+        address: String,
+        #[arg(long)]
+        revoke: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create an invite code; it is printed once, with its sign-up link.
+    Create {
+        /// How many accounts it may create.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Lifetime such as 72h or 30d (default: no expiry).
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List invite codes (their codes are not stored, only their ids).
+    List {
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Revoke an invite by its code or id.
+    Revoke { code_or_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BlocklistCmd {
+    /// Put an address on the blocklist.
+    Add {
+        address: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Take an address off the blocklist.
+    Remove { address: String },
+    /// List the blocklist.
+    List {
+        #[command(flatten)]
+        json: Json,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistrationCmd {
+    /// Show the mode in force and where it comes from.
+    Status {
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Set the mode now, for every process and across restarts.
+    Set {
+        #[arg(value_parser = ["open", "invite_only", "closed"])]
+        mode: String,
+    },
+    /// Drop the run-time mode; the configuration file's applies again.
+    Reset,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print the effective configuration (defaults, file, environment) as TOML.
+    Show,
+    /// Check the configuration; exit 2 with the reason when it is invalid.
+    Check,
+}
+
+/// A failure of a command, with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    fn refused(message: impl Into<String>) -> Self {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+    fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<AdminError> for Failure {
+    fn from(e: AdminError) -> Self {
+        let code = match e {
+            AdminError::Unavailable(_) => 3,
+            _ => 1,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<Unavailable> for Failure {
+    fn from(e: Unavailable) -> Self {
+        Failure {
+            code: 3,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    let result = match &cli.command {
+        Command::Config(cmd) => config_command(&cli, cmd),
+        Command::Serve => serve(&cli),
+        _ => admin_command(&cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("postern: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, Failure> {
+    Config::load(&cli.config, false)
+        .map_err(|e| Failure::usage(format!("{}: {e:#}", cli.config.display())))
+}
+
+fn config_command(cli: &Cli, cmd: &ConfigCmd) -> Result<(), Failure> {
+    let config = load_config(cli)?;
+    match cmd {
+        ConfigCmd::Show => print!("{}", config.to_toml()),
+        ConfigCmd::Check => println!(
+            "configuration ok ({})",
+            if cli.config.exists() {
+                cli.config.display().to_string()
+            } else {
+                "defaults and environment; no file".into()
+            }
+        ),
+    }
+    Ok(())
+}
+
+fn serve(cli: &Cli) -> Result<(), Failure> {
+    let config = load_config(cli)?;
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::refused(format!("cannot start the runtime: {e}")))?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    runtime
+        .block_on(crate::server::run(config, cli.config.clone(), cancel))
+        .map_err(|e| {
+            tracing::error!("event=fatal error=\"{e}\"");
+            let code = match e {
+                crate::server::ServeError::Config(_)
+                | crate::server::ServeError::NothingToServe => 2,
+                _ => 1,
+            };
+            Failure {
+                code,
+                message: e.to_string(),
+            }
+        })
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn admin_command(cli: &Cli) -> Result<(), Failure> {
+    let config = load_config(cli)?;
+    let privileges = privileges::Privileges::for_database(&config.database.path)
+        .map_err(|e| Failure::refused(format!("cannot switch to the database owner: {e}")))?;
+    let store = privileges
+        .as_owner(|| Store::open(&config.database.path))
+        .map_err(|e| Failure {
+            code: 3,
+            message: e.to_string(),
+        })?;
+    let accounts =
+        Arc::new(Accounts::new(config, store).map_err(|e| Failure::usage(format!("argon2: {e}")))?);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::refused(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(dispatch(cli, &accounts, &privileges))
+}
+
+async fn dispatch(
+    cli: &Cli,
+    accounts: &Accounts,
+    privileges: &privileges::Privileges,
+) -> Result<(), Failure> {
+    match &cli.command {
+        Command::User(cmd) => user_command(accounts, cmd, privileges).await,
+        Command::Token(cmd) => token_command(accounts, cmd).await,
+        Command::Blocklist(cmd) => blocklist_command(accounts, cmd).await,
+        Command::Registration(cmd) => registration_command(accounts, cmd).await,
+        Command::Serve | Command::Config(_) => Ok(()),
+    }
+}
+
+fn read_password(source: &PasswordSource) -> Result<Option<Password>, Failure> {
+    if !source.password_stdin {
+        return Ok(None);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure::refused(format!("cannot read the password: {e}")))?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.is_empty() {
+        return Err(Failure::refused("no password on standard input"));
+    }
+    Ok(Some(Password::new(line)))
+}
+
+fn parse_quota(s: &str) -> Result<QuotaMode, Failure> {
+    if s.trim().eq_ignore_ascii_case("default") {
+        return Ok(QuotaMode::Default);
+    }
+    match Quota::parse(s) {
+        Ok(Quota::Limited(b)) => Ok(QuotaMode::Explicit(b)),
+        Ok(Quota::Unlimited) => Ok(QuotaMode::Unlimited),
+        Err(e) => Err(Failure::refused(format!(
+            "{e}, \"unlimited\" or \"default\""
+        ))),
+    }
+}
+
+async fn user_command(
+    accounts: &Accounts,
+    cmd: &UserCmd,
+    privileges: &privileges::Privileges,
+) -> Result<(), Failure> {
+    match cmd {
+        UserCmd::Add {
+            address,
+            password,
+            quota,
+            admin,
+            json,
+        } => {
+            let quota = quota
+                .as_deref()
+                .map(parse_quota)
+                .transpose()?
+                .unwrap_or(QuotaMode::Default);
+            let (row, generated) = accounts
+                .add_user(NewUser {
+                    address: address.clone(),
+                    password: read_password(password)?,
+                    quota,
+                    admin: *admin,
+                    route: Route::Cli,
+                })
+                .await?;
+            if json.json {
+                let mut v = account_json(accounts, &row);
+                if let Some(p) = &generated {
+                    v["password"] = json!(p.expose());
+                }
+                print_json(&v);
+            } else {
+                println!("created {}", row.address);
+                if let Some(p) = &generated {
+                    println!("password: {}", p.expose());
+                }
+            }
+        }
+        UserCmd::List {
+            blocked,
+            search,
+            json,
+        } => {
+            let rows = accounts.users(*blocked, search.clone()).await?;
+            if json.json {
+                print_json(&json!(rows
+                    .iter()
+                    .map(|r| account_json(accounts, r))
+                    .collect::<Vec<_>>()));
+            } else {
+                output::account_table(accounts, &rows);
+            }
+        }
+        UserCmd::Show { address, json } => {
+            let row = accounts.user(address).await?;
+            if json.json {
+                print_json(&account_json(accounts, &row));
+            } else {
+                output::account_details(accounts, &row);
+            }
+        }
+        UserCmd::Passwd { address, password } => {
+            let generated = accounts
+                .set_password(address, read_password(password)?)
+                .await?;
+            println!("password changed for {}", address.trim().to_lowercase());
+            if let Some(p) = generated {
+                println!("password: {}", p.expose());
+            }
+        }
+        UserCmd::Block { address, reason } => {
+            accounts.block_user(address, reason.clone()).await?;
+            println!("blocked {}", address.trim().to_lowercase());
+        }
+        UserCmd::Unblock { address } => {
+            if accounts.unblock_user(address).await? {
+                println!("unblocked {}", address.trim().to_lowercase());
+            } else {
+                println!("{} was not blocked", address.trim().to_lowercase());
+            }
+        }
+        UserCmd::Delete {
+            address,
+            keep_mail,
+            allow_reuse,
+            yes,
+        } => {
+            if !yes {
+                return Err(Failure::refused(format!(
+                    "deleting {address} cannot be undone; add --yes to confirm"
+                )));
+            }
+            let deleted = accounts.delete_user(address, true, *allow_reuse).await?;
+            println!("deleted {}", deleted.account.address);
+            if deleted.still_blocked {
+                println!("the address stays on the blocklist (--allow-reuse lets it be registered again)");
+            }
+            if !keep_mail {
+                // Mail homes belong to the mail user, not the database owner.
+                let removed = privileges
+                    .as_invoker_async(accounts.remove_mail_home(&deleted.account.address))
+                    .await?;
+                match removed {
+                    Some(path) => println!("removed mail home {}", path.display()),
+                    None => println!("no mail home on disk"),
+                }
+            }
+        }
+        UserCmd::Quota { address, size } => {
+            let quota = parse_quota(size)?;
+            accounts.set_user_quota(address, quota).await?;
+            let row = accounts.user(address).await?;
+            println!(
+                "quota of {} is now {}",
+                row.address,
+                output::quota_text(accounts, &row)
+            );
+        }
+        UserCmd::Admin { address, revoke } => {
+            accounts.set_user_admin(address, !revoke).await?;
+            println!(
+                "{} is {}an administrator",
+                address.trim().to_lowercase(),
+                if *revoke { "no longer " } else { "now " }
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn token_command(accounts: &Accounts, cmd: &TokenCmd) -> Result<(), Failure> {
+    let now = accounts.now();
+    match cmd {
+        TokenCmd::Create {
+            uses,
+            expires,
+            comment,
+            json,
+        } => {
+            if *uses == 0 {
+                return Err(Failure::refused("--uses must be at least 1"));
+            }
+            let expires = expires
+                .as_deref()
+                .map(Seconds::parse)
+                .transpose()
+                .map_err(Failure::refused)?;
+            let (row, code) = accounts
+                .create_token(*uses, expires, comment.clone())
+                .await?;
+            let link = accounts.signup_link(&code);
+            if json.json {
+                let mut v = token_json(&row, now);
+                v["code"] = json!(code);
+                v["link"] = json!(link);
+                v["dcaccount"] = json!(format!("DCACCOUNT:{link}"));
+                print_json(&v);
+            } else {
+                println!(
+                    "invite {} created (uses: {}, expires: {})",
+                    row.id,
+                    row.max_uses,
+                    when(row.expires_at)
+                );
+                println!("code: {code}");
+                println!("link: {link}");
+                println!("Delta Chat: DCACCOUNT:{link}");
+                println!("The code is shown only now; postern stores only its hash.");
+            }
+        }
+        TokenCmd::List { json } => {
+            let rows = accounts.tokens().await?;
+            if json.json {
+                print_json(&json!(rows
+                    .iter()
+                    .map(|t| token_json(t, now))
+                    .collect::<Vec<_>>()));
+            } else {
+                println!(
+                    "{:>5}  {:<8}  {:>9}  {:<20}  comment",
+                    "id", "status", "uses", "expires"
+                );
+                for t in &rows {
+                    println!(
+                        "{:>5}  {:<8}  {:>9}  {:<20}  {}",
+                        t.id,
+                        token_status(t, now),
+                        format!("{}/{}", t.uses, t.max_uses),
+                        when(t.expires_at),
+                        t.comment.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        TokenCmd::Revoke { code_or_id } => {
+            let row = accounts.revoke_token(code_or_id).await?;
+            println!("revoked invite {}", row.id);
+        }
+    }
+    Ok(())
+}
+
+async fn blocklist_command(accounts: &Accounts, cmd: &BlocklistCmd) -> Result<(), Failure> {
+    match cmd {
+        BlocklistCmd::Add { address, reason } => {
+            let new = accounts.blocklist_add(address, reason.clone()).await?;
+            let a = address.trim().to_lowercase();
+            println!(
+                "{}",
+                if new {
+                    format!("{a} is now on the blocklist")
+                } else {
+                    format!("{a} was already on the blocklist")
+                }
+            );
+        }
+        BlocklistCmd::Remove { address } => {
+            let a = address.trim().to_lowercase();
+            if accounts.blocklist_remove(address).await? {
+                println!("{a} is off the blocklist");
+            } else {
+                return Err(Failure::refused(format!("{a} is not on the blocklist")));
+            }
+        }
+        BlocklistCmd::List { json } => {
+            let rows = accounts.blocklist().await?;
+            if json.json {
+                print_json(&json!(rows.iter().map(block_json).collect::<Vec<_>>()));
+            } else {
+                for b in &rows {
+                    println!(
+                        "{}  since {}  {}",
+                        b.address,
+                        when(Some(b.since)),
+                        b.reason.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn registration_command(accounts: &Accounts, cmd: &RegistrationCmd) -> Result<(), Failure> {
+    match cmd {
+        RegistrationCmd::Status { json } => {
+            let mode = accounts.registration_mode().await?;
+            let runtime = accounts.registration_override().await?;
+            let config_mode = accounts.config().registration.mode;
+            if json.json {
+                print_json(&json!({
+                    "mode": mode.as_str(),
+                    "source": if runtime.is_some() { "runtime" } else { "config" },
+                    "config_mode": config_mode.as_str(),
+                    "jit": accounts.config().registration.jit,
+                }));
+            } else {
+                println!("registration: {mode}");
+                match runtime {
+                    Some(_) => println!("set at run time (the configuration says {config_mode}; `postern registration reset` returns to it)"),
+                    None => println!("from the configuration"),
+                }
+            }
+        }
+        RegistrationCmd::Set { mode } => {
+            let mode = RegistrationMode::parse(mode)
+                .ok_or_else(|| Failure::usage("mode must be open, invite_only or closed"))?;
+            let now = accounts.set_registration_mode(Some(mode)).await?;
+            println!("registration: {now}");
+        }
+        RegistrationCmd::Reset => {
+            let now = accounts.set_registration_mode(None).await?;
+            println!("registration: {now} (from the configuration)");
+        }
+    }
+    Ok(())
+}

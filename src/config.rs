@@ -1,0 +1,746 @@
+//! Configuration: built-in defaults, then the TOML file, then `POSTERN_*` environment
+//! variables (`__` separates nesting levels), then the plain aliases operators know
+//! (`REGISTRATION_MODE`, `ADMIN_USERNAME`).
+//!
+//! ```text
+//! domains = ["example.org"]
+//! [registration]
+//! mode = "open"
+//! POSTERN_REGISTRATION__MODE=closed   # environment wins over the file
+//! ```
+//!
+//! Unknown keys are errors that name the key; a bad value names the key and what is
+//! accepted. Sizes are `500M`, `1G` or bytes; durations are `90d`, `72h`, `30m`, `10s`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Where the daemon and the CLI look for the configuration when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/postern/postern.toml";
+
+/// A configuration that could not be loaded or is inconsistent. The message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Load(String),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        // figment's messages already carry the key path; join every error it found.
+        let text: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+        ConfigError::Load(text.join("; "))
+    }
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// The whole effective configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The mail domains postern creates and serves accounts for.
+    pub domains: Vec<String>,
+    pub database: Database,
+    pub listen: Listen,
+    pub mailbox: Mailbox,
+    pub registration: Registration,
+    pub quota: QuotaConfig,
+    pub argon2: Argon2Config,
+    pub login: LoginLimits,
+    pub policy: PolicyConfig,
+    pub http: Http,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Database {
+    pub path: PathBuf,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database {
+            path: PathBuf::from("/var/lib/postern/postern.db"),
+        }
+    }
+}
+
+/// Listeners; each one absent means that service is off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    /// Dovecot dict proxy socket (passdb, userdb, last_login, quota_clone).
+    pub dict: Option<PathBuf>,
+    /// Dovecot auth protocol socket, for Postfix SMTP AUTH.
+    pub auth: Option<PathBuf>,
+    /// Postfix policy delegation socket.
+    pub policy: Option<PathBuf>,
+    /// HTTP listener for /new and /admin.
+    pub http: Option<String>,
+    /// Octal permission bits of every socket file.
+    pub socket_mode: String,
+    pub socket_owner: Option<String>,
+    pub socket_group: Option<String>,
+    /// How many connections each listener serves at once.
+    pub max_connections: usize,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            dict: None,
+            auth: None,
+            policy: None,
+            http: None,
+            socket_mode: "0660".into(),
+            socket_owner: None,
+            socket_group: None,
+            max_connections: 1024,
+        }
+    }
+}
+
+impl Listen {
+    /// The socket mode as permission bits.
+    pub fn mode_bits(&self) -> Result<u32, ConfigError> {
+        let digits = self.socket_mode.trim_start_matches("0o");
+        match u32::from_str_radix(digits, 8) {
+            Ok(bits) if bits <= 0o777 => Ok(bits),
+            _ => Err(invalid(
+                "listen.socket_mode",
+                format!(
+                    "`{}` is not an octal permission such as \"0660\"",
+                    self.socket_mode
+                ),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mailbox {
+    /// Mail home template for userdb answers: `{address}`, `{local}`, `{domain}`.
+    pub home: String,
+    /// Owner of the mail files, a name or a number, passed to Dovecot as is.
+    pub uid: String,
+    pub gid: String,
+}
+
+impl Default for Mailbox {
+    fn default() -> Self {
+        Mailbox {
+            home: "/var/vmail/{domain}/{local}".into(),
+            uid: "vmail".into(),
+            gid: "vmail".into(),
+        }
+    }
+}
+
+/// How new accounts may come into being.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationMode {
+    Open,
+    InviteOnly,
+    Closed,
+}
+
+impl RegistrationMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistrationMode::Open => "open",
+            RegistrationMode::InviteOnly => "invite_only",
+            RegistrationMode::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(RegistrationMode::Open),
+            "invite_only" => Some(RegistrationMode::InviteOnly),
+            "closed" => Some(RegistrationMode::Closed),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RegistrationMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Registration {
+    pub mode: RegistrationMode,
+    /// In open mode, a first login with an unknown address creates the account.
+    pub jit: bool,
+    pub first_account_is_admin: bool,
+    /// Accounts promoted to admin at start.
+    pub admin_usernames: Vec<String>,
+    /// Length of generated local parts (`/new` with an empty body).
+    pub random_local_length: usize,
+    pub username: UsernameRules,
+    pub password: PasswordRules,
+}
+
+impl Default for Registration {
+    fn default() -> Self {
+        Registration {
+            mode: RegistrationMode::InviteOnly,
+            jit: true,
+            first_account_is_admin: true,
+            admin_usernames: Vec::new(),
+            random_local_length: 9,
+            username: UsernameRules::default(),
+            password: PasswordRules::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsernameRules {
+    pub min_length: usize,
+    pub max_length: usize,
+    pub reserved: Vec<String>,
+}
+
+impl Default for UsernameRules {
+    fn default() -> Self {
+        UsernameRules {
+            min_length: 3,
+            max_length: 32,
+            reserved: [
+                "postmaster",
+                "abuse",
+                "root",
+                "admin",
+                "hostmaster",
+                "webmaster",
+                "mailer-daemon",
+                "noreply",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// A class of characters a password may be required to contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CharClass {
+    Upper,
+    Lower,
+    Digit,
+    Special,
+}
+
+impl CharClass {
+    pub fn describe(self) -> &'static str {
+        match self {
+            CharClass::Upper => "an uppercase letter",
+            CharClass::Lower => "a lowercase letter",
+            CharClass::Digit => "a digit",
+            CharClass::Special => "a character that is not a letter or digit",
+        }
+    }
+
+    pub fn matches(self, c: char) -> bool {
+        match self {
+            CharClass::Upper => c.is_uppercase(),
+            CharClass::Lower => c.is_lowercase(),
+            CharClass::Digit => c.is_ascii_digit(),
+            CharClass::Special => !c.is_alphanumeric(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordRules {
+    pub min_length: usize,
+    pub max_length: usize,
+    pub require: Vec<CharClass>,
+}
+
+impl Default for PasswordRules {
+    fn default() -> Self {
+        PasswordRules {
+            min_length: 9,
+            max_length: 128,
+            require: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaConfig {
+    /// The quota of accounts that have none of their own.
+    pub default: Quota,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        QuotaConfig {
+            default: Quota::Limited(500 * 1024 * 1024),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Argon2Config {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// How long a verified (address, password) pair skips argon2.
+    pub cache_ttl: Seconds,
+    /// Password hashes waiting for a core; beyond this, logins fail temporarily.
+    pub max_pending: usize,
+}
+
+impl Default for Argon2Config {
+    fn default() -> Self {
+        Argon2Config {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+            cache_ttl: Seconds(3600),
+            max_pending: 256,
+        }
+    }
+}
+
+/// Brute-force limits on logins (IMAP, SMTP AUTH, admin page alike).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginLimits {
+    /// Failed logins per account within `failure_window` before further tries are
+    /// refused without checking the password (0: no limit).
+    pub max_failures: u32,
+    /// The same per client IP, where the protocol tells it.
+    pub max_failures_per_ip: u32,
+    pub failure_window: Seconds,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        LoginLimits {
+            max_failures: 10,
+            max_failures_per_ip: 30,
+            failure_window: Seconds(600),
+        }
+    }
+}
+
+/// The Postfix policy service: what it refuses, with which reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Refuse mail for addresses in served domains that have no account.
+    pub reject_unknown: bool,
+    pub blocked_reply: String,
+    pub unknown_reply: String,
+    pub full_reply: String,
+    pub sender_blocked_reply: String,
+    pub rate_reply: String,
+    pub defer_reply: String,
+    /// Messages an authenticated sender may send per minute (0: no limit) ...
+    pub send_per_minute: u32,
+    /// ... after a burst of this many.
+    pub send_burst: u32,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            reject_unknown: true,
+            blocked_reply: "REJECT 5.7.1 Recipient address is blocked".into(),
+            unknown_reply: "550 5.1.1 User unknown".into(),
+            full_reply: "452 4.2.2 Mailbox full".into(),
+            sender_blocked_reply: "REJECT 5.7.1 Sender account is blocked".into(),
+            rate_reply: "450 4.7.1 Sending too fast, try again later".into(),
+            defer_reply: "DEFER_IF_PERMIT Service temporarily unavailable".into(),
+            send_per_minute: 60,
+            send_burst: 10,
+        }
+    }
+}
+
+/// The web side: links and what to trust in front of postern.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// The public base URL, e.g. `https://chat.example.org`, for sign-up links.
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub level: String,
+    /// Drop addresses, IPs and tokens from every log line.
+    pub no_log: bool,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: "info".into(),
+            no_log: false,
+        }
+    }
+}
+
+/// A storage limit: a number of bytes or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    Limited(u64),
+    Unlimited,
+}
+
+impl Quota {
+    /// Parses `500M`, `1G`, `1024`, `unlimited`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.trim().eq_ignore_ascii_case("unlimited") {
+            return Ok(Quota::Unlimited);
+        }
+        parse_size(s).map(Quota::Limited)
+    }
+
+    pub fn bytes(self) -> Option<u64> {
+        match self {
+            Quota::Limited(b) => Some(b),
+            Quota::Unlimited => None,
+        }
+    }
+}
+
+impl fmt::Display for Quota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Quota::Limited(b) => f.write_str(&format_size(*b)),
+            Quota::Unlimited => f.write_str("unlimited"),
+        }
+    }
+}
+
+impl Serialize for Quota {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Quota {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match NumOrStr::deserialize(d)? {
+            NumOrStr::Num(n) => Ok(Quota::Limited(n)),
+            NumOrStr::Str(s) => Quota::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A duration in whole seconds, written `90d`, `72h`, `30m`, `10s` or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub u64);
+
+impl Seconds {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration such as 90d, 72h, 30m or 10s"))?;
+        let mult = match unit.trim() {
+            "" | "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86400,
+            "w" => 7 * 86400,
+            _ => {
+                return Err(format!(
+                    "`{s}` is not a duration such as 90d, 72h, 30m or 10s"
+                ))
+            }
+        };
+        n.checked_mul(mult)
+            .map(Seconds)
+            .ok_or_else(|| format!("`{s}` is too long"))
+    }
+
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(self.0)
+    }
+}
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        for (unit, len) in [("d", 86400), ("h", 3600), ("m", 60)] {
+            if s != 0 && s % len == 0 {
+                return write!(f, "{}{unit}", s / len);
+            }
+        }
+        write!(f, "{s}s")
+    }
+}
+
+impl Serialize for Seconds {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match NumOrStr::deserialize(d)? {
+            NumOrStr::Num(n) => Ok(Seconds(n)),
+            NumOrStr::Str(s) => Seconds::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumOrStr {
+    Num(u64),
+    Str(String),
+}
+
+/// Parses a byte size: `1024`, `100K`, `100M`, `1G`, `1T` (binary multiples; a trailing
+/// `B` or `iB` is allowed).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let bad = || format!("`{s}` is not a size such as 100M, 1G or a number of bytes");
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let unit = unit.trim().to_ascii_uppercase();
+    let unit = unit
+        .strip_suffix("IB")
+        .or_else(|| unit.strip_suffix('B'))
+        .unwrap_or(&unit);
+    let mult: u64 = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
+/// Formats bytes in the largest binary unit that divides them, as `parse_size` reads them.
+pub fn format_size(b: u64) -> String {
+    for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
+        if b != 0 && b % (1u64 << shift) == 0 {
+            return format!("{}{unit}", b >> shift);
+        }
+    }
+    b.to_string()
+}
+
+impl Config {
+    /// Loads the configuration from defaults, `path` (absent is fine only when
+    /// `path_required` is false) and the environment, then validates it.
+    pub fn load(path: &Path, path_required: bool) -> Result<Config, ConfigError> {
+        if path_required && !path.exists() {
+            return Err(ConfigError::Load(format!(
+                "configuration file {} does not exist",
+                path.display()
+            )));
+        }
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(path))
+            .merge(Env::prefixed("POSTERN_").split("__"))
+            .merge(
+                Env::raw()
+                    .only(&["REGISTRATION_MODE"])
+                    .map(|_| "registration.mode".into()),
+            );
+        let mut config: Config = figment.extract()?;
+        if let Ok(admin) = std::env::var("ADMIN_USERNAME") {
+            if !admin.trim().is_empty() {
+                config
+                    .registration
+                    .admin_usernames
+                    .push(admin.trim().into());
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: consistency between keys.
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        if self.domains.is_empty() {
+            return Err(invalid(
+                "domains",
+                "at least one mail domain is needed, e.g. domains = [\"example.org\"]",
+            ));
+        }
+        let mut normalized = Vec::with_capacity(self.domains.len());
+        for d in &self.domains {
+            let ascii = crate::accounts::address::normalize_domain(d)
+                .map_err(|e| invalid("domains", format!("`{d}`: {e}")))?;
+            normalized.push(ascii);
+        }
+        self.domains = normalized;
+        self.listen.mode_bits()?;
+        let u = &self.registration.username;
+        if u.min_length == 0 || u.min_length > u.max_length || u.max_length > 64 {
+            return Err(invalid(
+                "registration.username",
+                "need 1 <= min_length <= max_length <= 64",
+            ));
+        }
+        let p = &self.registration.password;
+        if p.min_length > p.max_length || p.max_length == 0 || p.max_length > 1024 {
+            return Err(invalid(
+                "registration.password",
+                "need min_length <= max_length <= 1024",
+            ));
+        }
+        let r = self.registration.random_local_length;
+        if r < u.min_length || r > u.max_length {
+            return Err(invalid(
+                "registration.random_local_length",
+                "must lie within registration.username's min_length..max_length",
+            ));
+        }
+        if !self.mailbox.home.starts_with('/')
+            || !(self.mailbox.home.contains("{local}") || self.mailbox.home.contains("{address}"))
+        {
+            return Err(invalid(
+                "mailbox.home",
+                "must be an absolute path containing {local} or {address}",
+            ));
+        }
+        argon2::Params::new(
+            self.argon2.memory_kib,
+            self.argon2.iterations,
+            self.argon2.parallelism,
+            None,
+        )
+        .map_err(|e| invalid("argon2", e.to_string()))?;
+        if self.argon2.max_pending == 0 {
+            return Err(invalid("argon2.max_pending", "must be at least 1"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|_| {
+            invalid(
+                "log.level",
+                "accepted values: error, warn, info, debug, trace",
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The configuration as TOML, for `postern config show`. Nothing here is secret today;
+    /// secrets added later are replaced by `"<redacted>"` here.
+    pub fn to_toml(&self) -> String {
+        let value = match serde_json::to_value(self) {
+            Ok(v) => v,
+            Err(e) => return format!("# cannot render configuration: {e}\n"),
+        };
+        let mut out = String::new();
+        write_toml(&mut out, &[], &value);
+        out
+    }
+}
+
+fn write_toml(out: &mut String, path: &[&str], value: &serde_json::Value) {
+    use serde_json::Value;
+    let Value::Object(map) = value else { return };
+    for (k, v) in map {
+        if !v.is_object() && !v.is_null() {
+            out.push_str(&format!("{k} = {v}\n"));
+        }
+    }
+    for (k, v) in map {
+        if v.is_object() {
+            let mut p = path.to_vec();
+            p.push(k);
+            out.push_str(&format!("\n[{}]\n", p.join(".")));
+            write_toml(out, &p, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("100M"), Ok(100 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("2048"), Ok(2048));
+        assert_eq!(parse_size("10kb"), Ok(10 << 10));
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999T").is_err());
+        assert_eq!(format_size(500 << 20), "500M");
+        assert_eq!(format_size(1000), "1000");
+        assert_eq!(Quota::parse("unlimited"), Ok(Quota::Unlimited));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(Seconds::parse("90d"), Ok(Seconds(90 * 86400)));
+        assert_eq!(Seconds::parse("72h"), Ok(Seconds(72 * 3600)));
+        assert_eq!(Seconds::parse("30m"), Ok(Seconds(1800)));
+        assert_eq!(Seconds::parse("45"), Ok(Seconds(45)));
+        assert!(Seconds::parse("3 fortnights").is_err());
+        assert_eq!(Seconds(3 * 86400).to_string(), "3d");
+    }
+
+    fn load_str(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("postern.toml");
+        std::fs::write(&path, toml).expect("write");
+        Config::load(&path, true)
+    }
+
+    #[test]
+    fn file_values_and_errors_name_the_key() {
+        let c = load_str("domains = [\"Example.ORG\"]\n[quota]\ndefault = \"1G\"\n").expect("ok");
+        assert_eq!(c.domains, vec!["example.org"]);
+        assert_eq!(c.quota.default, Quota::Limited(1 << 30));
+        assert_eq!(c.registration.mode, RegistrationMode::InviteOnly);
+
+        let e = load_str("domains = [\"a.org\"]\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let e = load_str("domains = [\"a.org\"]\n[registration]\nmode = \"wide\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invite_only") && e.contains("registration.mode"),
+            "{e}"
+        );
+        let e = load_str("domains = []\n").unwrap_err().to_string();
+        assert!(e.contains("domains"), "{e}");
+    }
+}

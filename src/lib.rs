@@ -1,0 +1,22 @@
+//! postern: the side gate of a Dovecot + Postfix mail server. It creates accounts just
+//! in time (first login, `/new`, invites) and enforces blocklists, quotas and send rates
+//! by speaking the protocols Dovecot and Postfix already speak.
+//!
+//! Read the modules bottom-up; each uses only the ones listed below it:
+//!
+//! ```text
+//! cli            the `postern` commands (an adapter: parses, calls accounts, prints)
+//! server         `postern serve`: binds the sockets, runs the sessions, shuts down cleanly
+//! dovecot_dict   Dovecot dict proxy protocol: passdb, userdb, last_login, quota_clone
+//! accounts       the core: every rule (login, registration, userdb, operator actions)
+//! store          SQLite: schema, migrations, every query
+//! config         figment configuration; tabescape: Dovecot's 0x01 escaping
+//! ```
+
+pub mod accounts;
+pub mod cli;
+pub mod config;
+pub mod dovecot_dict;
+pub mod server;
+pub mod store;
+pub mod tabescape;

@@ -1,0 +1,246 @@
+//! `postern serve`: opens the database, binds every configured socket, tells systemd it
+//! is ready, serves until SIGTERM/SIGINT, then stops accepting, lets requests in flight
+//! finish (bounded by a deadline) and removes its socket files. SIGHUP re-reads the
+//! configuration and applies it without dropping a connection.
+//!
+//! ```text
+//! [listen] dict = "/run/postern/dict.sock"   -> dovecot_dict::session per connection
+//! ```
+
+use std::future::Future;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::accounts::Accounts;
+use crate::config::{Config, ConfigError, Listen};
+use crate::dovecot_dict::{self, handler::DictHandler};
+use crate::store::{Store, StoreError};
+
+/// How long requests in flight may take to finish after a stop signal.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("argon2 parameters: {0}")]
+    Argon2(String),
+    #[error("socket {path}: {message}")]
+    Socket { path: PathBuf, message: String },
+    #[error("no listener is configured: set at least one of listen.dict, listen.auth, listen.policy, listen.http")]
+    NothingToServe,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the daemon until `cancel` fires or a stop signal arrives.
+pub async fn run(
+    config: Config,
+    config_path: PathBuf,
+    cancel: CancellationToken,
+) -> Result<(), ServeError> {
+    let store = Store::open(&config.database.path)?;
+    let accounts = Arc::new(
+        Accounts::new(config.clone(), store).map_err(|e| ServeError::Argon2(e.to_string()))?,
+    );
+    match accounts.promote_configured_admins().await {
+        Ok(promoted) => {
+            for a in promoted {
+                tracing::info!("event=admin_promote address={a}");
+            }
+        }
+        Err(e) => tracing::warn!("event=admin_promote result=tempfail error=\"{e}\""),
+    }
+
+    let tracker = TaskTracker::new();
+    let mut sockets = Vec::new();
+    if let Some(path) = &config.listen.dict {
+        let listener = bind_unix(path, &config.listen)?;
+        sockets.push(path.clone());
+        let handler = Arc::new(DictHandler::new(accounts.clone()));
+        tracker.spawn(accept_loop(
+            listener,
+            config.listen.max_connections,
+            cancel.clone(),
+            tracker.clone(),
+            move |stream, cancel| dovecot_dict::session::run(stream, handler.clone(), cancel),
+        ));
+    }
+    if sockets.is_empty() {
+        return Err(ServeError::NothingToServe);
+    }
+    tracing::info!("event=start listeners={}", sockets.len());
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+
+    wait_for_stop(&accounts, &config_path, &cancel).await;
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    tracing::info!("event=stop");
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(DRAIN_DEADLINE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("event=stop result=deadline open_connections_dropped=true");
+    }
+    for path in sockets {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// Waits for SIGTERM, SIGINT or `cancel`; reloads the configuration on SIGHUP.
+async fn wait_for_stop(accounts: &Accounts, config_path: &Path, cancel: &CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::warn!("event=signals result=unavailable");
+        cancel.cancelled().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            () = cancel.cancelled() => return,
+            _ = hup.recv() => reload(accounts, config_path),
+        }
+    }
+}
+
+/// Applies a re-read configuration; on error the old one stays in force.
+fn reload(accounts: &Accounts, config_path: &Path) {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+    match Config::load(config_path, false) {
+        Ok(new) => {
+            let old = accounts.config();
+            if new.listen != old.listen || new.database != old.database || new.argon2 != old.argon2
+            {
+                tracing::warn!(
+                    "event=reload note=\"listen, database and argon2 changes take effect at restart\""
+                );
+            }
+            accounts.replace_config(new);
+            tracing::info!("event=reload result=ok");
+        }
+        Err(e) => tracing::error!("event=reload result=fail kept=old error=\"{e}\""),
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+}
+
+/// Accepts connections until cancelled, at most `max` at a time, each in its own task.
+async fn accept_loop<F, Fut>(
+    listener: UnixListener,
+    max: usize,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    serve: F,
+) where
+    F: Fn(UnixStream, CancellationToken) -> Fut,
+    Fut: Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(max.max(1)));
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            () = cancel.cancelled() => return,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("event=accept result=fail error=\"{e}\"");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = cancel.cancelled() => return,
+        };
+        let session = serve(stream, cancel.clone());
+        tracker.spawn(async move {
+            let _permit = permit;
+            if let Err(e) = session.await {
+                tracing::debug!("event=connection result=error error=\"{e}\"");
+            }
+        });
+    }
+}
+
+/// Binds a Unix socket with the configured mode, owner and group. A socket file left
+/// by a previous run is replaced only if nothing answers on it.
+pub fn bind_unix(path: &Path, listen: &Listen) -> Result<UnixListener, ServeError> {
+    let fail = |message: String| ServeError::Socket {
+        path: path.to_owned(),
+        message,
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(fail("exists and is not a socket; not replacing it".into()));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(fail("another process is listening on it".into()));
+        }
+        std::fs::remove_file(path).map_err(|e| fail(format!("cannot remove stale socket: {e}")))?;
+    }
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() && !parent.exists() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| fail(format!("cannot create directory: {e}")))?;
+        }
+    }
+    let listener = UnixListener::bind(path).map_err(|e| fail(e.to_string()))?;
+    let mode = listen.mode_bits()?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| fail(format!("cannot set mode: {e}")))?;
+    let uid = match &listen.socket_owner {
+        Some(name) => Some(lookup_user(name).map_err(fail)?),
+        None => None,
+    };
+    let gid = match &listen.socket_group {
+        Some(name) => Some(lookup_group(name).map_err(fail)?),
+        None => None,
+    };
+    if uid.is_some() || gid.is_some() {
+        nix::unistd::chown(path, uid, gid)
+            .map_err(|e| fail(format!("cannot change owner: {e}")))?;
+    }
+    Ok(listener)
+}
+
+fn lookup_user(name: &str) -> Result<nix::unistd::Uid, String> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(nix::unistd::Uid::from_raw(n));
+    }
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(u)) => Ok(u.uid),
+        _ => Err(format!("no user named {name}")),
+    }
+}
+
+fn lookup_group(name: &str) -> Result<nix::unistd::Gid, String> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(nix::unistd::Gid::from_raw(n));
+    }
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid),
+        _ => Err(format!("no group named {name}")),
+    }
+}

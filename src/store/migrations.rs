@@ -1,0 +1,68 @@
+//! Versioned schema migrations, tracked in SQLite's `user_version`. Each step runs in
+//! its own transaction; a database newer than this binary is refused rather than touched.
+
+use rusqlite::Connection;
+
+use super::{Result, StoreError};
+
+/// Migration `i` brings the schema from version `i` to `i + 1`. Append only.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE accounts (
+    id               INTEGER PRIMARY KEY,
+    address          TEXT NOT NULL UNIQUE,
+    password_hash    TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    created_via      TEXT NOT NULL,
+    token_id         INTEGER REFERENCES tokens(id) ON DELETE SET NULL,
+    first_login      INTEGER,
+    last_login       INTEGER,
+    quota_mode       TEXT NOT NULL DEFAULT 'default'
+                     CHECK (quota_mode IN ('default', 'explicit', 'unlimited')),
+    quota_bytes      INTEGER,
+    used_bytes       INTEGER NOT NULL DEFAULT 0,
+    used_messages    INTEGER NOT NULL DEFAULT 0,
+    usage_updated_at INTEGER,
+    admin            INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX accounts_admin ON accounts(admin) WHERE admin = 1;
+CREATE TABLE blocklist (
+    address    TEXT PRIMARY KEY,
+    reason     TEXT,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE tokens (
+    id         INTEGER PRIMARY KEY,
+    code_hash  BLOB NOT NULL UNIQUE,
+    comment    TEXT,
+    max_uses   INTEGER NOT NULL CHECK (max_uses > 0),
+    uses       INTEGER NOT NULL DEFAULT 0,
+    expires_at INTEGER,
+    revoked_at INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"];
+
+/// Applies every migration the database has not seen yet.
+pub fn apply(conn: &mut Connection) -> Result<()> {
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > known {
+        return Err(StoreError::TooNew { found, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+        // Another process may have migrated while we waited for the lock.
+        let now: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if now > i as i64 {
+            continue;
+        }
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

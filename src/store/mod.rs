@@ -1,0 +1,834 @@
+//! The account database: SQLite through rusqlite, in WAL mode with a busy timeout, with
+//! versioned migrations applied at open. Every query postern runs is in this module; the
+//! layers above call typed methods and never see SQL. All methods block: async callers
+//! run them on the blocking pool.
+//!
+//! ```text
+//! accounts   one row per account: address, argon2 PHC hash, how/when created, logins,
+//!            quota, usage, admin flag
+//! blocklist  addresses that may not log in, receive or register (blocked accounts and
+//!            the addresses of deleted ones)
+//! tokens     invite codes, stored as SHA-256 of the code
+//! settings   run-time overrides (registration mode)
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+
+mod migrations;
+
+/// A database failure. Callers treat every one as temporary: nothing is created,
+/// deleted or unblocked on an error path.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("database worker stopped")]
+    Worker,
+    #[error("database schema version {found} is newer than this postern understands ({known})")]
+    TooNew { found: i64, known: i64 },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How an account's quota is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaMode {
+    /// Follows `quota.default` from the configuration, whatever it is at the time.
+    Default,
+    Explicit(u64),
+    Unlimited,
+}
+
+/// One account, with its blocklist entry if it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    pub id: i64,
+    pub address: String,
+    pub password_hash: String,
+    pub created_at: i64,
+    pub created_via: String,
+    pub token_id: Option<i64>,
+    pub first_login: Option<i64>,
+    pub last_login: Option<i64>,
+    pub quota: QuotaMode,
+    pub used_bytes: i64,
+    pub used_messages: i64,
+    pub usage_updated_at: Option<i64>,
+    pub admin: bool,
+    pub blocked: Option<BlockEntry>,
+}
+
+/// An address on the blocklist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockEntry {
+    pub address: String,
+    pub reason: Option<String>,
+    pub since: i64,
+}
+
+/// A new account to insert, with everything that must happen atomically with it.
+#[derive(Debug, Clone)]
+pub struct NewAccount<'a> {
+    pub address: &'a str,
+    pub password_hash: &'a str,
+    pub created_via: &'a str,
+    pub now: i64,
+    /// SHA-256 of an invite code to consume in the same transaction.
+    pub token_hash: Option<[u8; 32]>,
+    /// Make this account admin when no admin exists yet.
+    pub admin_if_none: bool,
+    pub admin: bool,
+    pub quota: QuotaMode,
+}
+
+/// Why an insert did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateRefusal {
+    Exists,
+    Blocked,
+    Token(TokenProblem),
+}
+
+/// Why an invite code cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenProblem {
+    Unknown,
+    Expired,
+    UsedUp,
+    Revoked,
+}
+
+/// What a successful insert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Created {
+    pub id: i64,
+    pub admin: bool,
+    pub token_id: Option<i64>,
+}
+
+/// An invite code's record (never the code itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: i64,
+    pub comment: Option<String>,
+    pub max_uses: i64,
+    pub uses: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// The account database. Holds a few connections and hands one to each call.
+pub struct Store {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+const MAX_IDLE: usize = 8;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const ACCOUNT_COLUMNS: &str = "a.id, a.address, a.password_hash, a.created_at, a.created_via, \
+     a.token_id, a.first_login, a.last_login, a.quota_mode, a.quota_bytes, a.used_bytes, \
+     a.used_messages, a.usage_updated_at, a.admin, b.address, b.reason, b.created_at";
+
+impl Store {
+    /// Opens (creating if needed) the database and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        let store = Store {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        };
+        let mut conn = store.connect()?;
+        migrations::apply(&mut conn)?;
+        store.put(conn);
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connect(&self) -> Result<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            Connection::open_with_flags(&self.path, flags).map_err(|e| StoreError::Open {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(conn)
+    }
+
+    fn put(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < MAX_IDLE {
+                idle.push(conn);
+            }
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        let out = f(&mut conn);
+        // A connection that saw an error may be mid-transaction; drop rather than reuse.
+        if out.is_ok() || conn.is_autocommit() {
+            self.put(conn);
+        }
+        out
+    }
+
+    // ----- accounts -------------------------------------------------------------------
+
+    /// The account at `address`, with its blocklist entry.
+    pub fn account(&self, address: &str) -> Result<Option<AccountRow>> {
+        self.with(|c| {
+            let sql = format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts a \
+                 LEFT JOIN blocklist b ON b.address = a.address WHERE a.address = ?1"
+            );
+            Ok(c.prepare_cached(&sql)?
+                .query_row([address], account_from_row)
+                .optional()?)
+        })
+    }
+
+    /// Accounts in address order; `blocked_only` keeps those on the blocklist, `search`
+    /// keeps addresses containing it.
+    pub fn accounts(&self, blocked_only: bool, search: Option<&str>) -> Result<Vec<AccountRow>> {
+        self.with(|c| {
+            let sql = format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts a \
+                 LEFT JOIN blocklist b ON b.address = a.address \
+                 WHERE (?1 = 0 OR b.address IS NOT NULL) \
+                   AND (?2 IS NULL OR instr(a.address, ?2) > 0) \
+                 ORDER BY a.address"
+            );
+            let rows = c
+                .prepare_cached(&sql)?
+                .query_map(params![blocked_only, search], account_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Every account address in order (Dovecot's userdb iteration).
+    pub fn addresses(&self) -> Result<Vec<String>> {
+        self.with(|c| {
+            let rows = c
+                .prepare_cached("SELECT address FROM accounts ORDER BY address")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Inserts an account, consuming an invite and granting admin in the same
+    /// transaction, so concurrent creations never exceed a token's uses and make one
+    /// account per address.
+    pub fn create_account(
+        &self,
+        new: &NewAccount<'_>,
+    ) -> Result<std::result::Result<Created, CreateRefusal>> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let blocked: bool = tx
+                .prepare_cached("SELECT 1 FROM blocklist WHERE address = ?1")?
+                .exists([new.address])?;
+            if blocked {
+                return Ok(Err(CreateRefusal::Blocked));
+            }
+            let exists: bool = tx
+                .prepare_cached("SELECT 1 FROM accounts WHERE address = ?1")?
+                .exists([new.address])?;
+            if exists {
+                return Ok(Err(CreateRefusal::Exists));
+            }
+            let token_id = match &new.token_hash {
+                None => None,
+                Some(hash) => match consume_token(&tx, hash, new.now)? {
+                    Ok(id) => Some(id),
+                    Err(problem) => return Ok(Err(CreateRefusal::Token(problem))),
+                },
+            };
+            let admin = new.admin
+                || (new.admin_if_none
+                    && !tx
+                        .prepare_cached("SELECT 1 FROM accounts WHERE admin = 1")?
+                        .exists([])?);
+            let (mode, bytes) = quota_columns(new.quota);
+            tx.prepare_cached(
+                "INSERT INTO accounts (address, password_hash, created_at, created_via, \
+                 token_id, quota_mode, quota_bytes, admin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                new.address,
+                new.password_hash,
+                new.now,
+                new.created_via,
+                token_id,
+                mode,
+                bytes,
+                admin
+            ])?;
+            let id = tx.last_insert_rowid();
+            tx.commit()?;
+            Ok(Ok(Created {
+                id,
+                admin,
+                token_id,
+            }))
+        })
+    }
+
+    /// Inserts many accounts in one transaction (imports, benchmarks). Addresses that
+    /// exist or are blocked are skipped; returns how many were inserted.
+    pub fn insert_many(&self, accounts: &[NewAccount<'_>]) -> Result<usize> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut inserted = 0;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO accounts (address, password_hash, created_at, created_via, \
+                     quota_mode, quota_bytes, admin) \
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 \
+                     WHERE NOT EXISTS (SELECT 1 FROM blocklist WHERE address = ?1) \
+                     ON CONFLICT(address) DO NOTHING",
+                )?;
+                for a in accounts {
+                    let (mode, bytes) = quota_columns(a.quota);
+                    inserted += stmt.execute(params![
+                        a.address,
+                        a.password_hash,
+                        a.now,
+                        a.created_via,
+                        mode,
+                        bytes,
+                        a.admin
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(inserted)
+        })
+    }
+
+    /// Records a successful login: sets first_login once, and last_login when it is
+    /// older than `min_interval` seconds (so a reconnect storm does not write every time).
+    pub fn record_login(&self, id: i64, now: i64, min_interval: i64) -> Result<()> {
+        self.with(|c| {
+            c.prepare_cached(
+                "UPDATE accounts SET first_login = COALESCE(first_login, ?2), last_login = ?2 \
+                 WHERE id = ?1 AND (last_login IS NULL OR last_login <= ?2 - ?3)",
+            )?
+            .execute(params![id, now, min_interval])?;
+            Ok(())
+        })
+    }
+
+    /// Replaces a password hash only if it is still `old` (a re-hash after login must
+    /// not undo a password change made meanwhile).
+    pub fn replace_hash(&self, id: i64, old: &str, new: &str) -> Result<bool> {
+        self.with(|c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE accounts SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
+                )?
+                .execute(params![id, old, new])?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Sets a new password hash; false when the account does not exist.
+    pub fn set_password_hash(&self, address: &str, hash: &str) -> Result<bool> {
+        self.update_one(
+            "UPDATE accounts SET password_hash = ?2 WHERE address = ?1",
+            params![address, hash],
+        )
+    }
+
+    pub fn set_quota(&self, address: &str, quota: QuotaMode) -> Result<bool> {
+        let (mode, bytes) = quota_columns(quota);
+        self.update_one(
+            "UPDATE accounts SET quota_mode = ?2, quota_bytes = ?3 WHERE address = ?1",
+            params![address, mode, bytes],
+        )
+    }
+
+    pub fn set_admin(&self, address: &str, admin: bool) -> Result<bool> {
+        self.update_one(
+            "UPDATE accounts SET admin = ?2 WHERE address = ?1",
+            params![address, admin],
+        )
+    }
+
+    /// Last login as Dovecot's last_login plugin reports it (never moves backwards).
+    pub fn set_last_login(&self, address: &str, at: i64) -> Result<bool> {
+        self.update_one(
+            "UPDATE accounts SET first_login = COALESCE(first_login, ?2), \
+             last_login = MAX(COALESCE(last_login, 0), ?2) WHERE address = ?1",
+            params![address, at],
+        )
+    }
+
+    /// Storage usage as Dovecot's quota_clone plugin reports it. `None` leaves a value.
+    pub fn set_usage(
+        &self,
+        address: &str,
+        bytes: Option<i64>,
+        messages: Option<i64>,
+        now: i64,
+    ) -> Result<bool> {
+        self.update_one(
+            "UPDATE accounts SET used_bytes = COALESCE(?2, used_bytes), \
+             used_messages = COALESCE(?3, used_messages), usage_updated_at = ?4 \
+             WHERE address = ?1",
+            params![address, bytes, messages, now],
+        )
+    }
+
+    /// Adds to the usage counters (quota_clone's atomic increments), never below zero.
+    pub fn add_usage(&self, address: &str, bytes: i64, messages: i64, now: i64) -> Result<bool> {
+        self.update_one(
+            "UPDATE accounts SET used_bytes = MAX(0, used_bytes + ?2), \
+             used_messages = MAX(0, used_messages + ?3), usage_updated_at = ?4 \
+             WHERE address = ?1",
+            params![address, bytes, messages, now],
+        )
+    }
+
+    fn update_one(&self, sql: &str, params: impl rusqlite::Params) -> Result<bool> {
+        self.with(|c| Ok(c.prepare_cached(sql)?.execute(params)? > 0))
+    }
+
+    /// Removes an account, and in the same transaction puts its address on the
+    /// blocklist unless `allow_reuse`. Returns the removed row.
+    pub fn delete_account(
+        &self,
+        address: &str,
+        allow_reuse: bool,
+        reason: &str,
+        now: i64,
+    ) -> Result<Option<AccountRow>> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let sql = format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts a \
+                 LEFT JOIN blocklist b ON b.address = a.address WHERE a.address = ?1"
+            );
+            let Some(row) = tx
+                .prepare_cached(&sql)?
+                .query_row([address], account_from_row)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            tx.prepare_cached("DELETE FROM accounts WHERE id = ?1")?
+                .execute([row.id])?;
+            if allow_reuse {
+                tx.prepare_cached("DELETE FROM blocklist WHERE address = ?1")?
+                    .execute([address])?;
+            } else {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO blocklist (address, reason, created_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![address, reason, now])?;
+            }
+            tx.commit()?;
+            Ok(Some(row))
+        })
+    }
+
+    // ----- blocklist ------------------------------------------------------------------
+
+    /// Puts an address on the blocklist (or updates its reason). True when it was new.
+    pub fn block(&self, address: &str, reason: Option<&str>, now: i64) -> Result<bool> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO blocklist (address, reason, created_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![address, reason, now])?;
+            if n == 0 && reason.is_some() {
+                tx.prepare_cached("UPDATE blocklist SET reason = ?2 WHERE address = ?1")?
+                    .execute(params![address, reason])?;
+            }
+            tx.commit()?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Takes an address off the blocklist. True when it was there.
+    pub fn unblock(&self, address: &str) -> Result<bool> {
+        self.update_one("DELETE FROM blocklist WHERE address = ?1", params![address])
+    }
+
+    pub fn blocklist_entry(&self, address: &str) -> Result<Option<BlockEntry>> {
+        self.with(|c| {
+            Ok(c.prepare_cached(
+                "SELECT address, reason, created_at FROM blocklist WHERE address = ?1",
+            )?
+            .query_row([address], block_from_row)
+            .optional()?)
+        })
+    }
+
+    pub fn blocklist(&self) -> Result<Vec<BlockEntry>> {
+        self.with(|c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT address, reason, created_at FROM blocklist ORDER BY address",
+                )?
+                .query_map([], block_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    // ----- tokens ---------------------------------------------------------------------
+
+    pub fn create_token(
+        &self,
+        code_hash: &[u8; 32],
+        comment: Option<&str>,
+        max_uses: i64,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<i64> {
+        self.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO tokens (code_hash, comment, max_uses, expires_at, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![&code_hash[..], comment, max_uses, expires_at, now])?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    pub fn tokens(&self) -> Result<Vec<TokenRow>> {
+        self.with(|c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at \
+                     FROM tokens ORDER BY id",
+                )?
+                .query_map([], token_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// The token with this id or this code hash.
+    pub fn token(&self, id: Option<i64>, code_hash: Option<&[u8; 32]>) -> Result<Option<TokenRow>> {
+        self.with(|c| {
+            Ok(c.prepare_cached(
+                "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at \
+                 FROM tokens WHERE id = ?1 OR code_hash = ?2",
+            )?
+            .query_row(params![id, code_hash.map(|h| &h[..])], token_from_row)
+            .optional()?)
+        })
+    }
+
+    /// Revokes a token; true when it existed and was not yet revoked.
+    pub fn revoke_token(&self, id: i64, now: i64) -> Result<bool> {
+        self.update_one(
+            "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, now],
+        )
+    }
+
+    // ----- settings -------------------------------------------------------------------
+
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            Ok(
+                c.prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+                    .query_row([key], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+    }
+
+    pub fn set_setting(&self, key: &str, value: Option<&str>) -> Result<()> {
+        self.with(|c| {
+            match value {
+                Some(v) => c
+                    .prepare_cached(
+                        "INSERT INTO settings (key, value) VALUES (?1, ?2) \
+                         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    )?
+                    .execute(params![key, v])?,
+                None => c
+                    .prepare_cached("DELETE FROM settings WHERE key = ?1")?
+                    .execute([key])?,
+            };
+            Ok(())
+        })
+    }
+}
+
+fn consume_token(
+    tx: &rusqlite::Transaction<'_>,
+    hash: &[u8; 32],
+    now: i64,
+) -> Result<std::result::Result<i64, TokenProblem>> {
+    let row = tx
+        .prepare_cached(
+            "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at \
+             FROM tokens WHERE code_hash = ?1",
+        )?
+        .query_row([&hash[..]], token_from_row)
+        .optional()?;
+    let Some(t) = row else {
+        return Ok(Err(TokenProblem::Unknown));
+    };
+    if t.revoked_at.is_some() {
+        return Ok(Err(TokenProblem::Revoked));
+    }
+    if t.expires_at.is_some_and(|e| e <= now) {
+        return Ok(Err(TokenProblem::Expired));
+    }
+    if t.uses >= t.max_uses {
+        return Ok(Err(TokenProblem::UsedUp));
+    }
+    tx.prepare_cached("UPDATE tokens SET uses = uses + 1 WHERE id = ?1")?
+        .execute([t.id])?;
+    Ok(Ok(t.id))
+}
+
+fn quota_columns(q: QuotaMode) -> (&'static str, Option<i64>) {
+    match q {
+        QuotaMode::Default => ("default", None),
+        QuotaMode::Explicit(b) => ("explicit", Some(i64::try_from(b).unwrap_or(i64::MAX))),
+        QuotaMode::Unlimited => ("unlimited", None),
+    }
+}
+
+fn account_from_row(r: &Row<'_>) -> rusqlite::Result<AccountRow> {
+    let mode: String = r.get(8)?;
+    let bytes: Option<i64> = r.get(9)?;
+    let quota = match (mode.as_str(), bytes) {
+        ("explicit", Some(b)) => QuotaMode::Explicit(u64::try_from(b).unwrap_or(0)),
+        ("unlimited", _) => QuotaMode::Unlimited,
+        _ => QuotaMode::Default,
+    };
+    let blocked = match r.get::<_, Option<String>>(14)? {
+        Some(address) => Some(BlockEntry {
+            address,
+            reason: r.get(15)?,
+            since: r.get(16)?,
+        }),
+        None => None,
+    };
+    Ok(AccountRow {
+        id: r.get(0)?,
+        address: r.get(1)?,
+        password_hash: r.get(2)?,
+        created_at: r.get(3)?,
+        created_via: r.get(4)?,
+        token_id: r.get(5)?,
+        first_login: r.get(6)?,
+        last_login: r.get(7)?,
+        quota,
+        used_bytes: r.get(10)?,
+        used_messages: r.get(11)?,
+        usage_updated_at: r.get(12)?,
+        admin: r.get(13)?,
+        blocked,
+    })
+}
+
+fn block_from_row(r: &Row<'_>) -> rusqlite::Result<BlockEntry> {
+    Ok(BlockEntry {
+        address: r.get(0)?,
+        reason: r.get(1)?,
+        since: r.get(2)?,
+    })
+}
+
+fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        id: r.get(0)?,
+        comment: r.get(1)?,
+        max_uses: r.get(2)?,
+        uses: r.get(3)?,
+        expires_at: r.get(4)?,
+        revoked_at: r.get(5)?,
+        created_at: r.get(6)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("t.db")).expect("open");
+        (dir, store)
+    }
+
+    fn new<'a>(address: &'a str) -> NewAccount<'a> {
+        NewAccount {
+            address,
+            password_hash: "$argon2id$x",
+            created_via: "cli",
+            now: 100,
+            token_hash: None,
+            admin_if_none: false,
+            admin: false,
+            quota: QuotaMode::Default,
+        }
+    }
+
+    #[test]
+    fn create_once_then_exists_and_blocklist_refuses() {
+        let (_d, s) = store();
+        assert!(s.create_account(&new("a@x.org")).expect("db").is_ok());
+        assert_eq!(
+            s.create_account(&new("a@x.org")).expect("db"),
+            Err(CreateRefusal::Exists)
+        );
+        s.block("b@x.org", Some("spam"), 5).expect("db");
+        assert_eq!(
+            s.create_account(&new("b@x.org")).expect("db"),
+            Err(CreateRefusal::Blocked)
+        );
+        let row = s.account("a@x.org").expect("db").expect("row");
+        assert_eq!(row.created_via, "cli");
+        assert_eq!(row.blocked, None);
+    }
+
+    #[test]
+    fn first_admin_only_once() {
+        let (_d, s) = store();
+        let mut a = new("a@x.org");
+        a.admin_if_none = true;
+        assert!(s.create_account(&a).expect("db").expect("created").admin);
+        let mut b = new("b@x.org");
+        b.admin_if_none = true;
+        assert!(!s.create_account(&b).expect("db").expect("created").admin);
+    }
+
+    #[test]
+    fn token_uses_expiry_and_revocation() {
+        let (_d, s) = store();
+        let h = [7u8; 32];
+        let id = s
+            .create_token(&h, Some("for alice"), 1, Some(1000), 10)
+            .expect("db");
+        let mut a = new("a@x.org");
+        a.token_hash = Some(h);
+        assert_eq!(
+            s.create_account(&a).expect("db").expect("ok").token_id,
+            Some(id)
+        );
+        let mut b = new("b@x.org");
+        b.token_hash = Some(h);
+        assert_eq!(
+            s.create_account(&b).expect("db"),
+            Err(CreateRefusal::Token(TokenProblem::UsedUp))
+        );
+        let h2 = [8u8; 32];
+        s.create_token(&h2, None, 5, Some(50), 10).expect("db");
+        b.token_hash = Some(h2);
+        assert_eq!(
+            s.create_account(&b).expect("db"),
+            Err(CreateRefusal::Token(TokenProblem::Expired))
+        );
+        let h3 = [9u8; 32];
+        let id3 = s.create_token(&h3, None, 5, None, 10).expect("db");
+        assert!(s.revoke_token(id3, 20).expect("db"));
+        b.token_hash = Some(h3);
+        assert_eq!(
+            s.create_account(&b).expect("db"),
+            Err(CreateRefusal::Token(TokenProblem::Revoked))
+        );
+        b.token_hash = Some([1u8; 32]);
+        assert_eq!(
+            s.create_account(&b).expect("db"),
+            Err(CreateRefusal::Token(TokenProblem::Unknown))
+        );
+        // A refused creation consumed nothing.
+        assert_eq!(s.token(Some(id3), None).expect("db").expect("row").uses, 0);
+        assert!(s.account("b@x.org").expect("db").is_none());
+    }
+
+    #[test]
+    fn delete_keeps_address_blocked_unless_reuse() {
+        let (_d, s) = store();
+        s.create_account(&new("a@x.org")).expect("db").expect("ok");
+        s.create_account(&new("b@x.org")).expect("db").expect("ok");
+        assert!(s
+            .delete_account("a@x.org", false, "deleted", 9)
+            .expect("db")
+            .is_some());
+        assert!(s.blocklist_entry("a@x.org").expect("db").is_some());
+        assert!(s
+            .delete_account("b@x.org", true, "deleted", 9)
+            .expect("db")
+            .is_some());
+        assert!(s.blocklist_entry("b@x.org").expect("db").is_none());
+        assert!(s
+            .delete_account("b@x.org", true, "deleted", 9)
+            .expect("db")
+            .is_none());
+    }
+
+    #[test]
+    fn login_times_are_throttled() {
+        let (_d, s) = store();
+        let id = s
+            .create_account(&new("a@x.org"))
+            .expect("db")
+            .expect("ok")
+            .id;
+        s.record_login(id, 1000, 3600).expect("db");
+        s.record_login(id, 2000, 3600).expect("db");
+        let row = s.account("a@x.org").expect("db").expect("row");
+        assert_eq!((row.first_login, row.last_login), (Some(1000), Some(1000)));
+        s.record_login(id, 4600, 3600).expect("db");
+        let row = s.account("a@x.org").expect("db").expect("row");
+        assert_eq!((row.first_login, row.last_login), (Some(1000), Some(4600)));
+    }
+
+    #[test]
+    fn usage_set_and_increment() {
+        let (_d, s) = store();
+        s.create_account(&new("a@x.org")).expect("db").expect("ok");
+        assert!(s.set_usage("a@x.org", Some(500), None, 1).expect("db"));
+        assert!(s.add_usage("a@x.org", -100, 2, 2).expect("db"));
+        assert!(s.add_usage("a@x.org", -1000, 0, 3).expect("db"));
+        let row = s.account("a@x.org").expect("db").expect("row");
+        assert_eq!((row.used_bytes, row.used_messages), (0, 2));
+        assert!(!s.set_usage("nobody@x.org", Some(1), None, 1).expect("db"));
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        {
+            let s = Store::open(&path).expect("open");
+            s.create_account(&new("a@x.org")).expect("db").expect("ok");
+        }
+        let s = Store::open(&path).expect("reopen");
+        assert!(s.account("a@x.org").expect("db").is_some());
+    }
+}

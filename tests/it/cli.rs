@@ -1,0 +1,350 @@
+//! The `postern` CLI through the built binary: every command, `--json` parsed, clear
+//! messages and non-zero exits on bad input.
+
+use crate::support::TestDaemon;
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A configured but not running daemon: the CLI works on the database alone.
+fn offline(mode: &str) -> TestDaemon {
+    TestDaemon::configure(mode, &[])
+}
+
+#[test]
+fn user_lifecycle_add_show_passwd_quota_block_delete() {
+    let d = offline("invite_only");
+    let added = d.cli_json(&["user", "add", "Alice@Example.org", "--random"]);
+    assert_eq!(added["address"], "alice@example.org");
+    assert_eq!(added["created_via"], "cli");
+    let generated = added["password"].as_str().expect("generated password");
+    assert!(generated.len() >= 20);
+    // The first account is admin (first_account_is_admin).
+    assert_eq!(added["admin"], true);
+
+    let out = d.cli_stdin(
+        &[
+            "user",
+            "add",
+            "bob@example.org",
+            "--password-stdin",
+            "--quota",
+            "1G",
+        ],
+        "bobs password 1\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bob = d.cli_json(&["user", "show", "bob@example.org"]);
+    assert_eq!(bob["quota_bytes"], 1u64 << 30);
+    assert_eq!(bob["quota_source"], "explicit");
+    assert_eq!(bob["admin"], false);
+    assert!(bob.get("password").is_none());
+
+    d.cli_ok(&["user", "quota", "bob@example.org", "unlimited"]);
+    assert_eq!(
+        d.cli_json(&["user", "show", "bob@example.org"])["quota_bytes"],
+        serde_json::Value::Null
+    );
+    d.cli_ok(&["user", "quota", "bob@example.org", "default"]);
+    assert_eq!(
+        d.cli_json(&["user", "show", "bob@example.org"])["quota_bytes"],
+        500u64 << 20
+    );
+
+    let text = d.cli_ok(&["user", "passwd", "bob@example.org", "--random"]);
+    assert!(text.contains("password: "), "{text}");
+
+    d.cli_ok(&["user", "block", "bob@example.org", "--reason", "spam run"]);
+    let bob = d.cli_json(&["user", "show", "bob@example.org"]);
+    assert_eq!(
+        (bob["blocked"].as_bool(), bob["blocked_reason"].as_str()),
+        (Some(true), Some("spam run"))
+    );
+    let blocked = d.cli_json(&["user", "list", "--blocked"]);
+    assert_eq!(blocked.as_array().map(Vec::len), Some(1));
+    d.cli_ok(&["user", "unblock", "bob@example.org"]);
+    assert_eq!(
+        d.cli_json(&["user", "show", "bob@example.org"])["blocked"],
+        false
+    );
+
+    d.cli_ok(&["user", "admin", "bob@example.org"]);
+    assert_eq!(
+        d.cli_json(&["user", "show", "bob@example.org"])["admin"],
+        true
+    );
+    d.cli_ok(&["user", "admin", "bob@example.org", "--revoke"]);
+    assert_eq!(
+        d.cli_json(&["user", "show", "bob@example.org"])["admin"],
+        false
+    );
+
+    // Human-readable output too.
+    let list = d.cli_ok(&["user", "list"]);
+    assert!(
+        list.contains("alice@example.org") && list.contains("2 account(s)"),
+        "{list}"
+    );
+    let show = d.cli_ok(&["user", "show", "bob@example.org"]);
+    assert!(show.contains("quota:") && show.contains("500M"), "{show}");
+}
+
+#[test]
+fn delete_needs_yes_removes_mail_and_keeps_address_blocked() {
+    let d = offline("open");
+    d.cli_ok(&["user", "add", "carol@example.org", "--random"]);
+    let home = d.vmail.join("example.org/carol/Maildir/cur");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::write(home.join("1.mail"), "hello").expect("write");
+
+    let out = d.cli(&["user", "delete", "carol@example.org"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert!(home.exists(), "nothing happens without --yes");
+
+    let text = d.cli_ok(&["user", "delete", "carol@example.org", "--yes"]);
+    assert!(text.contains("removed mail home"), "{text}");
+    assert!(!d.vmail.join("example.org/carol").exists());
+    let bl = d.cli_json(&["blocklist", "list"]);
+    assert_eq!(bl[0]["address"], "carol@example.org");
+    // The address cannot be taken again.
+    let out = d.cli(&["user", "add", "carol@example.org", "--random"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("blocklist"), "{}", stderr(&out));
+
+    // --keep-mail --allow-reuse: mail stays, address is free.
+    d.cli_ok(&["user", "add", "dave@example.org", "--random"]);
+    let dave = d.vmail.join("example.org/dave");
+    std::fs::create_dir_all(&dave).expect("mkdir");
+    d.cli_ok(&[
+        "user",
+        "delete",
+        "dave@example.org",
+        "--keep-mail",
+        "--allow-reuse",
+        "--yes",
+    ]);
+    assert!(dave.exists());
+    d.cli_ok(&["user", "add", "dave@example.org", "--random"]);
+}
+
+#[test]
+fn tokens_create_list_revoke() {
+    let d = offline("invite_only");
+    let t = d.cli_json(&[
+        "token",
+        "create",
+        "--uses",
+        "3",
+        "--expires",
+        "72h",
+        "--comment",
+        "for Alice",
+    ]);
+    let code = t["code"].as_str().expect("code");
+    assert_eq!(t["link"], format!("https://example.org/new?token={code}"));
+    assert_eq!(
+        t["dcaccount"],
+        format!("DCACCOUNT:https://example.org/new?token={code}")
+    );
+    assert_eq!(
+        (t["max_uses"].as_i64(), t["status"].as_str()),
+        (Some(3), Some("active"))
+    );
+    assert!(t["expires_at"].as_i64().expect("expiry") > t["created_at"].as_i64().expect("created"));
+    let text = d.cli_ok(&["token", "create"]);
+    assert!(
+        text.contains("code: ") && text.contains("/new?token="),
+        "{text}"
+    );
+
+    let list = d.cli_json(&["token", "list"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(2));
+    assert!(
+        list[0].get("code").is_none(),
+        "codes are never stored or listed"
+    );
+    assert_eq!(list[0]["comment"], "for Alice");
+
+    d.cli_ok(&["token", "revoke", code]);
+    d.cli_ok(&["token", "revoke", "2"]);
+    let list = d.cli_json(&["token", "list"]);
+    assert!(list
+        .as_array()
+        .expect("array")
+        .iter()
+        .all(|t| t["status"] == "revoked"));
+    let out = d.cli(&["token", "revoke", "no-such-code"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no invite"), "{}", stderr(&out));
+    let out = d.cli(&["token", "create", "--expires", "soon"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn blocklist_add_remove_list() {
+    let d = offline("open");
+    d.cli_ok(&[
+        "blocklist",
+        "add",
+        "Spammer@example.org",
+        "--reason",
+        "abuse",
+    ]);
+    let list = d.cli_json(&["blocklist", "list"]);
+    assert_eq!(
+        (list[0]["address"].as_str(), list[0]["reason"].as_str()),
+        (Some("spammer@example.org"), Some("abuse"))
+    );
+    d.cli_ok(&["blocklist", "remove", "spammer@example.org"]);
+    assert_eq!(
+        d.cli_json(&["blocklist", "list"]).as_array().map(Vec::len),
+        Some(0)
+    );
+    let out = d.cli(&["blocklist", "remove", "spammer@example.org"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn registration_status_set_reset() {
+    let d = offline("invite_only");
+    let s = d.cli_json(&["registration", "status"]);
+    assert_eq!(
+        (s["mode"].as_str(), s["source"].as_str()),
+        (Some("invite_only"), Some("config"))
+    );
+    d.cli_ok(&["registration", "set", "closed"]);
+    let s = d.cli_json(&["registration", "status"]);
+    assert_eq!(
+        (s["mode"].as_str(), s["source"].as_str()),
+        (Some("closed"), Some("runtime"))
+    );
+    d.cli_ok(&["registration", "reset"]);
+    assert_eq!(
+        d.cli_json(&["registration", "status"])["mode"],
+        "invite_only"
+    );
+    let out = d.cli(&["registration", "set", "wide-open"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn bad_input_gets_a_clear_message_and_nonzero_exit() {
+    let d = offline("open");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["user", "add", "two@@example.org", "--random"],
+            "exactly one @",
+        ),
+        (
+            &["user", "add", "x@other.org", "--random"],
+            "does not serve",
+        ),
+        (&["user", "add", "a..b@example.org", "--random"], "'..'"),
+        (&["user", "show", "ghost@example.org"], "no account"),
+        (&["user", "block", "ghost@example.org"], "no account"),
+        (
+            &["user", "passwd", "ghost@example.org", "--random"],
+            "no account",
+        ),
+        (&["user", "quota", "ghost@example.org", "1G"], "no account"),
+        (
+            &["user", "quota", "ghost@example.org", "lots"],
+            "not a size",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = d.cli(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+    let out = d.cli_stdin(
+        &["user", "add", "erin@example.org", "--password-stdin"],
+        "weak\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("at least 9 characters"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing was created by any of it.
+    assert_eq!(
+        d.cli_json(&["user", "list"]).as_array().map(Vec::len),
+        Some(0)
+    );
+}
+
+#[test]
+fn config_show_check_and_errors_exit_2() {
+    let d = offline("open");
+    let shown = d.cli_ok(&["config", "show"]);
+    assert!(shown.contains("domains = [\"example.org\"]"), "{shown}");
+    assert!(
+        shown.contains("[registration]") && shown.contains("mode = \"open\""),
+        "{shown}"
+    );
+    d.cli_ok(&["config", "check"]);
+
+    // Environment overrides the file, with the plain alias too.
+    let out = d
+        .command()
+        .args(["registration", "status", "--json"])
+        .env("REGISTRATION_MODE", "closed")
+        .output()
+        .expect("run");
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(s["mode"], "closed");
+    let out = d
+        .command()
+        .args(["config", "show"])
+        .env("POSTERN_REGISTRATION__MODE", "invite_only")
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("mode = \"invite_only\""));
+
+    std::fs::write(&d.config, "domains = [\"example.org\"]\nsurprise = 1\n").expect("write");
+    let out = d.cli(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("surprise"), "{}", stderr(&out));
+    std::fs::write(
+        &d.config,
+        "domains = [\"example.org\"]\n[registration]\nmode = \"sometimes\"\n",
+    )
+    .expect("write");
+    let out = d.cli(&["user", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("invite_only"), "{}", stderr(&out));
+    let out = d.cli(&["serve"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "config errors exit 2 so systemd does not restart-loop"
+    );
+}
+
+#[test]
+fn no_password_reaches_the_database_or_the_log() {
+    let d = TestDaemon::start("open");
+    let secret = "UniqueSecret-4711-xyz";
+    let reply = crate::support::passdb_once(&d.dict_socket, "alice@example.org", secret);
+    assert!(reply.starts_with('O'));
+    assert!(
+        crate::support::passdb_once(&d.dict_socket, "alice@example.org", "Wrong-4711-xyz")
+            .starts_with('N')
+    );
+    let out = d.cli_stdin(
+        &["user", "add", "bob@example.org", "--password-stdin"],
+        &format!("{secret}\n"),
+    );
+    assert!(out.status.success());
+    for file in ["postern.db", "postern.db-wal", "postern.log"] {
+        let bytes = std::fs::read(d.dir.join(file)).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(secret) && !text.contains("Wrong-4711"),
+            "{file} holds a password"
+        );
+    }
+}

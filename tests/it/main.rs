@@ -1,0 +1,8 @@
+//! postern's behaviour tests: one integration binary, a module per area. Tests that say
+//! Dovecot or Postfix start the real ones from Debian's packages.
+
+mod support;
+
+mod cli;
+mod dict;
+mod dovecot;
