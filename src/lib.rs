@@ -8,6 +8,8 @@
 //! cli            the `postern` commands (an adapter: parses, calls accounts, prints)
 //! server         `postern serve`: binds the sockets, runs the sessions, shuts down cleanly
 //! dovecot_dict   Dovecot dict proxy protocol: passdb, userdb, last_login, quota_clone
+//! dovecot_auth   Dovecot auth protocol for Postfix SMTP AUTH (SASL PLAIN, LOGIN)
+//! postfix_policy Postfix policy delegation: blocked, unknown, full, send rate
 //! accounts       the core: every rule (login, registration, userdb, operator actions)
 //! store          SQLite: schema, migrations, every query
 //! config         figment configuration; tabescape: Dovecot's 0x01 escaping
@@ -16,7 +18,9 @@
 pub mod accounts;
 pub mod cli;
 pub mod config;
+pub mod dovecot_auth;
 pub mod dovecot_dict;
+pub mod postfix_policy;
 pub mod server;
 pub mod store;
 pub mod tabescape;

@@ -22,6 +22,7 @@ use crate::accounts::Accounts;
 use crate::config::{Config, ConfigError, Listen};
 use crate::dovecot_dict::{self, handler::DictHandler};
 use crate::store::{Store, StoreError};
+use crate::{dovecot_auth, postfix_policy};
 
 /// How long requests in flight may take to finish after a stop signal.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -62,22 +63,58 @@ pub async fn run(
         Err(e) => tracing::warn!("event=admin_promote result=tempfail error=\"{e}\""),
     }
 
-    let tracker = TaskTracker::new();
-    let mut sockets = Vec::new();
-    if let Some(path) = &config.listen.dict {
-        let listener = bind_unix(path, &config.listen)?;
-        sockets.push(path.clone());
-        let handler = Arc::new(DictHandler::new(accounts.clone()));
-        tracker.spawn(accept_loop(
-            listener,
-            config.listen.max_connections,
-            cancel.clone(),
-            tracker.clone(),
-            move |stream, cancel| dovecot_dict::session::run(stream, handler.clone(), cancel),
-        ));
+    // Bind everything first: a socket that cannot be bound stops the start before
+    // anything is served.
+    let listen = &config.listen;
+    let mut bound = Vec::new();
+    for (path, service) in [
+        (&listen.dict, Service::Dict),
+        (&listen.auth, Service::Auth),
+        (&listen.policy, Service::Policy),
+    ] {
+        if let Some(path) = path {
+            match bind_unix(path, listen) {
+                Ok(listener) => bound.push((path.clone(), service, listener)),
+                Err(e) => {
+                    for (p, _, _) in &bound {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    return Err(e);
+                }
+            }
+        }
     }
-    if sockets.is_empty() {
+    if bound.is_empty() {
         return Err(ServeError::NothingToServe);
+    }
+
+    let tracker = TaskTracker::new();
+    let dict = Arc::new(DictHandler::new(accounts.clone()));
+    let mut sockets = Vec::new();
+    for (path, service, listener) in bound {
+        sockets.push(path);
+        let max = listen.max_connections;
+        let (c, t) = (cancel.clone(), tracker.clone());
+        match service {
+            Service::Dict => {
+                let dict = dict.clone();
+                tracker.spawn(accept_loop(listener, max, c, t, move |stream, cancel| {
+                    dovecot_dict::session::run(stream, dict.clone(), cancel)
+                }));
+            }
+            Service::Auth => {
+                let accounts = accounts.clone();
+                tracker.spawn(accept_loop(listener, max, c, t, move |stream, cancel| {
+                    dovecot_auth::session::run(stream, accounts.clone(), cancel)
+                }));
+            }
+            Service::Policy => {
+                let accounts = accounts.clone();
+                tracker.spawn(accept_loop(listener, max, c, t, move |stream, cancel| {
+                    postfix_policy::session::run(stream, accounts.clone(), cancel)
+                }));
+            }
+        }
     }
     tracing::info!("event=start listeners={}", sockets.len());
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
@@ -98,6 +135,13 @@ pub async fn run(
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Service {
+    Dict,
+    Auth,
+    Policy,
 }
 
 /// Waits for SIGTERM, SIGINT or `cancel`; reloads the configuration on SIGHUP.

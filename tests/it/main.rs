@@ -6,3 +6,5 @@ mod support;
 mod cli;
 mod dict;
 mod dovecot;
+mod policy;
+mod sasl;

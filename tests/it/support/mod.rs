@@ -130,7 +130,8 @@ level = "debug"
             .expect("spawn postern serve");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
-        while UnixStream::connect(&self.dict_socket).is_err() {
+        let sockets = [&self.dict_socket, &self.auth_socket, &self.policy_socket];
+        while sockets.iter().any(|s| UnixStream::connect(s).is_err()) {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!("postern serve exited with {status}:\n{}", self.log());
             }
