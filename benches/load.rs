@@ -69,6 +69,8 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("postern.db");
     let socket = dir.path().join("dict.sock");
+    let auth_socket = dir.path().join("auth.sock");
+    let policy_socket = dir.path().join("policy.sock");
     let argon2 = Argon2Config::default();
 
     eprintln!("populating {} accounts ...", o.accounts);
@@ -101,9 +103,12 @@ fn main() {
         &config,
         format!(
             "domains = [\"example.org\"]\n[database]\npath = \"{}\"\n[listen]\ndict = \"{}\"\n\
-             [registration]\nmode = \"open\"\n[log]\nlevel = \"warn\"\n",
+             auth = \"{}\"\npolicy = \"{}\"\n[registration]\nmode = \"open\"\n\
+             [policy]\nsend_per_minute = 0\n[log]\nlevel = \"warn\"\n",
             db.display(),
-            socket.display()
+            socket.display(),
+            auth_socket.display(),
+            policy_socket.display()
         ),
     )
     .expect("config");
@@ -113,6 +118,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let bound = cores as f64 / one_hash.as_secs_f64();
 
+    let rss_start = daemon.rss_kib("VmRSS:");
     let userdb = run_phase(&o, &socket, |_, i| {
         let reply = lookup(
             &socket,
@@ -121,6 +127,7 @@ fn main() {
         reply.starts_with('O')
     });
 
+    let rss_userdb = daemon.rss_kib("VmRSS:");
     // Warm: a small working set, verified once (argon2), then served from the cache.
     let warm_set = 1000.min(o.accounts);
     for i in 0..warm_set {
@@ -130,6 +137,7 @@ fn main() {
         passdb(&socket, &address(i % warm_set), PASSWORD).starts_with('O')
     });
 
+    let rss_warm = daemon.rss_kib("VmRSS:");
     // Cold: accounts never verified in this process, so every login pays argon2.
     let next_cold = Arc::new(AtomicUsize::new(warm_set));
     let cold = run_phase(&o, &socket, |_, _| {
@@ -137,7 +145,58 @@ fn main() {
         passdb(&socket, &address(i), PASSWORD).starts_with('O')
     });
 
-    let hwm = daemon.peak_rss_kib();
+    // Policy: persistent connections, one request after the other, latency per request.
+    let policy = run_persistent(&o, || {
+        let stream = UnixStream::connect(&policy_socket).ok()?;
+        let mut reader = BufReader::new(stream);
+        let mut i = 0usize;
+        Some(move || {
+            i += 1;
+            let block = format!(
+                "request=smtpd_access_policy\nprotocol_state=RCPT\nsender=someone@elsewhere.net\n\
+                 recipient={}\nsasl_username=\ninstance=bench.{i}\nsize=1000\n\n",
+                address((i * 7919) % o.accounts)
+            );
+            reader.get_mut().write_all(block.as_bytes()).ok()?;
+            let mut action = String::new();
+            let mut empty = String::new();
+            reader.read_line(&mut action).ok()?;
+            reader.read_line(&mut empty).ok()?;
+            Some(action == "action=DUNNO\n")
+        })
+    });
+
+    // SASL: persistent connections as Postfix's smtpd keeps them, warm-cache logins.
+    let sasl = run_persistent(&o, || {
+        let stream = UnixStream::connect(&auth_socket).ok()?;
+        let mut reader = BufReader::new(stream);
+        reader
+            .get_mut()
+            .write_all(b"VERSION\t1\t0\nCPID\t1\n")
+            .ok()?;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).ok()?;
+            if line == "DONE\n" {
+                break;
+            }
+        }
+        let mut id = 0u32;
+        Some(move || {
+            id += 1;
+            let user = address(id as usize % warm_set);
+            let resp = b64(format!("\0{user}\0{PASSWORD}").as_bytes());
+            let line =
+                format!("AUTH\t{id}\tPLAIN\tservice=smtp\tnologin\trip=127.0.0.1\tresp={resp}\n");
+            reader.get_mut().write_all(line.as_bytes()).ok()?;
+            let mut reply = String::new();
+            reader.read_line(&mut reply).ok()?;
+            Some(reply.starts_with("OK\t"))
+        })
+    });
+
+    let rss_cold = daemon.rss_kib("VmRSS:");
+    let hwm = daemon.rss_kib("VmHWM:");
     daemon.stop();
 
     println!("| measurement | result |");
@@ -161,6 +220,22 @@ fn main() {
         one_hash.as_secs_f64() * 1000.0,
         bound,
         cold.rate / bound * 100.0
+    );
+    println!(
+        "| policy decisions, persistent connections | {:.0}/s, p50 {:.0} µs, p99 {:.0} µs ({} errors) |",
+        policy.rate, policy.p50_us, policy.p99_us, policy.errors
+    );
+    println!(
+        "| SASL PLAIN logins, warm cache, persistent connections | {:.0}/s, p99 {:.0} µs ({} errors) |",
+        sasl.rate, sasl.p99_us, sasl.errors
+    );
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "| daemon RSS after start / userdb / warm / cold phase | {:.1} / {:.1} / {:.1} / {:.1} MiB |",
+        mib(rss_start),
+        mib(rss_userdb),
+        mib(rss_warm),
+        mib(rss_cold)
     );
     println!(
         "| daemon peak RSS (VmHWM) | {:.1} MiB (argon2 in flight adds {} x {:.0} MiB) |",
@@ -203,6 +278,73 @@ fn run_phase(o: &Options, _socket: &Path, op: impl Fn(usize, usize) -> bool + Sy
         rate: done.load(Ordering::Relaxed) as f64 / elapsed,
         errors: errors.load(Ordering::Relaxed),
     }
+}
+
+struct Timed {
+    rate: f64,
+    errors: usize,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// Each client thread opens one connection (`connect` returns its request function)
+/// and sends requests one after the other for the phase's duration.
+fn run_persistent<F, R>(o: &Options, connect: F) -> Timed
+where
+    F: Fn() -> Option<R> + Sync,
+    R: FnMut() -> Option<bool>,
+{
+    let errors = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    let mut latencies: Vec<u32> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..o.clients)
+            .map(|_| {
+                let (errors, stop, connect) = (&errors, &stop, &connect);
+                s.spawn(move || {
+                    let mut lat = Vec::with_capacity(1 << 16);
+                    let Some(mut request) = connect() else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        return lat;
+                    };
+                    while !stop.load(Ordering::Relaxed) {
+                        let t = Instant::now();
+                        match request() {
+                            Some(true) => lat.push(t.elapsed().as_micros() as u32),
+                            _ => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    lat
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(o.seconds));
+        stop.store(true, Ordering::Relaxed);
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |v| f64::from(*v))
+    };
+    Timed {
+        rate: latencies.len() as f64 / elapsed,
+        errors: errors.load(Ordering::Relaxed),
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    }
+}
+
+fn b64(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 fn time_one_hash(argon2: &Argon2Config) -> Duration {
@@ -256,12 +398,13 @@ impl Daemon {
         Daemon { child }
     }
 
-    fn peak_rss_kib(&self) -> u64 {
+    /// A memory figure of the daemon from /proc (`VmRSS:` now, `VmHWM:` peak), in KiB.
+    fn rss_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }

@@ -273,6 +273,23 @@ impl Accounts {
         }
     }
 
+    /// Measures an account's Maildir (every folder's `cur` and `new`): bytes, from the
+    /// `S=` size Dovecot writes into file names where present, and messages. `None` when
+    /// the mail home does not exist yet.
+    pub async fn measure_mail_home(&self, address: &str) -> Result<Option<(u64, u64)>, AdminError> {
+        let config = self.config();
+        let address = self.admin_address(address)?;
+        let home = address::mail_home(&config.mailbox.home, &address)?;
+        tokio::task::spawn_blocking(move || measure_maildir(&home.join("Maildir")))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+            .map_err(|e| AdminError::MailHome {
+                address: address.to_string(),
+                path: PathBuf::from(&config.mailbox.home),
+                message: e.to_string(),
+            })
+    }
+
     pub async fn set_user_quota(&self, address: &str, quota: QuotaMode) -> Result<(), AdminError> {
         let address = self.admin_address(address)?;
         let key = address.as_str().to_owned();
@@ -412,6 +429,54 @@ impl Accounts {
     fn admin_address(&self, address: &str) -> Result<Address, AddressError> {
         self.address_for(address)
     }
+}
+
+fn measure_maildir(maildir: &Path) -> std::io::Result<Option<(u64, u64)>> {
+    let top = match std::fs::read_dir(maildir) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut folders = vec![maildir.to_path_buf()];
+    for entry in top {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') && entry.file_type()?.is_dir() {
+            folders.push(entry.path());
+        }
+    }
+    let (mut bytes, mut messages) = (0u64, 0u64);
+    for folder in folders {
+        for sub in ["cur", "new"] {
+            let dir = match std::fs::read_dir(folder.join(sub)) {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for file in dir {
+                let file = file?;
+                if !file.file_type()?.is_file() {
+                    continue;
+                }
+                let name = file.file_name();
+                let size = size_from_name(&name.to_string_lossy());
+                bytes += match size {
+                    Some(s) => s,
+                    None => file.metadata()?.len(),
+                };
+                messages += 1;
+            }
+        }
+    }
+    Ok(Some((bytes, messages)))
+}
+
+/// The `S=<size>` field of a Maildir file name (`1700000000.M1P2.host,S=1234,W=1260:2,S`).
+fn size_from_name(name: &str) -> Option<u64> {
+    let base = name.split(':').next()?;
+    base.split(',')
+        .find_map(|f| f.strip_prefix("S="))
+        .and_then(|s| s.parse().ok())
 }
 
 /// Removes a mail home after checking, on the real file system, that it lies strictly

@@ -30,7 +30,7 @@ use crate::config::{Config, Quota, RegistrationMode};
 use crate::store::{AccountRow, CreateRefusal, NewAccount, QuotaMode, Store, StoreError};
 use address::Address;
 use limits::{FailureLimiter, SendLimiter};
-use password::{Busy, Hasher, Password, Verdict, VerifiedCache};
+use password::{Busy, Hasher, HasherError, Password, Verdict, VerifiedCache};
 
 pub use admin::{AdminError, NewUser};
 pub use policy::{PolicyRequest, PolicyVerdict};
@@ -170,15 +170,11 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    pub fn new(config: Config, store: Store) -> Result<Accounts, argon2::Error> {
+    pub fn new(config: Config, store: Store) -> Result<Accounts, HasherError> {
         Self::with_clock(config, store, system_clock())
     }
 
-    pub fn with_clock(
-        config: Config,
-        store: Store,
-        clock: Clock,
-    ) -> Result<Accounts, argon2::Error> {
+    pub fn with_clock(config: Config, store: Store, clock: Clock) -> Result<Accounts, HasherError> {
         let window = config.login.failure_window.duration();
         Ok(Accounts {
             hasher: Hasher::new(&config.argon2)?,

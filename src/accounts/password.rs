@@ -9,16 +9,17 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use std::cell::RefCell;
+
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
 
 use crate::config::{Argon2Config, PasswordRules};
 
@@ -82,6 +83,15 @@ pub fn check_rules(password: &Password, rules: &PasswordRules) -> Result<(), Pas
 #[error("too many password checks waiting")]
 pub struct Busy;
 
+/// The hasher could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum HasherError {
+    #[error("argon2 parameters: {0}")]
+    Params(argon2::Error),
+    #[error("cannot start argon2 workers: {0}")]
+    Spawn(std::io::Error),
+}
+
 /// What a stored hash said about a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -89,31 +99,52 @@ pub enum Verdict {
     Mismatch,
 }
 
-/// Hashes and verifies passwords, at most one per core at a time; the rest wait in a
-/// bounded queue so a flood of logins cannot pile up unbounded memory (argon2 allocates
-/// `memory_kib` per hash in flight).
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Hashes and verifies passwords on its own threads, one per core, fed by a bounded
+/// queue: at most one hash per core runs at a time, a flood of logins waits in the queue
+/// or (beyond `max_pending`) is refused at once. Dedicated threads also keep argon2's
+/// large buffers in a fixed set of allocator arenas instead of one per blocking thread,
+/// which is what keeps resident memory bounded.
 pub struct Hasher {
     params: Params,
-    permits: Semaphore,
-    pending: AtomicUsize,
-    max_pending: usize,
+    queue: SyncSender<Job>,
 }
 
 impl Hasher {
-    pub fn new(config: &Argon2Config) -> Result<Hasher, argon2::Error> {
+    pub fn new(config: &Argon2Config) -> Result<Hasher, HasherError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_workers(config, cores)
+    }
+
+    fn with_workers(config: &Argon2Config, workers: usize) -> Result<Hasher, HasherError> {
         let params = Params::new(
             config.memory_kib,
             config.iterations,
             config.parallelism,
             None,
-        )?;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Ok(Hasher {
-            params,
-            permits: Semaphore::new(cores),
-            pending: AtomicUsize::new(0),
-            max_pending: config.max_pending,
-        })
+        )
+        .map_err(HasherError::Params)?;
+        let (queue, jobs) = sync_channel::<Job>(config.max_pending);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for _ in 0..workers.max(1) {
+            let jobs = jobs.clone();
+            std::thread::Builder::new()
+                .name("postern-argon2".into())
+                .spawn(move || loop {
+                    // The lock is held only while taking a job, never while hashing.
+                    let next = match jobs.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match next {
+                        Ok(job) => job(),
+                        Err(_) => return, // the Hasher is gone
+                    }
+                })
+                .map_err(HasherError::Spawn)?;
+        }
+        Ok(Hasher { params, queue })
     }
 
     /// Hashes a new password as an argon2id PHC string.
@@ -132,7 +163,7 @@ impl Hasher {
             .await
     }
 
-    /// The same as `hash`, for callers outside the async runtime (the CLI).
+    /// The same as `hash`, on the calling thread (the CLI, the load tool).
     pub fn hash_blocking(&self, password: &Password) -> String {
         hash_with(&self.params, password)
     }
@@ -141,21 +172,12 @@ impl Hasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Busy> {
-        let waiting = self.pending.fetch_add(1, Ordering::AcqRel);
-        let _guard = PendingGuard(&self.pending);
-        if waiting >= self.max_pending {
-            return Err(Busy);
-        }
-        let _permit = self.permits.acquire().await.map_err(|_| Busy)?;
-        tokio::task::spawn_blocking(work).await.map_err(|_| Busy)
-    }
-}
-
-struct PendingGuard<'a>(&'a AtomicUsize);
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(work());
+        });
+        self.queue.try_send(job).map_err(|_| Busy)?;
+        rx.await.map_err(|_| Busy)
     }
 }
 
@@ -163,14 +185,114 @@ fn argon2_with(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
-fn hash_with(params: &Params, password: &Password) -> String {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    match argon2_with(params).hash_password(password.expose().as_bytes(), &salt) {
-        Ok(hash) => hash.to_string(),
-        // Only reachable with a password longer than argon2's 4 GiB limit, which the
-        // password rules and every codec's line limit already exclude.
-        Err(_) => String::from("!unhashable"),
+thread_local! {
+    /// Each argon2 worker's memory, allocated once and reused for every hash, so the
+    /// process holds `workers x memory_kib` for argon2 no matter how many logins it has
+    /// served (the allocator would otherwise keep freed 19 MiB buffers around).
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs argon2 over this thread's reusable blocks; a hash that needs more memory than
+/// the configured cost (an imported one) gets a buffer of its own, freed afterwards.
+fn with_blocks<T>(needed: usize, retain: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+    if needed > retain {
+        let mut own = vec![Block::default(); needed];
+        return f(&mut own);
     }
+    BLOCKS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut blocks) => {
+            if blocks.len() < needed {
+                blocks.resize(needed, Block::default());
+            }
+            f(&mut blocks[..needed])
+        }
+        Err(_) => f(&mut vec![Block::default(); needed]),
+    })
+}
+
+/// Computes argon2 for `password` and `salt` into `out` (argon2id of the given params,
+/// or whatever `argon2` is set up for).
+fn compute(
+    argon2: &Argon2<'_>,
+    params: &Params,
+    retain: usize,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> bool {
+    with_blocks(params.block_count(), retain, |blocks| {
+        argon2
+            .hash_password_into_with_memory(password, salt, out, blocks)
+            .is_ok()
+    })
+}
+
+fn hash_with(params: &Params, password: &Password) -> String {
+    let phc = || -> Option<String> {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let mut salt_buf = [0u8; 64];
+        let salt_bytes = salt.decode_b64(&mut salt_buf).ok()?;
+        let mut out = [0u8; 32];
+        let argon2 = argon2_with(params);
+        if !compute(
+            &argon2,
+            params,
+            params.block_count(),
+            password.expose().as_bytes(),
+            salt_bytes,
+            &mut out,
+        ) {
+            return None;
+        }
+        let hash = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(params).ok()?,
+            salt: Some(salt.as_salt()),
+            hash: Some(Output::new(&out).ok()?),
+        };
+        Some(hash.to_string())
+    };
+    // Unreachable with valid parameters and a password within the rules' limits; a
+    // hash that matches nothing is the safe answer if it ever happens.
+    phc().unwrap_or_else(|| String::from("!unhashable"))
+}
+
+/// Checks an argon2 PHC string; `current` tells whether it is argon2id with `params`.
+fn verify_argon2(params: &Params, password: &Password, hash: &str) -> (bool, bool) {
+    let check = || -> Option<(bool, bool)> {
+        let parsed = PasswordHash::new(hash).ok()?;
+        let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+        let version = match parsed.version {
+            Some(v) => Version::try_from(v).ok()?,
+            None => Version::default(),
+        };
+        let their = Params::try_from(&parsed).ok()?;
+        let expected = parsed.hash?;
+        let mut salt_buf = [0u8; 64];
+        let salt = parsed.salt?.decode_b64(&mut salt_buf).ok()?;
+        let mut out = vec![0u8; expected.len()];
+        let argon2 = Argon2::new(algorithm, version, their.clone());
+        if !compute(
+            &argon2,
+            &their,
+            params.block_count(),
+            password.expose().as_bytes(),
+            salt,
+            &mut out,
+        ) {
+            return None;
+        }
+        // Output's equality is constant-time.
+        let ok = Output::new(&out).ok()? == expected;
+        let current = algorithm == Algorithm::Argon2id
+            && version == Version::V0x13
+            && their.m_cost() == params.m_cost()
+            && their.t_cost() == params.t_cost()
+            && their.p_cost() == params.p_cost();
+        Some((ok, current))
+    };
+    check().unwrap_or((false, false))
 }
 
 /// Verifies against argon2 PHC strings and the crypt(3) schemes other servers store,
@@ -183,21 +305,7 @@ pub fn verify_with(params: &Params, password: &Password, stored: &str) -> Verdic
         None => stored,
     };
     let (ok, current) = if hash.starts_with("$argon2") {
-        match PasswordHash::new(hash) {
-            Ok(parsed) => {
-                let ok = argon2_with(params)
-                    .verify_password(pw.as_bytes(), &parsed)
-                    .is_ok();
-                let current = parsed.algorithm.as_str() == "argon2id"
-                    && Params::try_from(&parsed).is_ok_and(|p| {
-                        p.m_cost() == params.m_cost()
-                            && p.t_cost() == params.t_cost()
-                            && p.p_cost() == params.p_cost()
-                    });
-                (ok, current)
-            }
-            Err(_) => (false, false),
-        }
+        verify_argon2(params, password, hash)
     } else if hash.starts_with("$6$") {
         (sha_crypt::sha512_check(pw, hash).is_ok(), false)
     } else if hash.starts_with("$5$") {
@@ -345,6 +453,44 @@ mod tests {
     }
 
     #[test]
+    fn phc_strings_interoperate_with_the_argon2_crate() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let pw = Password::new("interop password");
+        let ours = hash_with(&cheap(), &pw);
+        let parsed = PasswordHash::new(&ours).expect("valid PHC");
+        assert!(argon2_with(&cheap())
+            .verify_password(pw.expose().as_bytes(), &parsed)
+            .is_ok());
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let theirs = argon2_with(&cheap())
+            .hash_password(pw.expose().as_bytes(), &salt)
+            .expect("hash")
+            .to_string();
+        assert_eq!(
+            verify_with(&cheap(), &pw, &theirs),
+            Verdict::Match { rehash: false }
+        );
+        // argon2i / a bigger memory cost than ours: verified, and due for a re-hash.
+        let big = Params::new(4096, 1, 1, None).expect("params");
+        let other = Argon2::new(Algorithm::Argon2i, Version::V0x13, big)
+            .hash_password(pw.expose().as_bytes(), &salt)
+            .expect("hash")
+            .to_string();
+        assert_eq!(
+            verify_with(&cheap(), &pw, &other),
+            Verdict::Match { rehash: true }
+        );
+        assert_eq!(
+            verify_with(&cheap(), &Password::new("nope"), &other),
+            Verdict::Mismatch
+        );
+        assert_eq!(
+            verify_with(&cheap(), &pw, "$argon2id$v=19$m=1024,t=1,p=1$garbage"),
+            Verdict::Mismatch
+        );
+    }
+
+    #[test]
     fn legacy_schemes_verify_and_ask_for_rehash() {
         let pw = Password::new("hunter2hunter2");
         let sha512 = sha_crypt::sha512_simple(
@@ -433,24 +579,30 @@ mod tests {
             max_pending: 1,
             ..Argon2Config::default()
         };
-        let hasher = std::sync::Arc::new(Hasher::new(&config).expect("hasher"));
+        let hasher = Arc::new(Hasher::with_workers(&config, 1).expect("hasher"));
+        // Occupy the only worker until told to go on.
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        hasher
+            .queue
+            .try_send(Box::new(move || {
+                let _ = started_tx.send(());
+                let _ = release_rx.recv();
+            }))
+            .expect("queue has room");
+        started_rx.recv().expect("worker started");
+        // One job fits in the queue; the next is refused at once, without waiting.
+        let (ran_tx, ran_rx) = std::sync::mpsc::channel();
+        hasher
+            .queue
+            .try_send(Box::new(move || {
+                let _ = ran_tx.send(());
+            }))
+            .expect("one queued job fits");
         let pw = Password::new("whatever-123");
-        // Hold every permit so requests queue.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let held = hasher
-            .permits
-            .acquire_many(cores as u32)
-            .await
-            .expect("permits");
-        let h2 = hasher.clone();
-        let pw2 = pw.clone();
-        let first = tokio::spawn(async move { h2.hash(&pw2).await });
-        tokio::task::yield_now().await;
-        while hasher.pending.load(Ordering::Acquire) == 0 {
-            tokio::task::yield_now().await;
-        }
         assert_eq!(hasher.hash(&pw).await, Err(Busy));
-        drop(held);
-        assert!(first.await.expect("join").is_ok());
+        release_tx.send(()).expect("release");
+        ran_rx.recv().expect("the queued job ran");
+        assert!(hasher.hash(&pw).await.is_ok(), "free again");
     }
 }

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::accounts::admin::token_status;
 use crate::accounts::password::Password;
-use crate::accounts::{Accounts, AdminError, NewUser, Route, Unavailable};
+use crate::accounts::{Accounts, AdminError, NewUser, Route, Unavailable, UsageChange};
 use crate::config::{self, Config, Quota, RegistrationMode, Seconds};
 use crate::store::{QuotaMode, Store};
 use output::{account_json, block_json, print_json, token_json, when};
@@ -51,6 +51,9 @@ pub enum Command {
     /// Manage invite codes.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Storage usage.
+    #[command(subcommand)]
+    Quota(QuotaCmd),
     /// Addresses that may not log in, receive mail or register.
     #[command(subcommand)]
     Blocklist(BlocklistCmd),
@@ -147,6 +150,15 @@ pub enum UserCmd {
         address: String,
         #[arg(long)]
         revoke: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCmd {
+    /// Recompute usage from the mail homes (for installs without Dovecot's quota_clone).
+    Recalc {
+        /// One account; all accounts when absent.
+        address: Option<String>,
     },
 }
 
@@ -299,7 +311,10 @@ fn config_command(cli: &Cli, cmd: &ConfigCmd) -> Result<(), Failure> {
 fn serve(cli: &Cli) -> Result<(), Failure> {
     let config = load_config(cli)?;
     init_logging(&config);
+    // Blocking threads run SQLite calls only (argon2 has its own workers): a few are
+    // plenty, and a bound keeps a burst of connections from spawning hundreds.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(16)
         .enable_all()
         .build()
         .map_err(|e| Failure::refused(format!("cannot start the runtime: {e}")))?;
@@ -358,6 +373,9 @@ async fn dispatch(
     match &cli.command {
         Command::User(cmd) => user_command(accounts, cmd, privileges).await,
         Command::Token(cmd) => token_command(accounts, cmd).await,
+        Command::Quota(QuotaCmd::Recalc { address }) => {
+            recalc_command(accounts, address.as_deref(), privileges).await
+        }
         Command::Blocklist(cmd) => blocklist_command(accounts, cmd).await,
         Command::Registration(cmd) => registration_command(accounts, cmd).await,
         Command::Serve | Command::Config(_) => Ok(()),
@@ -522,6 +540,50 @@ async fn user_command(
                 if *revoke { "no longer " } else { "now " }
             );
         }
+    }
+    Ok(())
+}
+
+async fn recalc_command(
+    accounts: &Accounts,
+    address: Option<&str>,
+    privileges: &privileges::Privileges,
+) -> Result<(), Failure> {
+    let addresses = match address {
+        Some(a) => vec![accounts.user(a).await?.address],
+        None => accounts
+            .users(false, None)
+            .await?
+            .into_iter()
+            .map(|r| r.address)
+            .collect(),
+    };
+    let mut failed = 0;
+    for a in &addresses {
+        // Mail homes belong to the mail user: read them with the invoker's rights.
+        match privileges
+            .as_invoker_async(accounts.measure_mail_home(a))
+            .await
+        {
+            Ok(measured) => {
+                let (bytes, messages) = measured.unwrap_or((0, 0));
+                let change = UsageChange::Set {
+                    bytes: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
+                    messages: Some(i64::try_from(messages).unwrap_or(i64::MAX)),
+                };
+                accounts.note_usage(a, change).await?;
+                println!("{a}: {} in {messages} messages", config::format_size(bytes));
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("postern: {a}: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Failure::refused(format!(
+            "{failed} mail home(s) could not be read"
+        )));
     }
     Ok(())
 }

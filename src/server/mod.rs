@@ -34,8 +34,8 @@ pub enum ServeError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("argon2 parameters: {0}")]
-    Argon2(String),
+    #[error(transparent)]
+    Hasher(#[from] crate::accounts::password::HasherError),
     #[error("socket {path}: {message}")]
     Socket { path: PathBuf, message: String },
     #[error("no listener is configured: set at least one of listen.dict, listen.auth, listen.policy, listen.http")]
@@ -51,9 +51,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
     let store = Store::open(&config.database.path)?;
-    let accounts = Arc::new(
-        Accounts::new(config.clone(), store).map_err(|e| ServeError::Argon2(e.to_string()))?,
-    );
+    let accounts = Arc::new(Accounts::new(config.clone(), store)?);
     match accounts.promote_configured_admins().await {
         Ok(promoted) => {
             for a in promoted {

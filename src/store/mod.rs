@@ -130,7 +130,7 @@ pub struct Store {
     idle: Mutex<Vec<Connection>>,
 }
 
-const MAX_IDLE: usize = 8;
+const MAX_IDLE: usize = 16;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const ACCOUNT_COLUMNS: &str = "a.id, a.address, a.password_hash, a.created_at, a.created_via, \
@@ -226,11 +226,15 @@ impl Store {
         })
     }
 
-    /// Every account address in order (Dovecot's userdb iteration).
+    /// Every unblocked account address in order (Dovecot's userdb iteration: it lists
+    /// exactly the users a userdb lookup answers).
     pub fn addresses(&self) -> Result<Vec<String>> {
         self.with(|c| {
             let rows = c
-                .prepare_cached("SELECT address FROM accounts ORDER BY address")?
+                .prepare_cached(
+                    "SELECT address FROM accounts a WHERE NOT EXISTS \
+                     (SELECT 1 FROM blocklist b WHERE b.address = a.address) ORDER BY address",
+                )?
                 .query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<String>>>()?;
             Ok(rows)

@@ -348,3 +348,40 @@ fn no_password_reaches_the_database_or_the_log() {
         );
     }
 }
+
+#[test]
+fn quota_recalc_counts_maildir_sizes_from_names_and_files() {
+    let d = offline("open");
+    d.cli_ok(&["user", "add", "alice@example.org", "--random"]);
+    d.cli_ok(&["user", "add", "bob@example.org", "--random"]);
+    let maildir = d.vmail.join("example.org/alice/Maildir");
+    for sub in ["cur", "new", ".Sent/cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).expect("mkdir");
+    }
+    std::fs::write(maildir.join("new/1700000000.M1P2.host,S=1000,W=1030"), "x").expect("write");
+    std::fs::write(
+        maildir.join("cur/1700000001.M2P2.host,S=2000,W=2050:2,S"),
+        "x",
+    )
+    .expect("write");
+    std::fs::write(maildir.join(".Sent/cur/1700000002.M3P2.host:2,S"), "12345").expect("write");
+    std::fs::write(maildir.join("tmp/in-flight"), "not counted").expect("write");
+    let out = d.cli_ok(&["quota", "recalc"]);
+    assert!(
+        out.contains("alice@example.org: 3005 in 3 messages"),
+        "{out}"
+    );
+    let alice = d.cli_json(&["user", "show", "alice@example.org"]);
+    assert_eq!(
+        (
+            alice["used_bytes"].as_i64(),
+            alice["used_messages"].as_i64()
+        ),
+        (Some(3005), Some(3))
+    );
+    assert!(alice["usage_updated_at"].as_i64().is_some());
+    let bob = d.cli_json(&["user", "show", "bob@example.org"]);
+    assert_eq!(bob["used_bytes"], 0);
+    let out = d.cli(&["quota", "recalc", "ghost@example.org"]);
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -7,4 +7,5 @@ mod cli;
 mod dict;
 mod dovecot;
 mod policy;
+mod postfix;
 mod sasl;

@@ -30,6 +30,8 @@ use nix::unistd::Pid;
 
 use super::TestDaemon;
 
+/// What to install when Dovecot is missing.
+const PACKAGES: &str = "apt-get install dovecot-core dovecot-imapd dovecot-lmtpd";
 /// How long a client waits for any single reply from Dovecot.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long Dovecot may take to come up (it forks a handful of processes).
@@ -72,13 +74,12 @@ impl Dovecot {
         let config = dir.join("dovecot.conf");
         let log = dir.join("dovecot.log");
         let stderr = dir.join("dovecot.stderr");
-        let instance = format!(
-            "postern-{}",
-            parent
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("test")
-        );
+        // Shows in process titles (`dovecot-<instance>/imap`): names the test's temp dir.
+        let instance = parent
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("postern-test")
+            .to_owned();
 
         // A port picked by binding :0 may be taken again before Dovecot binds it; then
         // Dovecot exits at once with "Address already in use" and we try another.
@@ -100,9 +101,7 @@ impl Dovecot {
                 .stderr(out)
                 .process_group(0)
                 .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("cannot run {dovecot}: {e} (apt-get install dovecot-core dovecot-imapd dovecot-lmtpd)")
-                });
+                .unwrap_or_else(|e| panic!("cannot run {dovecot}: {e} ({PACKAGES})"));
             let mut d = Dovecot {
                 lmtp_socket: dir.join("run").join("lmtp"),
                 dir: dir.clone(),
@@ -114,30 +113,28 @@ impl Dovecot {
             };
             match d.wait_ready() {
                 Ok(()) => return d,
-                Err(log) if attempt < 5 && log.contains("Address already in use") => {
+                Err(_) if attempt < 5 && d.log_contents().contains("Address already in use") => {
                     d.stop();
-                    continue;
                 }
-                Err(log) => {
-                    d.stop();
-                    panic!("Dovecot did not start:\n{log}");
-                }
+                // Dropping `d` while panicking prints Dovecot's log.
+                Err(why) => panic!("Dovecot did not start: {why}"),
             }
         }
     }
 
-    /// Waits until IMAP greets and the LMTP socket accepts; on failure returns the log.
+    /// Waits until IMAP greets and the LMTP socket accepts.
     fn wait_ready(&mut self) -> Result<(), String> {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return Err("dovecot is not running".to_owned());
+        };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                return Err(format!(
-                    "dovecot exited with {status}\n{}",
-                    self.log_contents()
-                ));
+            // Not reaped here: stop() relies on the master's pid staying reserved.
+            if is_dead_or_zombie(pid) {
+                return Err("dovecot exited".to_owned());
             }
             if Instant::now() > deadline {
-                return Err(format!("timed out\n{}", self.log_contents()));
+                return Err(format!("not ready after {START_TIMEOUT:?}"));
             }
             if let Ok(greeting) = imap_greeting(self.imap_port) {
                 if greeting.starts_with("* OK") && UnixStream::connect(&self.lmtp_socket).is_ok() {
