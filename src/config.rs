@@ -62,6 +62,8 @@ pub struct Config {
     pub login: LoginLimits,
     pub policy: PolicyConfig,
     pub http: Http,
+    pub auth_http: AuthHttp,
+    pub maintenance: Maintenance,
     pub log: Log,
 }
 
@@ -89,8 +91,12 @@ pub struct Listen {
     pub auth: Option<PathBuf>,
     /// Postfix policy delegation socket.
     pub policy: Option<PathBuf>,
-    /// HTTP listener for /new and /admin.
+    /// HTTP listener for /new and /admin: `host:port`.
     pub http: Option<String>,
+    /// The same HTTP service on a Unix socket, for a reverse proxy (nginx terminates TLS).
+    pub http_socket: Option<PathBuf>,
+    /// Loopback HTTP auth API for Dovecot 2.4's Lua passdb/userdb: `127.0.0.1:port`.
+    pub auth_http: Option<String>,
     /// Octal permission bits of every socket file.
     pub socket_mode: String,
     pub socket_owner: Option<String>,
@@ -106,6 +112,8 @@ impl Default for Listen {
             auth: None,
             policy: None,
             http: None,
+            http_socket: None,
+            auth_http: None,
             socket_mode: "0660".into(),
             socket_owner: None,
             socket_group: None,
@@ -386,12 +394,80 @@ impl Default for PolicyConfig {
     }
 }
 
-/// The web side: links and what to trust in front of postern.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// The web side: links, limits, and what to trust in front of postern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Http {
     /// The public base URL, e.g. `https://chat.example.org`, for sign-up links.
     pub public_url: Option<String>,
+    /// Peers whose `X-Forwarded-For` is believed (IP addresses).
+    pub trusted_proxies: Vec<String>,
+    /// Largest request body accepted.
+    pub max_body: Size,
+    /// Time to receive a request's headers, and to idle between requests.
+    pub header_timeout: Seconds,
+    pub idle_timeout: Seconds,
+    pub max_connections: usize,
+    /// Sign-ups (`POST /new`) per client IP per minute (0: no limit).
+    pub new_per_minute: u32,
+    /// Admin sign-in attempts per client IP per minute.
+    pub admin_logins_per_minute: u32,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            public_url: None,
+            trusted_proxies: Vec::new(),
+            max_body: Size(16 * 1024),
+            header_timeout: Seconds(10),
+            idle_timeout: Seconds(60),
+            max_connections: 512,
+            new_per_minute: 10,
+            admin_logins_per_minute: 10,
+        }
+    }
+}
+
+/// The loopback auth API for Dovecot 2.4 (`listen.auth_http`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthHttp {
+    /// File holding the shared secret Dovecot's Lua script sends (readable by Dovecot).
+    pub secret_file: PathBuf,
+}
+
+impl Default for AuthHttp {
+    fn default() -> Self {
+        AuthHttp {
+            secret_file: PathBuf::from("/etc/postern/auth-http.secret"),
+        }
+    }
+}
+
+/// Account maintenance (`postern maintenance run`, daily by the systemd timer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Maintenance {
+    /// Delete accounts (and mail) whose last login is older than this (off when absent).
+    pub delete_inactive_after: Option<Seconds>,
+    /// Delete web- or invite-created accounts never logged in after this long.
+    pub delete_unused_after: Option<Seconds>,
+    /// Purge expired, used-up and revoked invites this long after they stopped working.
+    pub token_grace: Seconds,
+    /// Recompute usage from the Maildir when quota_clone has not reported for this long.
+    pub usage_stale_after: Seconds,
+}
+
+impl Default for Maintenance {
+    fn default() -> Self {
+        Maintenance {
+            delete_inactive_after: None,
+            delete_unused_after: None,
+            token_grace: Seconds(7 * 86400),
+            usage_stale_after: Seconds(86400),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -400,6 +476,10 @@ pub struct Log {
     pub level: String,
     /// Drop addresses, IPs and tokens from every log line.
     pub no_log: bool,
+    /// Where lines go: `auto` (syslog unless stderr is a terminal), `syslog`, `stderr`.
+    pub target: LogTarget,
+    /// The syslog socket (tests point it elsewhere).
+    pub syslog_socket: PathBuf,
 }
 
 impl Default for Log {
@@ -407,6 +487,35 @@ impl Default for Log {
         Log {
             level: "info".into(),
             no_log: false,
+            target: LogTarget::Auto,
+            syslog_socket: PathBuf::from("/dev/log"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    Auto,
+    Syslog,
+    Stderr,
+}
+
+/// A byte size, written `16K`, `1M` or a number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl Serialize for Size {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_size(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match NumOrStr::deserialize(d)? {
+            NumOrStr::Num(n) => Ok(Size(n)),
+            NumOrStr::Str(s) => parse_size(&s).map(Size).map_err(serde::de::Error::custom),
         }
     }
 }

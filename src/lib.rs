@@ -7,6 +7,8 @@
 //! ```text
 //! cli            the `postern` commands (an adapter: parses, calls accounts, prints)
 //! server         `postern serve`: binds the sockets, runs the sessions, shuts down cleanly
+//! web            /new sign-up and the admin pages (HTTP)
+//! dovecot_lua_api  loopback HTTP auth API for Dovecot 2.4's Lua passdb/userdb
 //! dovecot_dict   Dovecot dict proxy protocol: passdb, userdb, last_login, quota_clone
 //! dovecot_auth   Dovecot auth protocol for Postfix SMTP AUTH (SASL PLAIN, LOGIN)
 //! postfix_policy Postfix policy delegation: blocked, unknown, full, send rate
@@ -20,7 +22,9 @@ pub mod cli;
 pub mod config;
 pub mod dovecot_auth;
 pub mod dovecot_dict;
+pub mod dovecot_lua_api;
 pub mod postfix_policy;
 pub mod server;
 pub mod store;
 pub mod tabescape;
+pub mod web;

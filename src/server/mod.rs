@@ -7,6 +7,8 @@
 //! [listen] dict = "/run/postern/dict.sock"   -> dovecot_dict::session per connection
 //! ```
 
+pub mod http;
+
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -82,12 +84,75 @@ pub async fn run(
             }
         }
     }
-    if bound.is_empty() {
+    let mut http_bound = Vec::new();
+    let unbind = |bound: &Vec<(PathBuf, Service, UnixListener)>| {
+        for (p, _, _) in bound {
+            let _ = std::fs::remove_file(p);
+        }
+    };
+    if let Some(addr) = &listen.http {
+        match bind_tcp(addr).await {
+            Ok(l) => http_bound.push((HttpService::Web, http::HttpListener::Tcp(l))),
+            Err(e) => {
+                unbind(&bound);
+                return Err(e);
+            }
+        }
+    }
+    if let Some(path) = &listen.http_socket {
+        match bind_unix(path, listen) {
+            Ok(l) => {
+                bound.push((path.clone(), Service::HttpSocket, l));
+            }
+            Err(e) => {
+                unbind(&bound);
+                return Err(e);
+            }
+        }
+    }
+    let mut lua_secret = None;
+    if let Some(addr) = &listen.auth_http {
+        let secret = match read_secret(&config.auth_http.secret_file) {
+            Ok(s) => s,
+            Err(e) => {
+                unbind(&bound);
+                return Err(e);
+            }
+        };
+        lua_secret = Some(secret);
+        match bind_tcp(addr).await {
+            Ok(l) => http_bound.push((HttpService::LuaApi, http::HttpListener::Tcp(l))),
+            Err(e) => {
+                unbind(&bound);
+                return Err(e);
+            }
+        }
+    }
+    if bound.is_empty() && http_bound.is_empty() {
         return Err(ServeError::NothingToServe);
     }
 
     let tracker = TaskTracker::new();
     let dict = Arc::new(DictHandler::new(accounts.clone()));
+    let header_timeout = config.http.header_timeout.duration();
+    let web = crate::web::router(accounts.clone());
+    for (service, listener) in http_bound {
+        let router = match service {
+            HttpService::Web => web.clone(),
+            HttpService::LuaApi => crate::dovecot_lua_api::router(
+                accounts.clone(),
+                lua_secret.clone().unwrap_or_default(),
+            ),
+        };
+        tracker.spawn(http::serve(
+            listener,
+            router,
+            config.http.max_connections,
+            header_timeout,
+            cancel.clone(),
+            tracker.clone(),
+        ));
+    }
     let mut sockets = Vec::new();
     for (path, service, listener) in bound {
         sockets.push(path);
@@ -111,6 +176,16 @@ pub async fn run(
                 tracker.spawn(accept_loop(listener, max, c, t, move |stream, cancel| {
                     postfix_policy::session::run(stream, accounts.clone(), cancel)
                 }));
+            }
+            Service::HttpSocket => {
+                tracker.spawn(http::serve(
+                    http::HttpListener::Unix(listener),
+                    web.clone(),
+                    config.http.max_connections,
+                    header_timeout,
+                    c,
+                    t,
+                ));
             }
         }
     }
@@ -140,6 +215,39 @@ enum Service {
     Dict,
     Auth,
     Policy,
+    HttpSocket,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum HttpService {
+    Web,
+    LuaApi,
+}
+
+async fn bind_tcp(addr: &str) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServeError::Socket {
+            path: PathBuf::from(addr),
+            message: e.to_string(),
+        })
+}
+
+/// Reads the auth API's shared secret; it must exist and not be empty.
+fn read_secret(path: &Path) -> Result<Vec<u8>, ServeError> {
+    let fail = |message: String| ServeError::Socket {
+        path: path.to_owned(),
+        message,
+    };
+    let text =
+        std::fs::read(path).map_err(|e| fail(format!("cannot read the auth API secret: {e}")))?;
+    let secret: Vec<u8> = text.trim_ascii().to_vec();
+    if secret.len() < 16 {
+        return Err(fail(
+            "the auth API secret must be at least 16 characters".into(),
+        ));
+    }
+    Ok(secret)
 }
 
 /// Waits for SIGTERM, SIGINT or `cancel`; reloads the configuration on SIGHUP.

@@ -28,6 +28,11 @@ pub struct TestDaemon {
     pub auth_socket: PathBuf,
     /// Postfix policy delegation socket.
     pub policy_socket: PathBuf,
+    /// `host:port` of the web listener (/new, /admin).
+    pub http: String,
+    /// `host:port` of the Dovecot 2.4 auth API, and the secret it requires.
+    pub auth_http: String,
+    pub auth_http_secret: String,
     pub vmail: PathBuf,
     env: Vec<(String, String)>,
     child: Option<Child>,
@@ -72,6 +77,11 @@ impl TestDaemon {
         let auth_socket = dir.join("auth.sock");
         let policy_socket = dir.join("policy.sock");
         let config = dir.join("postern.toml");
+        let http = format!("127.0.0.1:{}", free_port());
+        let auth_http = format!("127.0.0.1:{}", free_port());
+        let auth_http_secret = format!("test-secret-{}", std::process::id());
+        let secret_file = dir.join("auth-http.secret");
+        std::fs::write(&secret_file, format!("{auth_http_secret}\n")).expect("write secret");
         std::fs::write(
             &config,
             format!(
@@ -82,7 +92,11 @@ path = "{db}"
 dict = "{dict}"
 auth = "{auth}"
 policy = "{policy}"
+http = "{http}"
+auth_http = "{auth_http}"
 socket_mode = "0666"
+[auth_http]
+secret_file = "{secret_file}"
 [mailbox]
 home = "{vmail}/{{domain}}/{{local}}"
 uid = "{MAIL_UID}"
@@ -94,11 +108,13 @@ memory_kib = 1024
 iterations = 1
 [log]
 level = "debug"
+target = "stderr"
 "#,
                 db = dir.join("postern.db").display(),
                 dict = dict_socket.display(),
                 auth = auth_socket.display(),
                 policy = policy_socket.display(),
+                secret_file = secret_file.display(),
                 vmail = vmail.display(),
             ),
         )
@@ -110,6 +126,9 @@ level = "debug"
             dict_socket,
             auth_socket,
             policy_socket,
+            http,
+            auth_http,
+            auth_http_secret,
             vmail,
             env: env
                 .iter()
@@ -132,7 +151,12 @@ level = "debug"
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         let sockets = [&self.dict_socket, &self.auth_socket, &self.policy_socket];
-        while sockets.iter().any(|s| UnixStream::connect(s).is_err()) {
+        let ports = [&self.http, &self.auth_http];
+        while sockets.iter().any(|s| UnixStream::connect(s).is_err())
+            || ports
+                .iter()
+                .any(|p| std::net::TcpStream::connect(p.as_str()).is_err())
+        {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!("postern serve exited with {status}:\n{}", self.log());
             }
@@ -246,6 +270,14 @@ impl Drop for TestDaemon {
             eprintln!("--- postern log ---\n{}", self.log());
         }
     }
+}
+
+/// A loopback TCP port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Dovecot's `%E` escaping: a backslash before `"`, `'` and `\`.
