@@ -23,6 +23,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Where the daemon and the CLI look for the configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/postern/postern.toml";
 
+/// The host's mail name on Debian: the domain used when `domains` is empty.
+const MAILNAME: &str = "/etc/mailname";
+
 /// A configuration that could not be loaded or is inconsistent. The message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -704,10 +707,17 @@ impl Config {
     /// Checks what serde cannot: consistency between keys.
     pub fn validate(&mut self) -> Result<(), ConfigError> {
         if self.domains.is_empty() {
-            return Err(invalid(
-                "domains",
-                "at least one mail domain is needed, e.g. domains = [\"example.org\"]",
-            ));
+            // As Debian's mail packages do: the host's mail name is the default domain.
+            match std::fs::read_to_string(MAILNAME) {
+                Ok(name) if !name.trim().is_empty() => self.domains.push(name.trim().to_owned()),
+                _ => {
+                    return Err(invalid(
+                        "domains",
+                        "at least one mail domain is needed, e.g. domains = [\"example.org\"] \
+                         (without it, postern uses the host's /etc/mailname, which is missing)",
+                    ))
+                }
+            }
         }
         let mut normalized = Vec::with_capacity(self.domains.len());
         for d in &self.domains {
@@ -849,7 +859,9 @@ mod tests {
             e.contains("invite_only") && e.contains("registration.mode"),
             "{e}"
         );
-        let e = load_str("domains = []\n").unwrap_err().to_string();
-        assert!(e.contains("domains"), "{e}");
+        if !Path::new(MAILNAME).exists() {
+            let e = load_str("domains = []\n").unwrap_err().to_string();
+            assert!(e.contains("domains") && e.contains("/etc/mailname"), "{e}");
+        }
     }
 }

@@ -14,7 +14,7 @@
 //! postfix_policy Postfix policy delegation: blocked, unknown, full, send rate
 //! accounts       the core: every rule (login, registration, userdb, operator actions)
 //! store          SQLite: schema, migrations, every query
-//! config         figment configuration; tabescape: Dovecot's 0x01 escaping
+//! config         figment configuration; logging: syslog or stderr; tabescape: 0x01 escaping
 //! ```
 
 pub mod accounts;
@@ -23,6 +23,7 @@ pub mod config;
 pub mod dovecot_auth;
 pub mod dovecot_dict;
 pub mod dovecot_lua_api;
+pub mod logging;
 pub mod postfix_policy;
 pub mod server;
 pub mod store;

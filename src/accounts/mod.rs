@@ -16,6 +16,7 @@
 pub mod address;
 pub mod admin;
 pub mod limits;
+pub mod maintenance;
 pub mod password;
 pub mod policy;
 pub mod register;

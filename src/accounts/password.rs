@@ -295,6 +295,20 @@ fn verify_argon2(params: &Params, password: &Password, hash: &str) -> (bool, boo
     check().unwrap_or((false, false))
 }
 
+/// Whether `stored` is a hash `verify_with` knows (for imports).
+pub fn looks_like_supported_hash(stored: &str) -> bool {
+    let hash = match stored.strip_prefix('{') {
+        Some(rest) => rest.split_once('}').map_or(stored, |(_, h)| h),
+        None => stored,
+    };
+    if hash.starts_with("$argon2") {
+        return PasswordHash::new(hash).is_ok();
+    }
+    ["$6$", "$5$", "$2a$", "$2b$", "$2y$"]
+        .iter()
+        .any(|p| hash.starts_with(p) && hash.len() > p.len() + 8)
+}
+
 /// Verifies against argon2 PHC strings and the crypt(3) schemes other servers store,
 /// with or without Dovecot's `{SCHEME}` prefix. `rehash` is set when the stored hash is
 /// not argon2id with the current parameters.

@@ -656,3 +656,77 @@ async fn policy_decisions() {
         PolicyVerdict::Dunno
     );
 }
+
+#[tokio::test]
+async fn maintenance_plan_picks_exactly_what_is_due() {
+    use crate::config::Seconds;
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.maintenance.delete_inactive_after = Some(Seconds(90 * 86400));
+    f.config.maintenance.delete_unused_after = Some(Seconds(7 * 86400));
+    f.config.maintenance.token_grace = Seconds(86400);
+    let a = f.accounts();
+    let t0 = f.clock.load(Ordering::SeqCst);
+    let day = 86400;
+    login(&a, "active@example.org", "long enough pw").await;
+    let web = a
+        .register(RegisterRequest::default())
+        .await
+        .expect("web account")
+        .address;
+    let used_web = a
+        .register(RegisterRequest::default())
+        .await
+        .expect("web account");
+    login(&a, &used_web.address, used_web.password.expose()).await;
+    a.add_user(NewUser {
+        address: "operator@example.org".into(),
+        password: None,
+        quota: QuotaMode::Default,
+        admin: false,
+        route: Route::Cli,
+    })
+    .await
+    .expect("add");
+    let (spent, code) = a.create_token(1, None, None).await.expect("token");
+    let invited = a
+        .register(RegisterRequest {
+            token: Some(code),
+            ..RegisterRequest::default()
+        })
+        .await
+        .expect("invite");
+    let (revoked, _) = a.create_token(3, None, None).await.expect("token");
+    a.revoke_token(&revoked.id.to_string())
+        .await
+        .expect("revoke");
+    let (live, _) = a.create_token(3, None, None).await.expect("token");
+
+    // Day 6: nothing is due (the revoked invite's grace ends on day 1, so it is).
+    let plan = a.maintenance_plan(t0 + 6 * day).await.expect("plan");
+    assert!(
+        plan.inactive.is_empty() && plan.unused.is_empty(),
+        "{plan:?}"
+    );
+    assert_eq!(
+        plan.tokens,
+        vec![revoked.id],
+        "the used-up invite made an account: kept"
+    );
+
+    // Day 8: the web and invite accounts never used are due; nobody is inactive.
+    let plan = a.maintenance_plan(t0 + 8 * day).await.expect("plan");
+    let mut unused = vec![web.clone(), invited.address.clone()];
+    unused.sort();
+    assert_eq!(plan.unused, unused);
+    assert!(plan.inactive.is_empty());
+    assert!(!plan.tokens.contains(&live.id) && !plan.tokens.contains(&spent.id));
+
+    // Day 91: every account that ever logged in is inactive; the operator's stays.
+    let plan = a.maintenance_plan(t0 + 91 * day).await.expect("plan");
+    let mut inactive = vec!["active@example.org".to_owned(), used_web.address.clone()];
+    inactive.sort();
+    assert_eq!(plan.inactive, inactive);
+    assert!(!plan.unused.contains(&"operator@example.org".to_owned()));
+    assert_eq!(a.purge_tokens(plan.tokens).await.expect("purge"), 1);
+    assert_eq!(a.tokens().await.expect("tokens").len(), 2);
+}

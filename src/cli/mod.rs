@@ -54,6 +54,17 @@ pub enum Command {
     /// Storage usage.
     #[command(subcommand)]
     Quota(QuotaCmd),
+    /// Delete inactive and unused accounts, purge dead invites, refresh stale usage.
+    #[command(subcommand)]
+    Maintenance(MaintenanceCmd),
+    /// Accounts, registrations, storage and invites at a glance.
+    Stats {
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Bring in accounts from another server.
+    #[command(subcommand)]
+    Import(ImportCmd),
     /// Addresses that may not log in, receive mail or register.
     #[command(subcommand)]
     Blocklist(BlocklistCmd),
@@ -63,6 +74,9 @@ pub enum Command {
     /// Show or check the effective configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Write the man page and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +174,27 @@ pub enum QuotaCmd {
         /// One account; all accounts when absent.
         address: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MaintenanceCmd {
+    /// Run the maintenance the configuration asks for ([maintenance]).
+    Run {
+        /// Show what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Act as if it were this Unix time (for testing retention settings).
+        #[arg(long, hide = true)]
+        at: Option<i64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCmd {
+    /// Import a chatmail relay's accounts: each `<dir>/<address>/password` file holds
+    /// the account's SHA512-CRYPT hash. Mail stays where it is (point mailbox.home at
+    /// it, e.g. "/home/vmail/mail/{domain}/{address}").
+    Chatmail { dir: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,6 +309,7 @@ impl From<Unavailable> for Failure {
 /// Runs a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
     let result = match &cli.command {
+        Command::GenerateAssets { dir } => generate_assets(dir),
         Command::Config(cmd) => config_command(&cli, cmd),
         Command::Serve => serve(&cli),
         _ => admin_command(&cli),
@@ -285,6 +321,34 @@ pub fn main(cli: Cli) -> ExitCode {
             ExitCode::from(f.code)
         }
     }
+}
+
+/// Writes `DIR/postern.1` and `DIR/completions/{postern.bash,_postern,postern.fish}`.
+fn generate_assets(dir: &std::path::Path) -> Result<(), Failure> {
+    use clap::CommandFactory;
+    let fail = |e: std::io::Error| Failure::refused(format!("{}: {e}", dir.display()));
+    let completions = dir.join("completions");
+    std::fs::create_dir_all(&completions).map_err(fail)?;
+    let mut man = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut man)
+        .map_err(fail)?;
+    std::fs::write(dir.join("postern.1"), man).map_err(fail)?;
+    for (shell, name) in [
+        (clap_complete::Shell::Bash, "postern.bash"),
+        (clap_complete::Shell::Zsh, "_postern"),
+        (clap_complete::Shell::Fish, "postern.fish"),
+    ] {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "postern", &mut out);
+        std::fs::write(completions.join(name), out).map_err(fail)?;
+    }
+    println!(
+        "wrote {}/postern.1 and {}/",
+        dir.display(),
+        completions.display()
+    );
+    Ok(())
 }
 
 fn load_config(cli: &Cli) -> Result<Config, Failure> {
@@ -310,7 +374,7 @@ fn config_command(cli: &Cli, cmd: &ConfigCmd) -> Result<(), Failure> {
 
 fn serve(cli: &Cli) -> Result<(), Failure> {
     let config = load_config(cli)?;
-    init_logging(&config);
+    let log = crate::logging::init(&config.log);
     // Blocking threads run SQLite calls only (argon2 has its own workers): a few are
     // plenty, and a bound keeps a burst of connections from spawning hundreds.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -320,7 +384,7 @@ fn serve(cli: &Cli) -> Result<(), Failure> {
         .map_err(|e| Failure::refused(format!("cannot start the runtime: {e}")))?;
     let cancel = tokio_util::sync::CancellationToken::new();
     runtime
-        .block_on(crate::server::run(config, cli.config.clone(), cancel))
+        .block_on(crate::server::run(config, cli.config.clone(), log, cancel))
         .map_err(|e| {
             tracing::error!("event=fatal error=\"{e}\"");
             let code = match e {
@@ -335,19 +399,15 @@ fn serve(cli: &Cli) -> Result<(), Failure> {
         })
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 fn admin_command(cli: &Cli) -> Result<(), Failure> {
     let config = load_config(cli)?;
+    // Operator actions reach syslog too (auditing, and the maintenance timer's record);
+    // at a terminal the command's own output says what happened.
+    if config.log.target == crate::config::LogTarget::Syslog
+        || (config.log.target == crate::config::LogTarget::Auto && !std::io::stderr().is_terminal())
+    {
+        crate::logging::init(&config.log);
+    }
     let privileges = privileges::Privileges::for_database(&config.database.path)
         .map_err(|e| Failure::refused(format!("cannot switch to the database owner: {e}")))?;
     let store = privileges
@@ -376,9 +436,16 @@ async fn dispatch(
         Command::Quota(QuotaCmd::Recalc { address }) => {
             recalc_command(accounts, address.as_deref(), privileges).await
         }
+        Command::Maintenance(MaintenanceCmd::Run { dry_run, at }) => {
+            maintenance_command(accounts, *dry_run, *at, privileges).await
+        }
+        Command::Stats { json } => stats_command(accounts, json.json).await,
+        Command::Import(ImportCmd::Chatmail { dir }) => {
+            import_command(accounts, dir, privileges).await
+        }
         Command::Blocklist(cmd) => blocklist_command(accounts, cmd).await,
         Command::Registration(cmd) => registration_command(accounts, cmd).await,
-        Command::Serve | Command::Config(_) => Ok(()),
+        Command::Serve | Command::Config(_) | Command::GenerateAssets { .. } => Ok(()),
     }
 }
 
@@ -542,6 +609,170 @@ async fn user_command(
         }
     }
     Ok(())
+}
+
+async fn maintenance_command(
+    accounts: &Accounts,
+    dry_run: bool,
+    at: Option<i64>,
+    privileges: &privileges::Privileges,
+) -> Result<(), Failure> {
+    let now = at.unwrap_or_else(|| accounts.now());
+    let plan = accounts.maintenance_plan(now).await?;
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    let mut failed = 0;
+    for (why, list) in [("inactive", &plan.inactive), ("never used", &plan.unused)] {
+        for address in list {
+            if dry_run {
+                println!("{verb} {address} ({why})");
+                continue;
+            }
+            match accounts.delete_user(address, true, false).await {
+                Ok(_) => {
+                    let home = privileges
+                        .as_invoker_async(accounts.remove_mail_home(address))
+                        .await;
+                    match home {
+                        Ok(_) => println!("{verb} {address} ({why})"),
+                        Err(e) => {
+                            failed += 1;
+                            eprintln!("postern: {e}");
+                        }
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("postern: {address}: {e}");
+                }
+            }
+        }
+    }
+    if dry_run {
+        println!("would purge {} dead invite(s)", plan.tokens.len());
+        println!(
+            "would recompute usage of {} account(s)",
+            plan.stale_usage.len()
+        );
+    } else {
+        let purged = accounts.purge_tokens(plan.tokens.clone()).await?;
+        println!("purged {purged} dead invite(s)");
+        let mut recomputed = 0;
+        for address in &plan.stale_usage {
+            if let Ok(Some((bytes, messages))) = privileges
+                .as_invoker_async(accounts.measure_mail_home(address))
+                .await
+            {
+                let change = UsageChange::Set {
+                    bytes: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
+                    messages: Some(i64::try_from(messages).unwrap_or(i64::MAX)),
+                };
+                accounts.note_usage(address, change).await?;
+                recomputed += 1;
+            }
+        }
+        println!("recomputed usage of {recomputed} account(s)");
+        tracing::info!(
+            "event=maintenance deleted_inactive={} deleted_unused={} tokens_purged={purged} usage_recomputed={recomputed} failed={failed}",
+            plan.inactive.len(),
+            plan.unused.len()
+        );
+    }
+    if failed > 0 {
+        return Err(Failure::refused(format!(
+            "{failed} account(s) could not be fully removed"
+        )));
+    }
+    Ok(())
+}
+
+async fn stats_command(accounts: &Accounts, json: bool) -> Result<(), Failure> {
+    let now = accounts.now();
+    let s = accounts.stats(now).await?;
+    let st = &s.store;
+    if json {
+        let created: serde_json::Map<String, serde_json::Value> = st
+            .created
+            .iter()
+            .map(|(via, day, week)| (via.clone(), json!({ "last_day": day, "last_week": week })))
+            .collect();
+        print_json(&json!({
+            "accounts": { "total": st.accounts, "blocked": st.blocked_accounts, "admins": st.admins },
+            "blocklist": st.blocklist,
+            "created": created,
+            "storage": {
+                "used_bytes": st.used_bytes,
+                "quota_bytes": s.quota_bytes,
+                "unlimited_accounts": st.unlimited_accounts,
+            },
+            "tokens": {
+                "active": st.tokens_active,
+                "used_up": st.tokens_used_up,
+                "expired": st.tokens_expired,
+                "revoked": st.tokens_revoked,
+            },
+        }));
+        return Ok(());
+    }
+    println!(
+        "accounts:   {} ({} blocked, {} admin)",
+        st.accounts, st.blocked_accounts, st.admins
+    );
+    println!("blocklist:  {} address(es)", st.blocklist);
+    println!("created:    route      last day  last week");
+    for (via, day, week) in &st.created {
+        println!("            {via:<9}  {day:>8}  {week:>9}");
+    }
+    println!(
+        "storage:    {} used of {} allotted ({} unlimited account(s))",
+        config::format_size(u64::try_from(st.used_bytes).unwrap_or(0)),
+        config::format_size(s.quota_bytes),
+        st.unlimited_accounts
+    );
+    println!(
+        "invites:    {} active, {} used up, {} expired, {} revoked",
+        st.tokens_active, st.tokens_used_up, st.tokens_expired, st.tokens_revoked
+    );
+    Ok(())
+}
+
+async fn import_command(
+    accounts: &Accounts,
+    dir: &std::path::Path,
+    privileges: &privileges::Privileges,
+) -> Result<(), Failure> {
+    // The mailboxes belong to the mail user: read them with the invoker's rights.
+    let found = privileges
+        .as_invoker_async(async { read_chatmail_dir(dir) })
+        .await
+        .map_err(|e| Failure::refused(format!("{}: {e}", dir.display())))?;
+    let report = accounts.import(found).await?;
+    println!("imported {} account(s)", report.imported);
+    for (address, why) in &report.skipped {
+        println!("skipped {address}: {why}");
+    }
+    Ok(())
+}
+
+/// `<dir>/<address>/password` for every subdirectory that has one.
+fn read_chatmail_dir(
+    dir: &std::path::Path,
+) -> std::io::Result<Vec<crate::accounts::maintenance::Imported>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let Ok(hash) = std::fs::read_to_string(entry.path().join("password")) else {
+            continue;
+        };
+        found.push(crate::accounts::maintenance::Imported {
+            address: entry.file_name().to_string_lossy().into_owned(),
+            password_hash: hash,
+        });
+    }
+    found.sort_by(|a, b| a.address.cmp(&b.address));
+    Ok(found)
 }
 
 async fn recalc_command(

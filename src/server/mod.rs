@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::accounts::Accounts;
 use crate::config::{Config, ConfigError, Listen};
 use crate::dovecot_dict::{self, handler::DictHandler};
+use crate::logging::LogHandle;
 use crate::store::{Store, StoreError};
 use crate::{dovecot_auth, postfix_policy};
 
@@ -50,6 +51,7 @@ pub enum ServeError {
 pub async fn run(
     config: Config,
     config_path: PathBuf,
+    log: Option<LogHandle>,
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
     let store = Store::open(&config.database.path)?;
@@ -192,7 +194,7 @@ pub async fn run(
     tracing::info!("event=start listeners={}", sockets.len());
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
-    wait_for_stop(&accounts, &config_path, &cancel).await;
+    wait_for_stop(&accounts, &config_path, log.as_ref(), &cancel).await;
 
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("event=stop");
@@ -251,7 +253,12 @@ fn read_secret(path: &Path) -> Result<Vec<u8>, ServeError> {
 }
 
 /// Waits for SIGTERM, SIGINT or `cancel`; reloads the configuration on SIGHUP.
-async fn wait_for_stop(accounts: &Accounts, config_path: &Path, cancel: &CancellationToken) {
+async fn wait_for_stop(
+    accounts: &Accounts,
+    config_path: &Path,
+    log: Option<&LogHandle>,
+    cancel: &CancellationToken,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -267,13 +274,13 @@ async fn wait_for_stop(accounts: &Accounts, config_path: &Path, cancel: &Cancell
             _ = term.recv() => return,
             _ = int.recv() => return,
             () = cancel.cancelled() => return,
-            _ = hup.recv() => reload(accounts, config_path),
+            _ = hup.recv() => reload(accounts, config_path, log),
         }
     }
 }
 
 /// Applies a re-read configuration; on error the old one stays in force.
-fn reload(accounts: &Accounts, config_path: &Path) {
+fn reload(accounts: &Accounts, config_path: &Path, log: Option<&LogHandle>) {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
     match Config::load(config_path, false) {
         Ok(new) => {
@@ -284,8 +291,14 @@ fn reload(accounts: &Accounts, config_path: &Path) {
                     "event=reload note=\"listen, database and argon2 changes take effect at restart\""
                 );
             }
+            if let Some(log) = log {
+                if let Err(e) = log.set_level(&new.log.level) {
+                    tracing::warn!("event=reload log_level=unchanged error=\"{e}\"");
+                }
+            }
+            let mode = new.registration.mode;
             accounts.replace_config(new);
-            tracing::info!("event=reload result=ok");
+            tracing::info!("event=reload result=ok registration_mode={mode}");
         }
         Err(e) => tracing::error!("event=reload result=fail kept=old error=\"{e}\""),
     }

@@ -6,7 +6,8 @@ use rusqlite::Connection;
 use super::{Result, StoreError};
 
 /// Migration `i` brings the schema from version `i` to `i + 1`. Append only.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE accounts (
     id               INTEGER PRIMARY KEY,
     address          TEXT NOT NULL UNIQUE,
@@ -44,7 +45,12 @@ CREATE TABLE settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
-"];
+",
+    r"
+ALTER TABLE tokens ADD COLUMN last_used_at INTEGER;
+CREATE INDEX accounts_token ON accounts(token_id) WHERE token_id IS NOT NULL;
+",
+];
 
 /// Applies every migration the database has not seen yet.
 pub fn apply(conn: &mut Connection) -> Result<()> {

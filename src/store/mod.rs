@@ -124,6 +124,25 @@ pub struct TokenRow {
     pub created_at: i64,
 }
 
+/// Counts for `postern stats`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    pub accounts: i64,
+    pub blocked_accounts: i64,
+    pub blocklist: i64,
+    pub admins: i64,
+    /// (created_via, created in the last day, created in the last week)
+    pub created: Vec<(String, i64, i64)>,
+    pub used_bytes: i64,
+    pub default_quota_accounts: i64,
+    pub explicit_quota_bytes: i64,
+    pub unlimited_accounts: i64,
+    pub tokens_active: i64,
+    pub tokens_used_up: i64,
+    pub tokens_expired: i64,
+    pub tokens_revoked: i64,
+}
+
 /// The account database. Holds a few connections and hands one to each call.
 pub struct Store {
     path: PathBuf,
@@ -557,6 +576,128 @@ impl Store {
         )
     }
 
+    /// Invites that stopped working before `cutoff` (revoked, expired, or used up with
+    /// their last use before it) and that no account refers to: those that created
+    /// accounts stay, as the accounts' audit trail.
+    pub fn dead_tokens(&self, cutoff: i64) -> Result<Vec<i64>> {
+        self.with(|c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT id FROM tokens t WHERE \
+                     (revoked_at < ?1 OR expires_at < ?1 OR (uses >= max_uses AND last_used_at < ?1)) \
+                     AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.token_id = t.id) ORDER BY id",
+                )?
+                .query_map([cutoff], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            Ok(rows)
+        })
+    }
+
+    pub fn delete_tokens(&self, ids: &[i64]) -> Result<usize> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut n = 0;
+            for id in ids {
+                n += tx
+                    .prepare_cached("DELETE FROM tokens WHERE id = ?1")?
+                    .execute([id])?;
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
+    // ----- maintenance and statistics -----------------------------------------------------
+
+    /// Accounts whose last login is before `before`.
+    pub fn inactive_accounts(&self, before: i64) -> Result<Vec<String>> {
+        self.addresses_where("last_login IS NOT NULL AND last_login < ?1", before)
+    }
+
+    /// Accounts made on the web or with an invite, never logged in, created before `before`.
+    pub fn unused_accounts(&self, before: i64) -> Result<Vec<String>> {
+        self.addresses_where(
+            "created_via IN ('web', 'invite') AND first_login IS NULL AND created_at < ?1",
+            before,
+        )
+    }
+
+    /// Accounts whose usage was not reported since `before`.
+    pub fn stale_usage(&self, before: i64) -> Result<Vec<String>> {
+        self.addresses_where("usage_updated_at IS NULL OR usage_updated_at < ?1", before)
+    }
+
+    fn addresses_where(&self, condition: &str, value: i64) -> Result<Vec<String>> {
+        self.with(|c| {
+            let sql = format!("SELECT address FROM accounts WHERE {condition} ORDER BY address");
+            let rows = c
+                .prepare_cached(&sql)?
+                .query_map([value], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Counts for `postern stats`.
+    pub fn stats(&self, now: i64) -> Result<StoreStats> {
+        self.with(|c| {
+            let one = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<i64> {
+                c.prepare_cached(sql)?.query_row(p, |r| r.get(0))
+            };
+            let mut created = Vec::new();
+            {
+                let mut stmt = c.prepare_cached(
+                    "SELECT created_via, SUM(created_at >= ?1), SUM(created_at >= ?2) \
+                     FROM accounts GROUP BY created_via ORDER BY created_via",
+                )?;
+                let rows = stmt.query_map(params![now - 86400, now - 7 * 86400], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+                for row in rows {
+                    created.push(row?);
+                }
+            }
+            Ok(StoreStats {
+                accounts: one("SELECT COUNT(*) FROM accounts", &[])?,
+                blocked_accounts: one(
+                    "SELECT COUNT(*) FROM accounts a JOIN blocklist b ON b.address = a.address",
+                    &[],
+                )?,
+                blocklist: one("SELECT COUNT(*) FROM blocklist", &[])?,
+                admins: one("SELECT COUNT(*) FROM accounts WHERE admin = 1", &[])?,
+                created,
+                used_bytes: one("SELECT COALESCE(SUM(used_bytes), 0) FROM accounts", &[])?,
+                default_quota_accounts: one(
+                    "SELECT COUNT(*) FROM accounts WHERE quota_mode = 'default'",
+                    &[],
+                )?,
+                explicit_quota_bytes: one(
+                    "SELECT COALESCE(SUM(quota_bytes), 0) FROM accounts WHERE quota_mode = 'explicit'",
+                    &[],
+                )?,
+                unlimited_accounts: one(
+                    "SELECT COUNT(*) FROM accounts WHERE quota_mode = 'unlimited'",
+                    &[],
+                )?,
+                tokens_active: one(
+                    "SELECT COUNT(*) FROM tokens WHERE revoked_at IS NULL AND uses < max_uses \
+                     AND (expires_at IS NULL OR expires_at > ?1)",
+                    &[&now],
+                )?,
+                tokens_used_up: one(
+                    "SELECT COUNT(*) FROM tokens WHERE revoked_at IS NULL AND uses >= max_uses",
+                    &[],
+                )?,
+                tokens_expired: one(
+                    "SELECT COUNT(*) FROM tokens WHERE revoked_at IS NULL AND uses < max_uses \
+                     AND expires_at <= ?1",
+                    &[&now],
+                )?,
+                tokens_revoked: one("SELECT COUNT(*) FROM tokens WHERE revoked_at IS NOT NULL", &[])?,
+            })
+        })
+    }
+
     // ----- settings -------------------------------------------------------------------
 
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
@@ -611,8 +752,8 @@ fn consume_token(
     if t.uses >= t.max_uses {
         return Ok(Err(TokenProblem::UsedUp));
     }
-    tx.prepare_cached("UPDATE tokens SET uses = uses + 1 WHERE id = ?1")?
-        .execute([t.id])?;
+    tx.prepare_cached("UPDATE tokens SET uses = uses + 1, last_used_at = ?2 WHERE id = ?1")?
+        .execute(params![t.id, now])?;
     Ok(Ok(t.id))
 }
 

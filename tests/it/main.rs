@@ -9,3 +9,4 @@ mod dovecot;
 mod policy;
 mod postfix;
 mod sasl;
+mod ship;

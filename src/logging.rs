@@ -1,0 +1,159 @@
+//! Where log lines go: syslog (mail facility, as mail servers log) when not attached to
+//! a terminal or when configured, stderr otherwise. One line per event, in a stable
+//! `key=value` shape that fail2ban can match; never a password (the core never formats
+//! one), and with `log.no_log` no address, IP or code either (the core drops them).
+//!
+//! ```text
+//! postern[812]: event=login result=fail reason=bad_password address=alice@example.org service=smtp ip=192.0.2.7
+//! postern[812]: event=register route=jit address=k3x9q2m1a@example.org service=dovecot ip=-
+//! ```
+
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+
+use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
+use tracing::Level;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
+
+use crate::config::{Log, LogTarget};
+
+/// Changes the log level of the running process (configuration reload).
+#[derive(Clone)]
+pub struct LogHandle {
+    filter: reload::Handle<EnvFilter, Registry>,
+}
+
+impl LogHandle {
+    pub fn set_level(&self, level: &str) -> Result<(), String> {
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        self.filter.reload(filter).map_err(|e| e.to_string())
+    }
+}
+
+/// Installs the global logger; `None` if one is installed already (tests).
+pub fn init(config: &Log) -> Option<LogHandle> {
+    let filter = EnvFilter::try_new(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let to_syslog = match config.target {
+        LogTarget::Syslog => true,
+        LogTarget::Stderr => false,
+        LogTarget::Auto => !std::io::stderr().is_terminal(),
+    };
+    let syslog = if to_syslog {
+        let formatter = Formatter3164 {
+            facility: Facility::LOG_MAIL,
+            hostname: None,
+            process: "postern".into(),
+            pid: std::process::id(),
+        };
+        match syslog::unix_custom(formatter, &config.syslog_socket) {
+            Ok(logger) => Some(SyslogWriter {
+                logger: Arc::new(Mutex::new(logger)),
+            }),
+            Err(e) => {
+                eprintln!(
+                    "postern: cannot reach syslog at {} ({e}); logging to stderr",
+                    config.syslog_socket.display()
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let installed = match syslog {
+        Some(writer) => tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .without_time()
+                    .with_level(false)
+                    .with_target(false)
+                    .with_ansi(false)
+                    .with_writer(writer),
+            )
+            .try_init(),
+        None => tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+    };
+    installed.ok().map(|()| LogHandle { filter: handle })
+}
+
+/// Sends each formatted line to syslog with the event's severity.
+#[derive(Clone)]
+struct SyslogWriter {
+    logger: Arc<Mutex<Logger<LoggerBackend, Formatter3164>>>,
+}
+
+/// One line being formatted; sent when the formatter drops it.
+struct SyslogLine {
+    logger: Arc<Mutex<Logger<LoggerBackend, Formatter3164>>>,
+    level: Level,
+    buf: Vec<u8>,
+}
+
+impl Write for SyslogLine {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for SyslogLine {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.buf);
+        let line = text.trim_end();
+        if line.is_empty() {
+            return;
+        }
+        let Ok(mut logger) = self.logger.lock() else {
+            return;
+        };
+        let sent = match self.level {
+            Level::ERROR => logger.err(line),
+            Level::WARN => logger.warning(line),
+            Level::INFO => logger.info(line),
+            Level::DEBUG | Level::TRACE => logger.debug(line),
+        };
+        if sent.is_err() {
+            // syslog restarted or is gone: the line is not lost, it goes to stderr.
+            eprintln!("{line}");
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for SyslogWriter {
+    type Writer = SyslogLine;
+
+    fn make_writer(&'a self) -> SyslogLine {
+        self.line(Level::INFO)
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> SyslogLine {
+        self.line(*meta.level())
+    }
+}
+
+impl SyslogWriter {
+    fn line(&self, level: Level) -> SyslogLine {
+        SyslogLine {
+            logger: self.logger.clone(),
+            level,
+            buf: Vec::with_capacity(256),
+        }
+    }
+}
