@@ -13,7 +13,9 @@ use super::password::{self, Password, PasswordError};
 use super::register::{generate_code, hash_code, random_password};
 use super::{Accounts, Route, Unavailable, MODE_SETTING};
 use crate::config::{RegistrationMode, Seconds};
-use crate::store::{AccountRow, BlockEntry, CreateRefusal, NewAccount, QuotaMode, TokenRow};
+use crate::store::{
+    AccountRow, BlockEntry, CreateRefusal, NewAccount, QuotaMode, TokenProblem, TokenRow,
+};
 
 /// Why an operator action did not happen. The text is for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -70,14 +72,12 @@ pub struct Deleted {
 
 /// The state of an invite code at a given time.
 pub fn token_status(t: &TokenRow, now: i64) -> &'static str {
-    if t.revoked_at.is_some() {
-        "revoked"
-    } else if t.expires_at.is_some_and(|e| e <= now) {
-        "expired"
-    } else if t.uses >= t.max_uses {
-        "used_up"
-    } else {
-        "active"
+    match t.problem(now) {
+        None => "active",
+        Some(TokenProblem::Revoked) => "revoked",
+        Some(TokenProblem::Expired) => "expired",
+        Some(TokenProblem::UsedUp) => "used_up",
+        Some(TokenProblem::Unknown) => "unknown",
     }
 }
 

@@ -143,6 +143,21 @@ pub struct StoreStats {
     pub tokens_revoked: i64,
 }
 
+impl TokenRow {
+    /// Why this invite cannot be used at `now`, or `None` when it can.
+    pub fn problem(&self, now: i64) -> Option<TokenProblem> {
+        if self.revoked_at.is_some() {
+            Some(TokenProblem::Revoked)
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            Some(TokenProblem::Expired)
+        } else if self.uses >= self.max_uses {
+            Some(TokenProblem::UsedUp)
+        } else {
+            None
+        }
+    }
+}
+
 /// The account database. Holds a few connections and hands one to each call.
 pub struct Store {
     path: PathBuf,
@@ -743,14 +758,8 @@ fn consume_token(
     let Some(t) = row else {
         return Ok(Err(TokenProblem::Unknown));
     };
-    if t.revoked_at.is_some() {
-        return Ok(Err(TokenProblem::Revoked));
-    }
-    if t.expires_at.is_some_and(|e| e <= now) {
-        return Ok(Err(TokenProblem::Expired));
-    }
-    if t.uses >= t.max_uses {
-        return Ok(Err(TokenProblem::UsedUp));
+    if let Some(problem) = t.problem(now) {
+        return Ok(Err(problem));
     }
     tx.prepare_cached("UPDATE tokens SET uses = uses + 1, last_used_at = ?2 WHERE id = ?1")?
         .execute(params![t.id, now])?;

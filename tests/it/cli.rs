@@ -385,3 +385,50 @@ fn quota_recalc_counts_maildir_sizes_from_names_and_files() {
     let out = d.cli(&["quota", "recalc", "ghost@example.org"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn run_as_root_the_cli_acts_as_the_database_owner() {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        panic!("this test must run as root (CI does)");
+    }
+    let probe = TestDaemon::configure("open", &[]);
+    let db_dir = probe.dir.join("state");
+    std::fs::create_dir(&db_dir).expect("mkdir");
+    nix::unistd::chown(
+        &db_dir,
+        Some(nix::unistd::Uid::from_raw(crate::support::MAIL_UID)),
+        Some(nix::unistd::Gid::from_raw(crate::support::MAIL_GID)),
+    )
+    .expect("chown");
+    let db = db_dir.join("postern.db");
+    let db_str = db.to_string_lossy().into_owned();
+    let d = TestDaemon::configure("open", &[("POSTERN_DATABASE__PATH", &db_str)]);
+    d.cli_ok(&["user", "add", "alice@example.org", "--random"]);
+    for file in [
+        db.clone(),
+        db_dir.join("postern.db-wal"),
+        db_dir.join("postern.db-shm"),
+    ] {
+        if let Ok(meta) = std::fs::metadata(&file) {
+            assert_eq!(
+                meta.uid(),
+                crate::support::MAIL_UID,
+                "{} owned by uid {}",
+                file.display(),
+                meta.uid()
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::metadata(&db).expect("db exists").uid(),
+        crate::support::MAIL_UID
+    );
+    // Root's rights are still used where they are needed: a root-only mail home goes.
+    let home = d.vmail.join("example.org/alice");
+    std::fs::create_dir_all(home.join("Maildir")).expect("mkdir");
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    d.cli_ok(&["user", "delete", "alice@example.org", "--yes"]);
+    assert!(!home.exists());
+}
