@@ -14,15 +14,19 @@
 //! postfix_policy Postfix policy delegation: blocked, unknown, full, send rate
 //! accounts       the core: every rule (login, registration, userdb, operator actions)
 //! store          SQLite: schema, migrations, every query
-//! config         figment configuration; logging: syslog or stderr; tabescape: 0x01 escaping
+//! config         figment configuration; logging: syslog or stderr
+//! lines, tabescape  LF-line framing and 0x01 escaping shared by the Dovecot codecs
+//! conn           connection I/O shared by the socket sessions (idle, cancel, linger)
 //! ```
 
 pub mod accounts;
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod dovecot_auth;
 pub mod dovecot_dict;
 pub mod dovecot_lua_api;
+pub mod lines;
 pub mod logging;
 pub mod postfix_policy;
 pub mod server;

@@ -27,6 +27,7 @@
 
 use bytes::BytesMut;
 
+use crate::lines::LineFramer;
 use crate::tabescape;
 
 /// Longest line accepted, without its line end: Dovecot's `AUTH_CLIENT_MAX_LINE_LENGTH`
@@ -108,10 +109,7 @@ pub enum DecodeError {
 /// Reads requests from a byte buffer that the session fills from the socket.
 #[derive(Debug, Clone)]
 pub struct Codec {
-    max_line: usize,
-    /// How far the buffer was already searched for LF, so a line that trickles in is
-    /// scanned once. Only valid while the caller keeps passing the same buffer.
-    scanned: usize,
+    lines: LineFramer,
 }
 
 impl Default for Codec {
@@ -129,8 +127,7 @@ impl Codec {
     /// A codec that refuses lines longer than `max_line` bytes (line end excluded).
     pub fn with_max_line(max_line: usize) -> Self {
         Self {
-            max_line,
-            scanned: 0,
+            lines: LineFramer::new(max_line),
         }
     }
 
@@ -138,38 +135,14 @@ impl Codec {
     /// consumed); otherwise the line and its LF (or CRLF) are consumed, whether it held
     /// a valid request or not.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, DecodeError> {
-        match self.take_line(buf)? {
+        match self
+            .lines
+            .take_line(buf)
+            .map_err(|_| DecodeError::LineTooLong)?
+        {
             Some(line) => parse_request(&line).map(Some),
             None => Ok(None),
         }
-    }
-
-    fn take_line(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, DecodeError> {
-        // A line of max_line bytes needs at most 2 more for CRLF: never look further.
-        if self.scanned > buf.len() {
-            // Not the buffer we were reading: search it from the start.
-            self.scanned = 0;
-        }
-        let window = buf.len().min(self.max_line.saturating_add(2));
-        let start = self.scanned.min(window);
-        let Some(lf) = buf[start..window].iter().position(|&b| b == b'\n') else {
-            let pending = buf.len() - usize::from(buf.last() == Some(&b'\r'));
-            if pending > self.max_line {
-                self.scanned = 0;
-                return Err(DecodeError::LineTooLong);
-            }
-            self.scanned = window;
-            return Ok(None);
-        };
-        let lf = start + lf;
-        self.scanned = 0;
-        let len = lf - usize::from(lf > 0 && buf[lf - 1] == b'\r');
-        if len > self.max_line {
-            return Err(DecodeError::LineTooLong);
-        }
-        let mut line = buf.split_to(lf + 1);
-        line.truncate(len);
-        Ok(Some(line))
     }
 }
 

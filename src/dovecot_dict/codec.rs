@@ -22,6 +22,7 @@
 
 use bytes::BytesMut;
 
+use crate::lines::LineFramer;
 use crate::tabescape;
 
 /// Longest line accepted, without its line end: Dovecot's own dict line limit
@@ -114,10 +115,7 @@ fn describe(command: Option<char>) -> String {
 /// Reads commands from a byte buffer that the session fills from the socket.
 #[derive(Debug, Clone)]
 pub struct Codec {
-    max_line: usize,
-    /// How far the buffer was already searched for LF, so a line that trickles in is
-    /// scanned once. Only valid while the caller keeps passing the same buffer.
-    scanned: usize,
+    lines: LineFramer,
 }
 
 impl Default for Codec {
@@ -135,8 +133,7 @@ impl Codec {
     /// A codec that refuses lines longer than `max_line` bytes (line end excluded).
     pub fn with_max_line(max_line: usize) -> Self {
         Self {
-            max_line,
-            scanned: 0,
+            lines: LineFramer::new(max_line),
         }
     }
 
@@ -144,38 +141,14 @@ impl Codec {
     /// consumed); otherwise the line and its LF (or CRLF) are consumed, whether it held
     /// a valid command or not.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Command>, DecodeError> {
-        match self.take_line(buf)? {
+        match self
+            .lines
+            .take_line(buf)
+            .map_err(|_| DecodeError::LineTooLong)?
+        {
             Some(line) => parse_command(&line).map(Some),
             None => Ok(None),
         }
-    }
-
-    fn take_line(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, DecodeError> {
-        // A line of max_line bytes needs at most 2 more for CRLF: never look further.
-        if self.scanned > buf.len() {
-            // Not the buffer we were reading: search it from the start.
-            self.scanned = 0;
-        }
-        let window = buf.len().min(self.max_line.saturating_add(2));
-        let start = self.scanned.min(window);
-        let Some(lf) = buf[start..window].iter().position(|&b| b == b'\n') else {
-            let pending = buf.len() - usize::from(buf.last() == Some(&b'\r'));
-            if pending > self.max_line {
-                self.scanned = 0;
-                return Err(DecodeError::LineTooLong);
-            }
-            self.scanned = window;
-            return Ok(None);
-        };
-        let lf = start + lf;
-        self.scanned = 0;
-        let len = lf - usize::from(lf > 0 && buf[lf - 1] == b'\r');
-        if len > self.max_line {
-            return Err(DecodeError::LineTooLong);
-        }
-        let mut line = buf.split_to(lf + 1);
-        line.truncate(len);
-        Ok(Some(line))
     }
 }
 

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, Command, CommitResult, DecodeError, Reply};
 use super::handler::{Committed, DictHandler, Lookup, Transactions, WriteValue};
+use crate::conn::{read_more, Read};
 
 /// A dict client that says nothing for this long is disconnected.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -43,7 +44,7 @@ where
                 Err(DecodeError::LineTooLong) => {
                     codec::encode(&Reply::Fail("line too long"), &mut out);
                     stream.write_all(&out).await?;
-                    linger(&mut stream).await;
+                    crate::conn::linger(&mut stream).await;
                     return Ok(());
                 }
                 Err(e) => {
@@ -58,35 +59,10 @@ where
             stream.write_all(&out).await?;
             out.clear();
         }
-        tokio::select! {
-            read = tokio::time::timeout(IDLE_TIMEOUT, stream.read_buf(&mut buf)) => {
-                match read {
-                    Ok(Ok(0)) | Err(_) => return Ok(()),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(e),
-                }
-            }
-            () = cancel.cancelled() => return Ok(()),
+        if let Read::Done = read_more(&mut stream, &mut buf, IDLE_TIMEOUT, &cancel).await? {
+            return Ok(());
         }
     }
-}
-
-/// Closes after a final answer so the client can still read it: shut the write half,
-/// then discard what the client is still sending for a moment (closing a Unix socket
-/// with unread input resets it, and the client would lose the answer).
-pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
-    let _ = stream.shutdown().await;
-    let mut sink = [0u8; 8192];
-    let mut budget: usize = 1 << 20;
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        while budget > 0 {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => budget = budget.saturating_sub(n),
-            }
-        }
-    })
-    .await;
 }
 
 /// A malformed line is answered with `F` unless it is one of the commands Dovecot sends

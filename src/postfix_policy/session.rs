@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, DecodeError, Reply, Request};
 use crate::accounts::{Accounts, PolicyRequest, PolicyVerdict};
 use crate::config::PolicyConfig;
+use crate::conn::{read_more, Read};
 
 /// Postfix closes idle policy connections after 300 s (`smtpd_policy_service_max_idle`);
 /// this only reaps clients that vanished.
@@ -62,7 +63,7 @@ where
                         &mut out,
                     );
                     stream.write_all(&out).await?;
-                    crate::dovecot_dict::session::linger(&mut stream).await;
+                    crate::conn::linger(&mut stream).await;
                     return Ok(());
                 }
             }
@@ -71,13 +72,8 @@ where
             stream.write_all(&out).await?;
             out.clear();
         }
-        tokio::select! {
-            read = tokio::time::timeout(IDLE_TIMEOUT, stream.read_buf(&mut buf)) => match read {
-                Ok(Ok(0)) | Err(_) => return Ok(()),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(e),
-            },
-            () = cancel.cancelled() => return Ok(()),
+        if let Read::Done = read_more(&mut stream, &mut buf, IDLE_TIMEOUT, &cancel).await? {
+            return Ok(());
         }
     }
 }
