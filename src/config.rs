@@ -685,7 +685,8 @@ impl Config {
         }
         let figment = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(path))
-            .merge(Env::prefixed("POSTERN_").split("__"))
+            // POSTERN_CONFIG names the file (the CLI's --config), it is not a key.
+            .merge(Env::prefixed("POSTERN_").ignore(&["CONFIG"]).split("__"))
             .merge(
                 Env::raw()
                     .only(&["REGISTRATION_MODE"])

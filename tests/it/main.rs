@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod dict;
 mod dovecot;
+mod dovecot24;
 mod policy;
 mod postfix;
 mod sasl;

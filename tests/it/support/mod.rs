@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod dovecot;
+pub mod dovecot24;
 pub mod postfix;
 
 use std::io::{BufRead, BufReader, Write};

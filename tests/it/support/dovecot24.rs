@@ -1,0 +1,625 @@
+//! A real Dovecot 2.4 (Debian trixie's 2.4.1, in a chroot) wired to a test daemon exactly
+//! as docs/dovecot.md tells an operator: `passdb lua` / `userdb lua` running the shipped
+//! `dovecot/postern.lua` against the daemon's loopback auth API, `last_login` and
+//! `quota_clone` through its dict socket. Plus small IMAP and LMTP clients.
+//!
+//! The chroot is built once per machine by `.ci/trixie.sh` (default
+//! `/var/cache/postern-test/trixie`, or `TRIXIE_CHROOT`). Each instance bind-mounts
+//! the daemon's temporary directory into the chroot at the same path, so the config, the
+//! Lua script copy, the secret file, the dict socket, Dovecot's base_dir and log, and the
+//! mail homes have one path inside and outside; TCP on 127.0.0.1 is shared. Dropping a
+//! [`Dovecot24`] stops Dovecot's process group, then unmounts.
+//!
+//! ```text
+//! host  /tmp/postern-test-XXXX/            (TestDaemon: dict.sock, auth-http.secret, vmail/)
+//!         dovecot24/dovecot.conf postern.lua run/ state/ dovecot.log
+//! chroot /var/cache/postern-test/trixie/tmp/postern-test-XXXX   <- mount --bind of the above
+//! chroot DIR dovecot -F -c /tmp/postern-test-XXXX/dovecot24/dovecot.conf
+//! ```
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+use super::dovecot::imap_string;
+use super::TestDaemon;
+
+/// Where `.ci/trixie.sh` puts the chroot unless `TRIXIE_CHROOT` says otherwise.
+pub const DEFAULT_CHROOT: &str = "/var/cache/postern-test/trixie";
+/// How long a client waits for any single reply from Dovecot.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long Dovecot may take to come up.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long Dovecot's master may take to stop its children after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The trixie chroot; panics (failing the test) with what to run when it is missing.
+pub fn chroot_dir() -> PathBuf {
+    let dir = std::env::var_os("TRIXIE_CHROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CHROOT));
+    assert!(
+        dir.join(".postern-ready").exists(),
+        "the Dovecot 2.4 tests need the Debian trixie chroot at {} and it is missing: \
+         run `sudo bash .ci/trixie.sh` once (CI runs it), or set TRIXIE_CHROOT",
+        dir.display()
+    );
+    dir
+}
+
+/// What the Dovecot side of one test instance is given.
+pub struct Options {
+    /// `postern_url` for the Lua script (the daemon's `listen.auth_http` by default).
+    pub url: String,
+    /// `postern_secret_file` for the Lua script (the daemon's by default).
+    pub secret_file: PathBuf,
+}
+
+impl Options {
+    pub fn for_daemon(daemon: &TestDaemon) -> Options {
+        Options {
+            url: format!("http://{}", daemon.auth_http),
+            secret_file: daemon.dir.join("auth-http.secret"),
+        }
+    }
+}
+
+/// A running Dovecot 2.4.1 in the trixie chroot.
+pub struct Dovecot24 {
+    pub chroot: PathBuf,
+    /// `<daemon dir>/dovecot24`, the same path inside the chroot and out.
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub imap_port: u16,
+    pub lmtp_socket: PathBuf,
+    log: PathBuf,
+    stderr: PathBuf,
+    child: Option<Child>,
+    // Dropped after `Drop::drop` has stopped Dovecot.
+    _mount: BindMount,
+}
+
+impl Dovecot24 {
+    /// Starts Dovecot 2.4 for `daemon` and waits until IMAP greets.
+    pub fn start(daemon: &TestDaemon) -> Dovecot24 {
+        Self::start_with(daemon, Options::for_daemon(daemon))
+    }
+
+    pub fn start_with(daemon: &TestDaemon, options: Options) -> Dovecot24 {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the Dovecot 2.4 tests need root: chroot, mount, and Dovecot's privilege drop"
+        );
+        let chroot = chroot_dir();
+        let dir = daemon.dir.join("dovecot24");
+        std::fs::create_dir_all(&dir).expect("mkdir dovecot24");
+        // The shipped script, not a test copy of it.
+        let lua = dir.join("postern.lua");
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("dovecot/postern.lua");
+        std::fs::copy(&shipped, &lua).unwrap_or_else(|e| panic!("copy {}: {e}", shipped.display()));
+        let mount = BindMount::new(&daemon.dir, &chroot);
+        let config = dir.join("dovecot.conf");
+        let log = dir.join("dovecot.log");
+        let stderr = dir.join("dovecot.stderr");
+        let instance = daemon
+            .dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("postern-test")
+            .to_owned();
+
+        let mut mount = Some(mount);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let imap_port = free_port();
+            let _ = std::fs::remove_dir_all(dir.join("run"));
+            let text = config_text(&ConfigParts {
+                dir: &dir,
+                instance: &instance,
+                lua: &lua,
+                options: &options,
+                dict_socket: &daemon.dict_socket,
+                imap_port,
+            });
+            std::fs::write(&config, text).expect("write dovecot.conf");
+            let out = std::fs::File::create(&stderr).expect("create dovecot.stderr");
+            let child = Command::new("chroot")
+                .arg(&chroot)
+                .arg("dovecot")
+                .arg("-F")
+                .arg("-c")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("dup"))
+                .stderr(out)
+                .process_group(0)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run chroot: {e}"));
+            let mut d = Dovecot24 {
+                chroot: chroot.clone(),
+                dir: dir.clone(),
+                config: config.clone(),
+                imap_port,
+                lmtp_socket: dir.join("run").join("lmtp"),
+                log: log.clone(),
+                stderr: stderr.clone(),
+                child: Some(child),
+                _mount: mount.take().expect("mount"),
+            };
+            match d.wait_ready() {
+                Ok(()) => return d,
+                Err(_) if attempt < 5 && d.log_contents().contains("Address already in use") => {
+                    d.stop();
+                    mount = Some(std::mem::replace(&mut d._mount, BindMount::none()));
+                }
+                // Dropping `d` while panicking prints Dovecot's log.
+                Err(why) => panic!("Dovecot 2.4 did not start: {why}"),
+            }
+        }
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return Err("dovecot is not running".to_owned());
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if is_dead_or_zombie(pid) {
+                return Err("dovecot exited".to_owned());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not ready after {START_TIMEOUT:?}"));
+            }
+            if let Ok(greeting) = imap_greeting(self.imap_port) {
+                if greeting.starts_with("* OK") && UnixStream::connect(&self.lmtp_socket).is_ok() {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Dovecot's stderr (before its log was set up) and its log.
+    pub fn log_contents(&self) -> String {
+        let mut s = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        s.push_str(&std::fs::read_to_string(&self.log).unwrap_or_default());
+        s
+    }
+
+    /// Logs in over IMAP; `Err` is the tagged reply (`a1 NO [AUTHENTICATIONFAILED] ...`).
+    pub fn imap_login(&self, user: &str, pass: &str) -> Result<Imap, String> {
+        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, self.imap_port))
+            .map_err(|e| format!("connect to IMAP: {e}"))?;
+        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        let mut s = Imap {
+            reader: BufReader::new(stream),
+            next_tag: 0,
+        };
+        let greeting = s.read_line();
+        assert!(greeting.starts_with("* OK"), "IMAP greeting: {greeting}");
+        let login = format!("LOGIN {} {}", imap_string(user), imap_string(pass));
+        let (_, done) = s.command(&login);
+        if tagged_status(&done) == "OK" {
+            Ok(s)
+        } else {
+            Err(done)
+        }
+    }
+
+    /// Delivers `message` to `rcpt` over LMTP; `Err` is the refusing step and reply.
+    pub fn lmtp_deliver(&self, rcpt: &str, message: &str) -> Result<(), String> {
+        let stream =
+            UnixStream::connect(&self.lmtp_socket).map_err(|e| format!("connect to LMTP: {e}"))?;
+        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        let mut c = Lmtp {
+            reader: BufReader::new(stream),
+        };
+        c.expect("greeting", None, "220")?;
+        c.expect("LHLO", Some("LHLO postern-test"), "250")?;
+        c.expect("MAIL", Some("MAIL FROM:<sender@example.net>"), "250")?;
+        if let Err(e) = c.expect("RCPT", Some(&format!("RCPT TO:<{rcpt}>")), "250") {
+            c.quit();
+            return Err(e);
+        }
+        c.expect("DATA", Some("DATA"), "354")?;
+        c.send(&dot_stuffed(message));
+        let result = c.expect("end of DATA", Some("."), "250");
+        c.quit();
+        result.map(drop)
+    }
+
+    /// `doveadm -c <config> <args>` inside the chroot.
+    pub fn doveadm(&self, args: &[&str]) -> Output {
+        Command::new("chroot")
+            .arg(&self.chroot)
+            .arg("doveadm")
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run doveadm in the chroot")
+    }
+
+    /// `doveadm user '*'`: the userdb iteration.
+    pub fn doveadm_user_list(&self) -> Vec<String> {
+        let out = self.doveadm(&["user", "*"]);
+        assert!(
+            out.status.success(),
+            "doveadm user '*' failed ({}):\n{}{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_contents()
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// One userdb field as Dovecot sees it; `None` when the userdb does not know the user.
+    pub fn doveadm_user_field(&self, user: &str, field: &str) -> Option<String> {
+        let out = self.doveadm(&["user", "-f", field, user]);
+        // EX_NOUSER
+        if out.status.code() == Some(67) {
+            return None;
+        }
+        assert!(
+            out.status.success(),
+            "doveadm user -f {field} {user} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// SIGTERM to the master, then SIGKILL to what is left of its process group.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = Pid::from_raw(child.id() as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        // Unreaped, the master's pid (= the group id) cannot be reused before killpg.
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while !is_dead_or_zombie(child.id()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = killpg(pid, Signal::SIGKILL);
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Dovecot24 {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- dovecot 2.4 log ({}) ---\n{}",
+                self.dir.display(),
+                self.log_contents()
+            );
+        }
+    }
+}
+
+/// `src` bind-mounted at `<chroot>/<src>`; unmounted on drop.
+struct BindMount {
+    target: Option<PathBuf>,
+}
+
+impl BindMount {
+    fn new(src: &Path, chroot: &Path) -> BindMount {
+        let relative = src.strip_prefix("/").expect("an absolute path");
+        let target = chroot.join(relative);
+        std::fs::create_dir_all(&target).expect("create the mount point in the chroot");
+        let out = Command::new("mount")
+            .arg("--bind")
+            .arg(src)
+            .arg(&target)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mount --bind {} {} failed: {}",
+            src.display(),
+            target.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        BindMount {
+            target: Some(target),
+        }
+    }
+
+    fn none() -> BindMount {
+        BindMount { target: None }
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let Some(target) = self.target.take() else {
+            return;
+        };
+        let unmounted = Command::new("umount")
+            .arg(&target)
+            .status()
+            .is_ok_and(|s| s.success())
+            || Command::new("umount")
+                .arg("-l")
+                .arg(&target)
+                .status()
+                .is_ok_and(|s| s.success());
+        if unmounted {
+            // The now empty mount point; never recursive, in case the unmount did not happen.
+            let _ = std::fs::remove_dir(&target);
+        } else {
+            eprintln!("could not unmount {}", target.display());
+        }
+    }
+}
+
+struct ConfigParts<'a> {
+    dir: &'a Path,
+    instance: &'a str,
+    lua: &'a Path,
+    options: &'a Options,
+    dict_socket: &'a Path,
+    imap_port: u16,
+}
+
+/// The whole `dovecot.conf` of one test instance: docs/dovecot.md's lines plus what a
+/// test instance needs (its own paths and port, no delays, no SSL).
+fn config_text(p: &ConfigParts<'_>) -> String {
+    format!(
+        r#"# postern test instance (Dovecot 2.4): everything under {dir}
+dovecot_config_version = 2.4.1
+dovecot_storage_version = 2.4.0
+base_dir = {dir}/run
+state_dir = {dir}/state
+log_path = {dir}/dovecot.log
+instance_name = {instance}
+protocols = imap lmtp
+listen = 127.0.0.1
+ssl = no
+auth_allow_cleartext = yes
+auth_mechanisms = plain login
+auth_failure_delay = 0
+auth_internal_failure_delay = 0
+auth_verbose = yes
+login_trusted_networks = 127.0.0.0/8
+# the mail uid/gid postern hands out in tests is 65534 (nobody/nogroup)
+first_valid_uid = 1000
+last_valid_uid = 0
+first_valid_gid = 1000
+last_valid_gid = 0
+mail_driver = maildir
+mail_path = ~/Maildir
+
+# --- docs/dovecot.md, Dovecot 2.4 ---
+passdb lua {{
+  lua_file = {lua}
+  lua_settings {{
+    postern_url = {url}
+    postern_secret_file = {secret}
+  }}
+}}
+userdb lua {{
+  lua_file = {lua}
+  lua_settings {{
+    postern_url = {url}
+    postern_secret_file = {secret}
+  }}
+}}
+
+mail_plugins {{
+  quota = yes
+  quota_clone = yes
+}}
+protocol imap {{
+  mail_plugins {{
+    imap_quota = yes
+    last_login = yes
+  }}
+}}
+quota "User quota" {{
+  driver = count
+}}
+quota_clone {{
+  dict proxy {{
+    dict_proxy_socket_path = {dict}
+    dict_proxy_name = quotaclone
+  }}
+}}
+last_login_key = last-login/%{{user}}
+last_login {{
+  dict proxy {{
+    dict_proxy_socket_path = {dict}
+    dict_proxy_name = lastlogin
+  }}
+}}
+# --- end ---
+
+service imap-login {{
+  inet_listener imap {{
+    listen = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service lmtp {{
+  unix_listener lmtp {{
+    mode = 0666
+  }}
+}}
+"#,
+        dir = p.dir.display(),
+        instance = p.instance,
+        lua = p.lua.display(),
+        url = p.options.url,
+        secret = p.options.secret_file.display(),
+        dict = p.dict_socket.display(),
+        port = p.imap_port,
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+fn imap_greeting(port: u16) -> std::io::Result<String> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line)?;
+    Ok(line)
+}
+
+/// Whether process `pid` has exited (without reaping it).
+fn is_dead_or_zombie(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+            .unwrap_or(true),
+        Err(_) => true,
+    }
+}
+
+fn tagged_status(line: &str) -> &str {
+    line.split(' ').nth(1).unwrap_or("")
+}
+
+/// A logged-in IMAP connection.
+pub struct Imap {
+    reader: BufReader<TcpStream>,
+    next_tag: u32,
+}
+
+impl Imap {
+    fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => panic!("IMAP server closed the connection"),
+            Ok(_) => line.trim_end_matches(['\r', '\n']).to_owned(),
+            Err(e) => panic!("read from IMAP: {e}"),
+        }
+    }
+
+    /// Sends `command`; returns (untagged lines, tagged line).
+    pub fn command(&mut self, command: &str) -> (Vec<String>, String) {
+        self.next_tag += 1;
+        let tag = format!("a{}", self.next_tag);
+        self.reader
+            .get_mut()
+            .write_all(format!("{tag} {command}\r\n").as_bytes())
+            .expect("write to IMAP");
+        let mut untagged = Vec::new();
+        loop {
+            let l = self.read_line();
+            if l.starts_with(&format!("{tag} ")) {
+                return (untagged, l);
+            }
+            untagged.push(l);
+        }
+    }
+
+    /// `SELECT INBOX`; the `* <n> EXISTS` count.
+    pub fn select_inbox(&mut self) -> u32 {
+        let (untagged, done) = self.command("SELECT INBOX");
+        assert_eq!(tagged_status(&done), "OK", "SELECT INBOX: {done}");
+        untagged
+            .iter()
+            .find_map(|l| {
+                l.strip_prefix("* ")
+                    .and_then(|r| r.strip_suffix(" EXISTS"))
+                    .and_then(|n| n.parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no EXISTS in SELECT reply: {untagged:?}"))
+    }
+
+    pub fn logout(mut self) {
+        let (_, done) = self.command("LOGOUT");
+        assert_eq!(tagged_status(&done), "OK", "LOGOUT: {done}");
+        let mut rest = Vec::new();
+        let _ = self.reader.read_to_end(&mut rest);
+    }
+}
+
+struct Lmtp {
+    reader: BufReader<UnixStream>,
+}
+
+impl Lmtp {
+    fn send(&mut self, data: &str) {
+        self.reader
+            .get_mut()
+            .write_all(data.as_bytes())
+            .expect("write to LMTP");
+    }
+
+    /// The last line of a (possibly multi-line) reply.
+    fn reply(&mut self) -> String {
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return "(connection closed)".to_owned(),
+                Ok(_) => {}
+                Err(e) => return format!("(read failed: {e})"),
+            }
+            let line = line.trim_end_matches(['\r', '\n']).to_owned();
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line;
+            }
+        }
+    }
+
+    fn expect(&mut self, step: &str, command: Option<&str>, code: &str) -> Result<String, String> {
+        if let Some(c) = command {
+            self.send(&format!("{c}\r\n"));
+        }
+        let reply = self.reply();
+        if reply.starts_with(code) {
+            Ok(reply)
+        } else {
+            Err(format!("{step}: {reply}"))
+        }
+    }
+
+    fn quit(&mut self) {
+        self.send("QUIT\r\n");
+        let _ = self.reply();
+    }
+}
+
+/// CRLF line ends and leading dots doubled; the final `.` is sent as the next command.
+fn dot_stuffed(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 16);
+    for line in message.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n').trim_end_matches('\r');
+        if body.starts_with('.') {
+            out.push('.');
+        }
+        out.push_str(body);
+        out.push_str("\r\n");
+    }
+    out
+}
