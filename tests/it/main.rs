@@ -3,6 +3,7 @@
 
 mod support;
 
+mod browser;
 mod cli;
 mod dict;
 mod dovecot;
@@ -11,3 +12,4 @@ mod policy;
 mod postfix;
 mod sasl;
 mod ship;
+mod web;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod dovecot;
 pub mod dovecot24;
 pub mod postfix;

@@ -1,0 +1,252 @@
+//! Who is asking: the client's IP address for rate limits, and the per-client limiter.
+//!
+//! The TCP peer is the client unless it is one of `http.trusted_proxies`; then (and on
+//! the Unix socket, where the peer is always the reverse proxy) the client is the
+//! right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+//!
+//! ```text
+//! peer 192.0.2.7, no trusted proxies,  X-Forwarded-For: 1.2.3.4   -> 192.0.2.7
+//! peer 127.0.0.1, trusted 127.0.0.1,   X-Forwarded-For: 1.2.3.4   -> 1.2.3.4
+//! Unix socket,                         X-Forwarded-For: 6.6.6.6, 1.2.3.4 -> 1.2.3.4
+//! Unix socket, no header                                          -> unknown (one shared bucket)
+//! ```
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Most clients a limiter tracks at once; beyond that, new clients wait (fail safe).
+const MAX_KEYS: usize = 100_000;
+
+/// One entry of `http.trusted_proxies`: an address, or a network written `addr/len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Net {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl Net {
+    fn parse(s: &str) -> Option<Net> {
+        let s = s.trim();
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l.parse::<u8>().ok()?)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().ok()?;
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = len.unwrap_or(max);
+        (len <= max).then_some(Net { addr, len })
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), self.len),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), self.len),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], len: u8) -> bool {
+    let len = usize::from(len);
+    let (bytes, bits) = (len / 8, len % 8);
+    if a[..bytes] != b[..bytes] {
+        return false;
+    }
+    if bits == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - bits);
+    a[bytes] & mask == b[bytes] & mask
+}
+
+/// The configured trusted proxies; entries that are not addresses are ignored (and
+/// reported once at start by [`invalid_proxies`]).
+fn trusted(list: &[String]) -> Vec<Net> {
+    list.iter().filter_map(|s| Net::parse(s)).collect()
+}
+
+/// Entries of `http.trusted_proxies` that are neither an address nor `addr/len`.
+pub fn invalid_proxies(list: &[String]) -> Vec<String> {
+    list.iter()
+        .filter(|s| Net::parse(s).is_none())
+        .cloned()
+        .collect()
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5`, `[::1]:5`).
+fn forwarded_entry(s: &str) -> Option<IpAddr> {
+    let s = s.trim().trim_matches('"');
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    s.parse::<SocketAddr>().ok().map(|a| a.ip().to_canonical())
+}
+
+/// The client's address. `forwarded_for` is every `X-Forwarded-For` header joined with
+/// commas, in the order received; `peer` is `None` on the Unix socket.
+pub fn client_ip(
+    peer: Option<SocketAddr>,
+    forwarded_for: Option<&str>,
+    trusted_proxies: &[String],
+) -> Option<IpAddr> {
+    let peer_ip = peer.map(|p| p.ip().to_canonical());
+    let nets = trusted(trusted_proxies);
+    let is_trusted = |ip: IpAddr| nets.iter().any(|n| n.contains(ip));
+    if peer_ip.is_some_and(|ip| !is_trusted(ip)) {
+        return peer_ip;
+    }
+    let Some(header) = forwarded_for else {
+        return peer_ip;
+    };
+    let mut leftmost = None;
+    for entry in header.rsplit(',') {
+        match forwarded_entry(entry) {
+            Some(ip) if is_trusted(ip) => leftmost = Some(ip),
+            Some(ip) => return Some(ip),
+            // Garbage: nothing left of it can be believed.
+            None => break,
+        }
+    }
+    leftmost.or(peer_ip)
+}
+
+/// The bucket a client counts against: its IPv4 address, its IPv6 /64 (one host usually
+/// has a whole /64), or one shared bucket when the address is unknown.
+fn bucket_key(ip: Option<IpAddr>) -> String {
+    match ip {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        None => "unknown".into(),
+    }
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// A token bucket per client: `per_minute` requests at once, then one every
+/// `60 / per_minute` seconds. Counts every request, whatever its outcome.
+#[derive(Default)]
+pub struct RateLimiter {
+    map: Mutex<HashMap<String, Bucket>>,
+}
+
+impl RateLimiter {
+    /// Takes one token for `ip`. `Err` carries how long until one is free again.
+    /// `per_minute == 0` means no limit.
+    pub fn take(&self, ip: Option<IpAddr>, per_minute: u32, now: Instant) -> Result<(), Duration> {
+        if per_minute == 0 {
+            return Ok(());
+        }
+        let capacity = f64::from(per_minute);
+        let rate = capacity / 60.0;
+        let mut map = match self.map.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let key = bucket_key(ip);
+        if map.len() >= MAX_KEYS && !map.contains_key(&key) {
+            // Forget the clients whose bucket has refilled: they are as good as new.
+            map.retain(|_, b| {
+                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < capacity
+            });
+            if map.len() >= MAX_KEYS {
+                return Err(Duration::from_secs(60));
+            }
+        }
+        let bucket = map.entry(key).or_insert(Bucket {
+            tokens: capacity,
+            at: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(s: &str) -> Option<SocketAddr> {
+        Some(SocketAddr::new(s.parse().expect("ip"), 40000))
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().expect("ip"))
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_peers() {
+        let none: Vec<String> = Vec::new();
+        let lo = vec!["127.0.0.1".to_owned()];
+        assert_eq!(
+            client_ip(peer("192.0.2.7"), Some("1.2.3.4"), &none),
+            ip("192.0.2.7")
+        );
+        assert_eq!(
+            client_ip(peer("127.0.0.1"), Some("1.2.3.4"), &lo),
+            ip("1.2.3.4")
+        );
+        // A client cannot pick its address by prepending entries.
+        assert_eq!(
+            client_ip(peer("127.0.0.1"), Some("6.6.6.6, 1.2.3.4"), &lo),
+            ip("1.2.3.4")
+        );
+        // Proxies in a chain are skipped when trusted.
+        let chain = vec!["127.0.0.1".to_owned(), "10.0.0.0/8".to_owned()];
+        assert_eq!(
+            client_ip(peer("127.0.0.1"), Some("1.2.3.4, 10.1.2.3"), &chain),
+            ip("1.2.3.4")
+        );
+        assert_eq!(client_ip(peer("127.0.0.1"), None, &lo), ip("127.0.0.1"));
+        assert_eq!(
+            client_ip(peer("127.0.0.1"), Some("bogus"), &lo),
+            ip("127.0.0.1")
+        );
+        // IPv4-mapped peers match IPv4 entries.
+        assert_eq!(
+            client_ip(peer("::ffff:127.0.0.1"), Some("[2001:db8::1]:443"), &lo),
+            ip("2001:db8::1")
+        );
+        // On the Unix socket the peer is the proxy.
+        assert_eq!(client_ip(None, Some("1.2.3.4"), &none), ip("1.2.3.4"));
+        assert_eq!(client_ip(None, None, &none), None);
+        assert_eq!(
+            invalid_proxies(&["10.0.0.0/33".into(), "::1".into(), "x".into()]),
+            vec!["10.0.0.0/33".to_owned(), "x".to_owned()]
+        );
+    }
+
+    #[test]
+    fn bucket_allows_per_minute_then_refills() {
+        let l = RateLimiter::default();
+        let t0 = Instant::now();
+        let a = ip("192.0.2.1");
+        for _ in 0..3 {
+            assert_eq!(l.take(a, 3, t0), Ok(()));
+        }
+        let wait = l.take(a, 3, t0).expect_err("fourth is refused");
+        assert!(wait <= Duration::from_secs(20) && wait > Duration::from_secs(19));
+        assert_eq!(l.take(ip("192.0.2.2"), 3, t0), Ok(()));
+        assert_eq!(l.take(a, 3, t0 + Duration::from_secs(20)), Ok(()));
+        assert!(l.take(a, 3, t0 + Duration::from_secs(20)).is_err());
+        // One IPv6 /64 is one client.
+        assert_eq!(l.take(ip("2001:db8::1"), 1, t0), Ok(()));
+        assert!(l.take(ip("2001:db8::2"), 1, t0).is_err());
+        assert_eq!(l.take(a, 0, t0), Ok(()));
+    }
+}

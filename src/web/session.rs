@@ -1,0 +1,255 @@
+//! Admin sessions and CSRF tokens, kept in memory (a restart signs everyone out).
+//!
+//! ```text
+//! Set-Cookie: postern_admin=<43 chars: 256 random bits>; Path=/admin; HttpOnly; SameSite=Strict[; Secure]
+//! <input type="hidden" name="csrf" value="<per-session 256-bit token>">
+//! Set-Cookie: postern_signin=<random>; ...    sign-in form only: the same value must come
+//!                                             back in its hidden field (double submit)
+//! ```
+//!
+//! The server keeps only the SHA-256 of each session id, so the map's lookups reveal
+//! nothing through timing; tokens are compared in constant time. A session ends after an
+//! hour unused, twelve hours after sign-in, or at sign-out.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rand::RngCore as _;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
+
+/// The session cookie.
+pub const SESSION_COOKIE: &str = "postern_admin";
+/// The sign-in form's double-submit cookie.
+pub const SIGNIN_COOKIE: &str = "postern_signin";
+/// The hidden field every admin form carries.
+pub const CSRF_FIELD: &str = "csrf";
+
+const IDLE: Duration = Duration::from_secs(3600);
+const LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// Most sessions kept; the oldest go first beyond this.
+const MAX_SESSIONS: usize = 10_000;
+
+/// A one-time message shown on the next page (after POST-redirect-GET).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flash {
+    pub ok: bool,
+    pub text: String,
+}
+
+struct Entry {
+    address: String,
+    csrf: String,
+    created: Instant,
+    seen: Instant,
+    flash: Option<Flash>,
+}
+
+/// A live session, as a request sees it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The cookie value (needed to sign out or leave a flash).
+    pub id: String,
+    pub address: String,
+    pub csrf: String,
+}
+
+impl Session {
+    /// Whether a submitted form carries this session's CSRF token.
+    pub fn csrf_ok(&self, submitted: Option<&str>) -> bool {
+        submitted.is_some_and(|s| same_token(s, &self.csrf))
+    }
+}
+
+/// Every signed-in admin of this process.
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<[u8; 32], Entry>>,
+}
+
+fn key(id: &str) -> [u8; 32] {
+    Sha256::digest(id.as_bytes()).into()
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {
+        match self.map.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Starts a session for `address` with a fresh id and CSRF token.
+    pub fn create(&self, address: &str, now: Instant) -> Session {
+        let id = random_token();
+        let csrf = random_token();
+        let mut map = self.lock();
+        if map.len() >= MAX_SESSIONS {
+            map.retain(|_, e| alive(e, now));
+            if map.len() >= MAX_SESSIONS {
+                if let Some(oldest) = map.iter().min_by_key(|(_, e)| e.seen).map(|(k, _)| *k) {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        map.insert(
+            key(&id),
+            Entry {
+                address: address.to_owned(),
+                csrf: csrf.clone(),
+                created: now,
+                seen: now,
+                flash: None,
+            },
+        );
+        Session {
+            id,
+            address: address.to_owned(),
+            csrf,
+        }
+    }
+
+    /// The live session with this cookie value, marked as used now.
+    pub fn get(&self, id: &str, now: Instant) -> Option<Session> {
+        let k = key(id);
+        let mut map = self.lock();
+        let entry = map.get_mut(&k)?;
+        if !alive(entry, now) {
+            map.remove(&k);
+            return None;
+        }
+        entry.seen = now;
+        Some(Session {
+            id: id.to_owned(),
+            address: entry.address.clone(),
+            csrf: entry.csrf.clone(),
+        })
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.lock().remove(&key(id));
+    }
+
+    pub fn set_flash(&self, id: &str, flash: Flash) {
+        if let Some(e) = self.lock().get_mut(&key(id)) {
+            e.flash = Some(flash);
+        }
+    }
+
+    pub fn take_flash(&self, id: &str) -> Option<Flash> {
+        self.lock().get_mut(&key(id)).and_then(|e| e.flash.take())
+    }
+}
+
+fn alive(e: &Entry, now: Instant) -> bool {
+    now.saturating_duration_since(e.seen) < IDLE
+        && now.saturating_duration_since(e.created) < LIFETIME
+}
+
+/// 256 random bits from the OS, URL-safe base64 (43 characters).
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Constant-time comparison of two tokens.
+pub fn same_token(a: &str, b: &str) -> bool {
+    !a.is_empty() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.trim_matches('"').to_owned())
+}
+
+/// A `Set-Cookie` value for the admin pages; `max_age` 0 deletes the cookie.
+pub fn set_cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> String {
+    format!(
+        "{name}={value}; Path=/admin; Max-Age={}; HttpOnly; SameSite=Strict{}",
+        max_age.as_secs(),
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// How long the session cookie lives in the browser (the server may end it sooner).
+pub fn cookie_lifetime() -> Duration {
+    LIFETIME
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn sessions_expire_when_idle_and_after_their_lifetime() {
+        let s = Sessions::default();
+        let t0 = Instant::now();
+        let a = s.create("admin@example.org", t0);
+        assert_eq!(a.id.len(), 43);
+        assert_ne!(a.id, a.csrf);
+        let got = s.get(&a.id, t0 + Duration::from_secs(60)).expect("live");
+        assert_eq!(got.address, "admin@example.org");
+        assert!(got.csrf_ok(Some(&a.csrf)));
+        assert!(!got.csrf_ok(Some("x")));
+        assert!(!got.csrf_ok(None));
+        assert!(s.get("not-a-session", t0).is_none());
+        // Used every 50 minutes, it still ends after 12 hours.
+        let mut t = t0;
+        for _ in 0..14 {
+            t += Duration::from_secs(50 * 60);
+            assert!(s.get(&a.id, t).is_some());
+        }
+        t += Duration::from_secs(50 * 60);
+        assert!(s.get(&a.id, t).is_none());
+
+        let b = s.create("admin@example.org", t0);
+        assert!(s.get(&b.id, t0 + IDLE).is_none());
+
+        let c = s.create("admin@example.org", t0);
+        s.set_flash(
+            &c.id,
+            Flash {
+                ok: true,
+                text: "done".into(),
+            },
+        );
+        assert_eq!(s.take_flash(&c.id).map(|f| f.text), Some("done".into()));
+        assert_eq!(s.take_flash(&c.id), None);
+        s.remove(&c.id);
+        assert!(s.get(&c.id, t0).is_none());
+    }
+
+    #[test]
+    fn cookies_and_tokens() {
+        let mut h = HeaderMap::new();
+        h.append(
+            axum::http::header::COOKIE,
+            HeaderValue::from_static("a=1; postern_admin=abc"),
+        );
+        h.append(axum::http::header::COOKIE, HeaderValue::from_static("b=2"));
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc".into()));
+        assert_eq!(cookie(&h, "b"), Some("2".into()));
+        assert_eq!(cookie(&h, "c"), None);
+        assert!(same_token("abc", "abc"));
+        assert!(!same_token("abc", "abd"));
+        assert!(!same_token("", ""));
+        let set = set_cookie(SESSION_COOKIE, "v", Duration::from_secs(60), true);
+        assert_eq!(
+            set,
+            "postern_admin=v; Path=/admin; Max-Age=60; HttpOnly; SameSite=Strict; Secure"
+        );
+    }
+}

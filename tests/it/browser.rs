@@ -1,0 +1,125 @@
+//! The web pages in a real headless Chromium (WebDriver): what a person does with them,
+//! with screenshots of each step in `target/browser-artifacts/`.
+
+use crate::support::browser::Browser;
+use crate::support::TestDaemon;
+
+const PW: &str = "correct horse battery";
+
+#[test]
+fn browser_sign_up_on_new_shows_the_account_and_its_qr_code() {
+    let d = TestDaemon::start("open");
+    let b = Browser::start("signup");
+    let base = format!("http://{}", d.http);
+
+    b.goto(&format!("{base}/new"));
+    b.find("form[action='/new']");
+    b.screenshot("1-form");
+    b.fill("#username", "alice");
+    b.fill("#password", PW);
+    b.click("button[value='choose']");
+    assert_eq!(b.text("#address"), "alice@example.org");
+    assert_eq!(b.text("#password"), PW);
+    b.find("main svg.qr path");
+    let link = b.attribute("#dclogin", "href").expect("dclogin link");
+    assert!(
+        link.starts_with("dclogin:alice@example.org?p=correct%20horse%20battery&v=1"),
+        "{link}"
+    );
+    b.screenshot("2-account-ready");
+    assert_eq!(
+        d.cli_json(&["user", "show", "alice@example.org"])["created_via"],
+        "web"
+    );
+
+    // "Give me a random account" needs nothing typed (the button skips validation).
+    b.goto(&format!("{base}/new"));
+    b.click("button[value='random']");
+    let address = b.text("#address");
+    assert!(
+        address.ends_with("@example.org") && address.len() == 9 + 12,
+        "{address}"
+    );
+    b.find("main svg.qr");
+
+    // A refusal shows its reason on the page.
+    b.goto(&format!("{base}/new"));
+    b.fill("#username", "alice");
+    b.fill("#password", PW);
+    b.click("button[value='choose']");
+    assert_eq!(b.text("#error"), "this address is not available.");
+    b.screenshot("3-taken");
+}
+
+#[test]
+fn browser_admin_signs_in_creates_an_invite_and_blocks_an_account() {
+    let d = TestDaemon::start("invite_only");
+    for (addr, admin) in [("boss@example.org", true), ("alice@example.org", false)] {
+        let mut args = vec!["user", "add", addr, "--password-stdin"];
+        if admin {
+            args.push("--admin");
+        }
+        let out = d.cli_stdin(&args, &format!("{PW}\n"));
+        assert!(out.status.success());
+    }
+    let b = Browser::start("admin");
+    let base = format!("http://{}", d.http);
+
+    b.goto(&format!("{base}/admin"));
+    b.find("form[action='/admin/login']");
+    assert!(b.url().ends_with("/admin/login"), "{}", b.url());
+
+    // A wrong password is refused.
+    b.fill("#address", "boss@example.org");
+    b.fill("#password", "not the password");
+    b.click("form[action='/admin/login'] button");
+    assert_eq!(b.text("#error"), "Wrong address or password.");
+    b.screenshot("1-wrong-password");
+    assert!(b.try_find("#accounts").is_none());
+
+    b.fill("#address", "boss@example.org");
+    b.fill("#password", PW);
+    b.click("form[action='/admin/login'] button");
+    b.find("table#accounts");
+    assert!(b.url().ends_with("/admin/accounts"), "{}", b.url());
+    b.screenshot("2-accounts");
+
+    // An invite: its link, DCACCOUNT string and QR code show once.
+    b.goto(&format!("{base}/admin/invites"));
+    b.fill("#uses", "2");
+    b.fill("#comment", "for Dave");
+    b.click("form[action='/admin/invites'] button");
+    let link = b.text("#invite-link");
+    assert!(link.starts_with("https://example.org/new?token="), "{link}");
+    assert_eq!(b.text("#invite-dcaccount"), format!("DCACCOUNT:{link}"));
+    b.find("#new-invite svg.qr");
+    b.screenshot("3-invite");
+    let tokens = d.cli_json(&["token", "list"]);
+    assert_eq!(tokens[0]["comment"], "for Dave");
+    assert_eq!(tokens[0]["max_uses"], 2);
+
+    // Block alice: her row says so.
+    b.goto(&format!("{base}/admin/accounts/alice@example.org"));
+    b.screenshot("4-account");
+    b.fill("#reason", "spam");
+    b.click("form[action$='/block'] button");
+    assert!(
+        b.text("#status").starts_with("blocked since"),
+        "{}",
+        b.source()
+    );
+    b.goto(&format!("{base}/admin/accounts"));
+    assert_eq!(
+        b.text("tr[data-address='alice@example.org'] .badge.blocked"),
+        "blocked"
+    );
+    b.screenshot("5-blocked");
+    let alice = d.cli_json(&["user", "show", "alice@example.org"]);
+    assert_eq!(alice["blocked_reason"], "spam");
+
+    // Sign out: the pages are closed again.
+    b.click("form[action='/admin/logout'] button");
+    b.find("form[action='/admin/login']");
+    b.goto(&format!("{base}/admin/accounts"));
+    b.find("form[action='/admin/login']");
+}
