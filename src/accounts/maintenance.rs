@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! inactive   last login older than maintenance.delete_inactive_after   -> delete with mail
+//!            (administrators are never deleted by maintenance)
 //! unused     web/invite accounts never logged in after delete_unused_after -> delete
 //! tokens     revoked/expired/used up for token_grace, no account made with them -> purge
 //! usage      not reported by quota_clone for usage_stale_after -> recompute from Maildir

@@ -134,6 +134,15 @@ impl Refusal {
     }
 }
 
+/// The answer to an admin page sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminSignIn {
+    Admin(String),
+    /// The password is right, but the account is not an administrator.
+    NotAdmin,
+    Refused(Refusal),
+}
+
 /// What Dovecot's userdb needs to deliver to and serve an account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserdbEntry {
@@ -167,6 +176,7 @@ pub struct Accounts {
     account_failures: FailureLimiter,
     ip_failures: FailureLimiter,
     send_limiter: SendLimiter,
+    dummy_hash: tokio::sync::OnceCell<String>,
     clock: Clock,
 }
 
@@ -186,6 +196,7 @@ impl Accounts {
             account_failures: FailureLimiter::new(window),
             ip_failures: FailureLimiter::new(window),
             send_limiter: SendLimiter::default(),
+            dummy_hash: tokio::sync::OnceCell::new(),
             clock,
         })
     }
@@ -256,7 +267,45 @@ impl Accounts {
         password: &Password,
         ctx: LoginContext<'_>,
     ) -> Result<LoginOutcome, Unavailable> {
-        let outcome = self.login_inner(user, password, ctx.remote_ip).await;
+        let outcome = self.login_inner(user, password, ctx.remote_ip, true).await;
+        self.log_login(user, &ctx, &outcome);
+        outcome
+    }
+
+    /// Checks an operator's sign-in to the admin page: like `login`, but never creates
+    /// an account (an unknown address costs a dummy hash, so timing does not tell it
+    /// apart), and only accounts with the admin flag get in.
+    pub async fn admin_sign_in(
+        &self,
+        user: &str,
+        password: &Password,
+        ctx: LoginContext<'_>,
+    ) -> Result<AdminSignIn, Unavailable> {
+        let outcome = self.login_inner(user, password, ctx.remote_ip, false).await;
+        self.log_login(user, &ctx, &outcome);
+        match outcome? {
+            LoginOutcome::Refused(why) => Ok(AdminSignIn::Refused(why)),
+            LoginOutcome::Accepted { address, .. } => {
+                let key = address.clone();
+                let admin = self
+                    .db(move |s| s.account(&key))
+                    .await?
+                    .is_some_and(|row| row.admin && row.blocked.is_none());
+                Ok(if admin {
+                    AdminSignIn::Admin(address)
+                } else {
+                    AdminSignIn::NotAdmin
+                })
+            }
+        }
+    }
+
+    fn log_login(
+        &self,
+        user: &str,
+        ctx: &LoginContext<'_>,
+        outcome: &Result<LoginOutcome, Unavailable>,
+    ) {
         let ip = ctx.remote_ip.map(|ip| ip.to_string());
         let ip = self.shown(ip.as_deref().unwrap_or("-"));
         let shown_user = self.shown(user);
@@ -285,7 +334,6 @@ impl Accounts {
                 ctx.service
             ),
         }
-        outcome
     }
 
     async fn login_inner(
@@ -293,6 +341,7 @@ impl Accounts {
         user: &str,
         password: &Password,
         ip: Option<IpAddr>,
+        may_create: bool,
     ) -> Result<LoginOutcome, Unavailable> {
         let ip = ip.map(|ip| ip.to_string());
         let outcome = match self.parse(user) {
@@ -302,7 +351,13 @@ impl Accounts {
                 let key = address.as_str().to_owned();
                 match self.db(move |s| s.account(&key)).await? {
                     Some(row) => self.verify_existing(row, password, ip.as_deref()).await?,
-                    None => self.login_create(address, password, ip.as_deref()).await?,
+                    None if may_create => {
+                        self.login_create(address, password, ip.as_deref()).await?
+                    }
+                    None => {
+                        self.spend_dummy_hash(password).await;
+                        LoginOutcome::Refused(Refusal::Unknown)
+                    }
                 }
             }
         };
@@ -452,6 +507,19 @@ impl Accounts {
             Err(CreateRefusal::Blocked) => Ok(LoginOutcome::Refused(Refusal::Blocked)),
             Err(CreateRefusal::Token(_)) => Ok(LoginOutcome::Refused(Refusal::Unknown)),
         }
+    }
+
+    /// Verifies `password` against a throwaway hash, so refusing an unknown address
+    /// takes as long as refusing a wrong password.
+    async fn spend_dummy_hash(&self, password: &Password) {
+        let dummy = self
+            .dummy_hash
+            .get_or_init(|| async {
+                let throwaway = register::random_password(&self.config().registration.password);
+                self.hasher.hash(&throwaway).await.unwrap_or_default()
+            })
+            .await;
+        let _ = self.hasher.verify(password, dummy).await;
     }
 
     fn creation_lock(&self, address: &str) -> Arc<tokio::sync::Mutex<()>> {

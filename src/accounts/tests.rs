@@ -730,3 +730,34 @@ async fn maintenance_plan_picks_exactly_what_is_due() {
     assert_eq!(a.purge_tokens(plan.tokens).await.expect("purge"), 1);
     assert_eq!(a.tokens().await.expect("tokens").len(), 2);
 }
+
+#[tokio::test]
+async fn admin_sign_in_never_creates_and_needs_the_admin_flag() {
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    login(&a, "boss@example.org", "boss password").await; // first account: admin
+    login(&a, "worker@example.org", "worker password").await;
+    let ctx = LoginContext::default();
+    let sign_in = |u: &'static str, p: &'static str| {
+        let a = a.clone();
+        async move { a.admin_sign_in(u, &pw(p), ctx).await.expect("no tempfail") }
+    };
+    assert_eq!(
+        sign_in("Boss@example.org", "boss password").await,
+        AdminSignIn::Admin("boss@example.org".into())
+    );
+    assert_eq!(
+        sign_in("boss@example.org", "wrong").await,
+        AdminSignIn::Refused(Refusal::BadPassword)
+    );
+    assert_eq!(
+        sign_in("worker@example.org", "worker password").await,
+        AdminSignIn::NotAdmin
+    );
+    // Open mode, valid new name and password: a login would create it; sign-in does not.
+    assert_eq!(
+        sign_in("newcomer@example.org", "long enough pw").await,
+        AdminSignIn::Refused(Refusal::Unknown)
+    );
+    assert!(a.user("newcomer@example.org").await.is_err());
+}

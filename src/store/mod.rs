@@ -624,15 +624,18 @@ impl Store {
 
     // ----- maintenance and statistics -----------------------------------------------------
 
-    /// Accounts whose last login is before `before`.
+    /// Accounts whose last login is before `before` (administrators are never due).
     pub fn inactive_accounts(&self, before: i64) -> Result<Vec<String>> {
-        self.addresses_where("last_login IS NOT NULL AND last_login < ?1", before)
+        self.addresses_where(
+            "admin = 0 AND last_login IS NOT NULL AND last_login < ?1",
+            before,
+        )
     }
 
     /// Accounts made on the web or with an invite, never logged in, created before `before`.
     pub fn unused_accounts(&self, before: i64) -> Result<Vec<String>> {
         self.addresses_where(
-            "created_via IN ('web', 'invite') AND first_login IS NULL AND created_at < ?1",
+            "admin = 0 AND created_via IN ('web', 'invite') AND first_login IS NULL AND created_at < ?1",
             before,
         )
     }

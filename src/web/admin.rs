@@ -37,7 +37,7 @@ use super::session::{
 use super::{pages, read_body, AppState, Client};
 use crate::accounts::admin::token_status;
 use crate::accounts::password::Password;
-use crate::accounts::{AdminError, LoginContext, LoginOutcome, NewUser, Refusal, Route};
+use crate::accounts::{AdminError, AdminSignIn, LoginContext, NewUser, Refusal, Route};
 use crate::config::{Config, Quota, RegistrationMode, Seconds};
 use crate::store::{AccountRow, QuotaMode};
 
@@ -357,35 +357,21 @@ async fn signin(
     const WRONG: &str = "Wrong address or password.";
     let shown_ip = client.shown(&state);
     let shown_address = if config.log.no_log { "-" } else { address };
-    // Only existing accounts go to `login`: it would create an unknown one in open mode.
-    let row = match state.accounts().user(address).await {
-        Ok(row) => row,
-        Err(AdminError::Unavailable(e)) => {
-            tracing::warn!("event=admin_signin result=tempfail error=\"{e}\"");
-            return unavailable(&config);
-        }
-        Err(_) => {
-            tracing::info!(
-                "event=admin_signin result=fail reason=unknown address={shown_address} ip={shown_ip}"
-            );
-            return refuse(StatusCode::FORBIDDEN, Some(address), WRONG);
-        }
-    };
     let ctx = LoginContext {
         service: "admin",
         remote_ip: client.ip,
     };
     let outcome = state
         .accounts()
-        .login(&row.address, &Password::new(password), ctx)
+        .admin_sign_in(address, &Password::new(password), ctx)
         .await;
     match outcome {
-        Ok(LoginOutcome::Accepted { .. }) if row.admin => {
+        Ok(AdminSignIn::Admin(admin)) => {
             // Always a new id: a session id planted before sign-in is worthless after it.
             if let Some(old) = cookie(&headers, SESSION_COOKIE) {
                 state.0.sessions.remove(&old);
             }
-            let session = state.0.sessions.create(&row.address, super::now());
+            let session = state.0.sessions.create(&admin, super::now());
             tracing::info!("event=admin_signin result=ok address={shown_address} ip={shown_ip}");
             let mut res = Redirect::to("/admin/accounts").into_response();
             let h = res.headers_mut();
@@ -400,7 +386,7 @@ async fn signin(
             h.append(header::SET_COOKIE, clear_cookie(SIGNIN_COOKIE, &config));
             res
         }
-        Ok(LoginOutcome::Accepted { .. }) => {
+        Ok(AdminSignIn::NotAdmin) => {
             tracing::info!(
                 "event=admin_signin result=fail reason=not_admin address={shown_address} ip={shown_ip}"
             );
@@ -410,12 +396,12 @@ async fn signin(
                 "This account is not an administrator.",
             )
         }
-        Ok(LoginOutcome::Refused(Refusal::Throttled)) => refuse(
+        Ok(AdminSignIn::Refused(Refusal::Throttled)) => refuse(
             StatusCode::TOO_MANY_REQUESTS,
             Some(address),
             "Too many failed sign-ins for this account or network; wait a few minutes.",
         ),
-        Ok(LoginOutcome::Refused(_)) => refuse(StatusCode::FORBIDDEN, Some(address), WRONG),
+        Ok(AdminSignIn::Refused(_)) => refuse(StatusCode::FORBIDDEN, Some(address), WRONG),
         Err(e) => {
             tracing::warn!("event=admin_signin result=tempfail error=\"{e}\"");
             unavailable(&config)

@@ -191,6 +191,13 @@ fn maintenance_deletes_exactly_the_inactive_accounts_and_dry_run_nothing() {
         "open",
         &[("POSTERN_MAINTENANCE__DELETE_INACTIVE_AFTER", "90d")],
     );
+    // The first account is the administrator; maintenance never deletes administrators.
+    let out = d.cli_stdin(
+        &["user", "add", "boss@example.org", "--password-stdin"],
+        "boss password 1\n",
+    );
+    assert!(out.status.success());
+    assert!(passdb_once(&d.dict_socket, "boss@example.org", "boss password 1").starts_with('O'));
     for u in ["old1", "old2"] {
         assert!(passdb_once(
             &d.dict_socket,
@@ -219,7 +226,7 @@ fn maintenance_deletes_exactly_the_inactive_accounts_and_dry_run_nothing() {
     );
     assert_eq!(
         d.cli_json(&["user", "list"]).as_array().map(Vec::len),
-        Some(3),
+        Some(4),
         "dry run deletes nothing"
     );
     assert!(home.exists());
@@ -233,7 +240,7 @@ fn maintenance_deletes_exactly_the_inactive_accounts_and_dry_run_nothing() {
         .iter()
         .map(|a| a["address"].as_str().expect("address").to_owned())
         .collect();
-    assert_eq!(left, vec!["kept@example.org"]);
+    assert_eq!(left, vec!["boss@example.org", "kept@example.org"]);
     assert!(
         !d.vmail.join("example.org/old1").exists(),
         "mail home removed"
