@@ -17,6 +17,7 @@
 //! config         figment configuration; logging: syslog or stderr
 //! lines, tabescape  LF-line framing and 0x01 escaping shared by the Dovecot codecs
 //! conn           connection I/O shared by the socket sessions (idle, cancel, linger)
+//! qr             QR codes as SVG (web pages) and terminal text (the CLI)
 //! ```
 
 pub mod accounts;
@@ -29,6 +30,7 @@ pub mod dovecot_lua_api;
 pub mod lines;
 pub mod logging;
 pub mod postfix_policy;
+pub mod qr;
 pub mod server;
 pub mod store;
 pub mod tabescape;

@@ -209,6 +209,9 @@ pub enum TokenCmd {
         expires: Option<String>,
         #[arg(long)]
         comment: Option<String>,
+        /// Also print the Delta Chat QR code (DCACCOUNT:<link>) in the terminal.
+        #[arg(long)]
+        qr: bool,
         #[command(flatten)]
         json: Json,
     },
@@ -826,6 +829,7 @@ async fn token_command(accounts: &Accounts, cmd: &TokenCmd) -> Result<(), Failur
             uses,
             expires,
             comment,
+            qr,
             json,
         } => {
             if *uses == 0 {
@@ -856,6 +860,9 @@ async fn token_command(accounts: &Accounts, cmd: &TokenCmd) -> Result<(), Failur
                 println!("code: {code}");
                 println!("link: {link}");
                 println!("Delta Chat: DCACCOUNT:{link}");
+                if *qr {
+                    print!("{}", crate::qr::terminal_qr(&format!("DCACCOUNT:{link}")));
+                }
                 println!("The code is shown only now; postern stores only its hash.");
             }
         }

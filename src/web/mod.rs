@@ -21,7 +21,6 @@ mod client;
 mod form;
 mod new;
 mod pages;
-pub mod qr;
 mod session;
 
 use std::convert::Infallible;
@@ -41,8 +40,6 @@ use tower::util::MapResponseLayer;
 
 use crate::accounts::Accounts;
 use crate::server::http::PeerAddr;
-
-pub use qr::terminal_qr;
 
 /// What every handler shares.
 #[derive(Clone)]

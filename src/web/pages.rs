@@ -8,11 +8,12 @@
 //! IMAP  chat.example.org  993  SSL/TLS      SMTP  chat.example.org  465  SSL/TLS
 //! ```
 
+use crate::qr;
 use std::time::{Duration, UNIX_EPOCH};
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::{form, qr};
+use super::form;
 use crate::config::{format_size, Config};
 
 /// The style sheet, served at [`CSS_PATH`]: no external fonts, no scripts.

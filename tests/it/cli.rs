@@ -432,3 +432,24 @@ fn run_as_root_the_cli_acts_as_the_database_owner() {
     d.cli_ok(&["user", "delete", "alice@example.org", "--yes"]);
     assert!(!home.exists());
 }
+
+#[test]
+fn token_create_qr_prints_a_scannable_block() {
+    let d = offline("invite_only");
+    let out = d.cli_ok(&["token", "create", "--qr"]);
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains('█') || l.contains('▀') || l.contains('▄'))
+        .collect();
+    // A QR code of a ~60-character DCACCOUNT link is at least 25 modules: >= 14 text rows.
+    assert!(rows.len() >= 14, "{out}");
+    let width = rows[0].chars().count();
+    assert!(
+        rows.iter().all(|r| r.chars().count() == width),
+        "rows of one width"
+    );
+    assert!(
+        !d.cli_ok(&["token", "create"]).contains('█'),
+        "no QR without --qr"
+    );
+}
