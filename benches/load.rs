@@ -71,6 +71,10 @@ fn main() {
     let socket = dir.path().join("dict.sock");
     let auth_socket = dir.path().join("auth.sock");
     let policy_socket = dir.path().join("policy.sock");
+    let http_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").to_string()
+    };
     let argon2 = Argon2Config::default();
 
     eprintln!("populating {} accounts ...", o.accounts);
@@ -103,12 +107,13 @@ fn main() {
         &config,
         format!(
             "domains = [\"example.org\"]\n[database]\npath = \"{}\"\n[listen]\ndict = \"{}\"\n\
-             auth = \"{}\"\npolicy = \"{}\"\n[registration]\nmode = \"open\"\n\
-             [policy]\nsend_per_minute = 0\n[log]\nlevel = \"warn\"\n",
+             auth = \"{}\"\npolicy = \"{}\"\nhttp = \"{}\"\n[registration]\nmode = \"open\"\n\
+             [policy]\nsend_per_minute = 0\n[http]\nnew_per_minute = 0\n[log]\nlevel = \"warn\"\n",
             db.display(),
             socket.display(),
             auth_socket.display(),
-            policy_socket.display()
+            policy_socket.display(),
+            http_addr
         ),
     )
     .expect("config");
@@ -195,6 +200,23 @@ fn main() {
         })
     });
 
+    // Web: the sign-up page over keep-alive connections, then random-account creation
+    // (POST /new with an empty body: one argon2 hash each).
+    let get_new = run_persistent(&o, || {
+        let mut conn = HttpConn::connect(&http_addr)?;
+        Some(move || {
+            let (status, body) = conn.request("GET", "/new", "")?;
+            Some(status == 200 && body.contains("<form"))
+        })
+    });
+    let post_new = run_persistent(&o, || {
+        let mut conn = HttpConn::connect(&http_addr)?;
+        Some(move || {
+            let (status, body) = conn.request("POST", "/new", "")?;
+            Some(status == 200 && body.contains("\"email\""))
+        })
+    });
+
     let rss_cold = daemon.rss_kib("VmRSS:");
     let hwm = daemon.rss_kib("VmHWM:");
     daemon.stop();
@@ -228,6 +250,16 @@ fn main() {
     println!(
         "| SASL PLAIN logins, warm cache, persistent connections | {:.0}/s, p99 {:.0} µs ({} errors) |",
         sasl.rate, sasl.p99_us, sasl.errors
+    );
+    println!(
+        "| GET /new, keep-alive connections | {:.0}/s, p99 {:.0} µs ({} errors) |",
+        get_new.rate, get_new.p99_us, get_new.errors
+    );
+    println!(
+        "| POST /new random accounts (argon2 each) | {:.1}/s = {:.0}% of the argon2 bound ({} errors) |",
+        post_new.rate,
+        post_new.rate / bound * 100.0,
+        post_new.errors
     );
     let mib = |k: u64| k as f64 / 1024.0;
     println!(
@@ -339,6 +371,50 @@ where
         errors: errors.load(Ordering::Relaxed),
         p50_us: pct(0.50),
         p99_us: pct(0.99),
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection, just enough for the load tool.
+struct HttpConn {
+    reader: BufReader<std::net::TcpStream>,
+}
+
+impl HttpConn {
+    fn connect(addr: &str) -> Option<HttpConn> {
+        let s = std::net::TcpStream::connect(addr).ok()?;
+        s.set_nodelay(true).ok()?;
+        Some(HttpConn {
+            reader: BufReader::new(s),
+        })
+    }
+
+    /// Sends a request and reads the whole response: (status, body).
+    fn request(&mut self, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.reader.get_mut().write_all(req.as_bytes()).ok()?;
+        let mut status_line = String::new();
+        self.reader.read_line(&mut status_line).ok()?;
+        let status = status_line.split(' ').nth(1)?.parse().ok()?;
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).ok()?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().ok()?;
+                }
+            }
+        }
+        let mut buf = vec![0u8; length];
+        std::io::Read::read_exact(&mut self.reader, &mut buf).ok()?;
+        Some((status, String::from_utf8_lossy(&buf).into_owned()))
     }
 }
 

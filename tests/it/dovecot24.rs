@@ -11,12 +11,14 @@
 //! `cargo test --test it dovecot24` (already compiled, 16 tests) 3 to 6 s. Total for a
 //! fresh machine: about 100 s plus compiling.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::dovecot::{maildir_new_files, maildir_vsize};
+use crate::support::dovecot::{
+    accounts, add_with_password, eventually, home, login_ok, login_refused, maildir_new_files,
+    maildir_vsize, now, show,
+};
 use crate::support::dovecot24::{Dovecot24, Options};
 use crate::support::TestDaemon;
 
@@ -36,77 +38,6 @@ fn start(mode: &str) -> (TestDaemon, Dovecot24) {
     let daemon = TestDaemon::start(mode);
     let dovecot = Dovecot24::start(&daemon);
     (daemon, dovecot)
-}
-
-fn accounts(d: &TestDaemon) -> Vec<String> {
-    let mut v: Vec<String> = d
-        .cli_json(&["user", "list"])
-        .as_array()
-        .expect("user list is an array")
-        .iter()
-        .map(|a| a["address"].as_str().expect("address").to_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-fn show(d: &TestDaemon, addr: &str) -> Value {
-    d.cli_json(&["user", "show", addr])
-}
-
-fn home(d: &TestDaemon, addr: &str) -> PathBuf {
-    let (local, domain) = addr.split_once('@').expect("an address");
-    d.vmail.join(domain).join(local)
-}
-
-fn add_with_password(d: &TestDaemon, addr: &str, password: &str) {
-    let out = d.cli_stdin(
-        &["user", "add", addr, "--password-stdin"],
-        &format!("{password}\n"),
-    );
-    assert!(
-        out.status.success(),
-        "user add {addr} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn login_ok(dovecot: &Dovecot24, user: &str, pass: &str) {
-    let mut s = dovecot
-        .imap_login(user, pass)
-        .unwrap_or_else(|e| panic!("IMAP login of {user} refused: {e}"));
-    s.select_inbox();
-    s.logout();
-}
-
-fn login_refused(dovecot: &Dovecot24, user: &str, pass: &str) -> String {
-    match dovecot.imap_login(user, pass) {
-        Ok(s) => {
-            s.logout();
-            panic!("IMAP login of {user} with {pass:?} was accepted");
-        }
-        Err(e) => e,
-    }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-}
-
-/// Polls `f` until it returns `Some`, for at most 15 s.
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 // ----- the auth API over plain HTTP (no Dovecot) ------------------------------------------

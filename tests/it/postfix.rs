@@ -4,12 +4,11 @@
 //! reporting usage back. Each test starts its own daemon, Dovecot and Postfix (root and
 //! the Debian packages postfix, dovecot-core, dovecot-imapd, dovecot-lmtpd are needed).
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::support::dovecot::{maildir_new_files, Dovecot};
+use crate::support::dovecot::{
+    add_with_password, eventually_within, home, maildir_new_files, show, Dovecot,
+};
 use crate::support::postfix::{Postfix, SmtpSession};
 use crate::support::TestDaemon;
 
@@ -38,44 +37,18 @@ fn start_with(mode: &str, env: &[(&str, &str)]) -> Stack {
     }
 }
 
-fn show(d: &TestDaemon, addr: &str) -> Value {
-    d.cli_json(&["user", "show", addr])
-}
-
 fn exists(d: &TestDaemon, addr: &str) -> bool {
     d.cli(&["user", "show", addr, "--json"]).status.success()
 }
 
 fn add(d: &TestDaemon, addr: &str) {
-    let out = d.cli_stdin(
-        &["user", "add", addr, "--password-stdin"],
-        &format!("{PW}\n"),
-    );
-    assert!(
-        out.status.success(),
-        "user add {addr} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The mail home the test configuration gives `addr`: `<vmail>/{domain}/{local}`.
-fn home(d: &TestDaemon, addr: &str) -> PathBuf {
-    let (local, domain) = addr.split_once('@').expect("an address");
-    d.vmail.join(domain).join(local)
+    add_with_password(d, addr, PW);
 }
 
 /// Polls `f` until it returns `Some`, for at most 20 s (delivery goes through Postfix's
 /// queue manager, then LMTP, then quota_clone's dict write).
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    eventually_within(Duration::from_secs(20), what, f)
 }
 
 /// An SMTP session authenticated as `user` with AUTH PLAIN.

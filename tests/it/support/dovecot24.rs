@@ -1,7 +1,8 @@
 //! A real Dovecot 2.4 (Debian trixie's 2.4.1, in a chroot) wired to a test daemon exactly
 //! as docs/dovecot.md tells an operator: `passdb lua` / `userdb lua` running the shipped
 //! `dovecot/postern.lua` against the daemon's loopback auth API, `last_login` and
-//! `quota_clone` through its dict socket. Plus small IMAP and LMTP clients.
+//! `quota_clone` through its dict socket, driven with the IMAP and LMTP clients of
+//! [`super::mail_clients`].
 //!
 //! The chroot is built once per machine by `.ci/trixie.sh` (default
 //! `/var/cache/postern-test/trixie`, or `TRIXIE_CHROOT`). Each instance bind-mounts
@@ -17,24 +18,21 @@
 //! chroot DIR dovecot -F -c /tmp/postern-test-XXXX/dovecot24/dovecot.conf
 //! ```
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::Pid;
+use super::mail_clients::{
+    self, dovecot_log, spawn_in_own_group, stop_process_group, wait_for_dovecot, ImapServer,
+    ImapSession,
+};
+use super::{free_port, TestDaemon};
 
-use super::dovecot::imap_string;
-use super::TestDaemon;
+/// A logged-in IMAP connection to Dovecot 2.4 (the same client as for 2.3).
+pub type Imap = ImapSession;
 
 /// Where `.ci/trixie.sh` puts the chroot unless `TRIXIE_CHROOT` says otherwise.
 pub const DEFAULT_CHROOT: &str = "/var/cache/postern-test/trixie";
-/// How long a client waits for any single reply from Dovecot.
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long Dovecot may take to come up.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long Dovecot's master may take to stop its children after SIGTERM.
@@ -130,19 +128,16 @@ impl Dovecot24 {
                 imap_port,
             });
             std::fs::write(&config, text).expect("write dovecot.conf");
-            let out = std::fs::File::create(&stderr).expect("create dovecot.stderr");
-            let child = Command::new("chroot")
-                .arg(&chroot)
-                .arg("dovecot")
-                .arg("-F")
-                .arg("-c")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().expect("dup"))
-                .stderr(out)
-                .process_group(0)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run chroot: {e}"));
+            let child = spawn_in_own_group(
+                Command::new("chroot")
+                    .arg(&chroot)
+                    .arg("dovecot")
+                    .arg("-F")
+                    .arg("-c")
+                    .arg(&config),
+                &stderr,
+            )
+            .unwrap_or_else(|e| panic!("cannot run chroot: {e}"));
             let mut d = Dovecot24 {
                 chroot: chroot.clone(),
                 dir: dir.clone(),
@@ -167,73 +162,27 @@ impl Dovecot24 {
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
-        let Some(pid) = self.child.as_ref().map(Child::id) else {
-            return Err("dovecot is not running".to_owned());
-        };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if is_dead_or_zombie(pid) {
-                return Err("dovecot exited".to_owned());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("not ready after {START_TIMEOUT:?}"));
-            }
-            if let Ok(greeting) = imap_greeting(self.imap_port) {
-                if greeting.starts_with("* OK") && UnixStream::connect(&self.lmtp_socket).is_ok() {
-                    return Ok(());
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_dovecot(
+            self.child.as_ref(),
+            self.imap_port,
+            &self.lmtp_socket,
+            START_TIMEOUT,
+        )
     }
 
     /// Dovecot's stderr (before its log was set up) and its log.
     pub fn log_contents(&self) -> String {
-        let mut s = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        s.push_str(&std::fs::read_to_string(&self.log).unwrap_or_default());
-        s
+        dovecot_log(&self.stderr, &self.log)
     }
 
     /// Logs in over IMAP; `Err` is the tagged reply (`a1 NO [AUTHENTICATIONFAILED] ...`).
     pub fn imap_login(&self, user: &str, pass: &str) -> Result<Imap, String> {
-        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, self.imap_port))
-            .map_err(|e| format!("connect to IMAP: {e}"))?;
-        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-        let mut s = Imap {
-            reader: BufReader::new(stream),
-            next_tag: 0,
-        };
-        let greeting = s.read_line();
-        assert!(greeting.starts_with("* OK"), "IMAP greeting: {greeting}");
-        let login = format!("LOGIN {} {}", imap_string(user), imap_string(pass));
-        let (_, done) = s.command(&login);
-        if tagged_status(&done) == "OK" {
-            Ok(s)
-        } else {
-            Err(done)
-        }
+        mail_clients::imap_login(self.imap_port, user, pass)
     }
 
     /// Delivers `message` to `rcpt` over LMTP; `Err` is the refusing step and reply.
     pub fn lmtp_deliver(&self, rcpt: &str, message: &str) -> Result<(), String> {
-        let stream =
-            UnixStream::connect(&self.lmtp_socket).map_err(|e| format!("connect to LMTP: {e}"))?;
-        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-        let mut c = Lmtp {
-            reader: BufReader::new(stream),
-        };
-        c.expect("greeting", None, "220")?;
-        c.expect("LHLO", Some("LHLO postern-test"), "250")?;
-        c.expect("MAIL", Some("MAIL FROM:<sender@example.net>"), "250")?;
-        if let Err(e) = c.expect("RCPT", Some(&format!("RCPT TO:<{rcpt}>")), "250") {
-            c.quit();
-            return Err(e);
-        }
-        c.expect("DATA", Some("DATA"), "354")?;
-        c.send(&dot_stuffed(message));
-        let result = c.expect("end of DATA", Some("."), "250");
-        c.quit();
-        result.map(drop)
+        mail_clients::lmtp_deliver(&self.lmtp_socket, rcpt, message)
     }
 
     /// `doveadm -c <config> <args>` inside the chroot.
@@ -251,54 +200,25 @@ impl Dovecot24 {
 
     /// `doveadm user '*'`: the userdb iteration.
     pub fn doveadm_user_list(&self) -> Vec<String> {
-        let out = self.doveadm(&["user", "*"]);
-        assert!(
-            out.status.success(),
-            "doveadm user '*' failed ({}):\n{}{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.log_contents()
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect()
+        mail_clients::doveadm_user_list(self.doveadm(&["user", "*"]), || self.log_contents())
     }
 
     /// One userdb field as Dovecot sees it; `None` when the userdb does not know the user.
     pub fn doveadm_user_field(&self, user: &str, field: &str) -> Option<String> {
-        let out = self.doveadm(&["user", "-f", field, user]);
-        // EX_NOUSER
-        if out.status.code() == Some(67) {
-            return None;
-        }
-        assert!(
-            out.status.success(),
-            "doveadm user -f {field} {user} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        mail_clients::doveadm_user_field(self.doveadm(&["user", "-f", field, user]), user, field)
     }
 
     /// SIGTERM to the master, then SIGKILL to what is left of its process group.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let pid = Pid::from_raw(child.id() as i32);
-        let _ = kill(pid, Signal::SIGTERM);
-        // Unreaped, the master's pid (= the group id) cannot be reused before killpg.
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while !is_dead_or_zombie(child.id()) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(child) = self.child.take() {
+            stop_process_group(child, STOP_TIMEOUT);
         }
-        let _ = killpg(pid, Signal::SIGKILL);
-        let _ = child.wait();
+    }
+}
+
+impl ImapServer for Dovecot24 {
+    fn imap_port(&self) -> u16 {
+        self.imap_port
     }
 }
 
@@ -475,151 +395,4 @@ service lmtp {{
         dict = p.dict_socket.display(),
         port = p.imap_port,
     )
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
-}
-
-fn imap_greeting(port: u16) -> std::io::Result<String> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line)?;
-    Ok(line)
-}
-
-/// Whether process `pid` has exited (without reaping it).
-fn is_dead_or_zombie(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
-            .unwrap_or(true),
-        Err(_) => true,
-    }
-}
-
-fn tagged_status(line: &str) -> &str {
-    line.split(' ').nth(1).unwrap_or("")
-}
-
-/// A logged-in IMAP connection.
-pub struct Imap {
-    reader: BufReader<TcpStream>,
-    next_tag: u32,
-}
-
-impl Imap {
-    fn read_line(&mut self) -> String {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) => panic!("IMAP server closed the connection"),
-            Ok(_) => line.trim_end_matches(['\r', '\n']).to_owned(),
-            Err(e) => panic!("read from IMAP: {e}"),
-        }
-    }
-
-    /// Sends `command`; returns (untagged lines, tagged line).
-    pub fn command(&mut self, command: &str) -> (Vec<String>, String) {
-        self.next_tag += 1;
-        let tag = format!("a{}", self.next_tag);
-        self.reader
-            .get_mut()
-            .write_all(format!("{tag} {command}\r\n").as_bytes())
-            .expect("write to IMAP");
-        let mut untagged = Vec::new();
-        loop {
-            let l = self.read_line();
-            if l.starts_with(&format!("{tag} ")) {
-                return (untagged, l);
-            }
-            untagged.push(l);
-        }
-    }
-
-    /// `SELECT INBOX`; the `* <n> EXISTS` count.
-    pub fn select_inbox(&mut self) -> u32 {
-        let (untagged, done) = self.command("SELECT INBOX");
-        assert_eq!(tagged_status(&done), "OK", "SELECT INBOX: {done}");
-        untagged
-            .iter()
-            .find_map(|l| {
-                l.strip_prefix("* ")
-                    .and_then(|r| r.strip_suffix(" EXISTS"))
-                    .and_then(|n| n.parse().ok())
-            })
-            .unwrap_or_else(|| panic!("no EXISTS in SELECT reply: {untagged:?}"))
-    }
-
-    pub fn logout(mut self) {
-        let (_, done) = self.command("LOGOUT");
-        assert_eq!(tagged_status(&done), "OK", "LOGOUT: {done}");
-        let mut rest = Vec::new();
-        let _ = self.reader.read_to_end(&mut rest);
-    }
-}
-
-struct Lmtp {
-    reader: BufReader<UnixStream>,
-}
-
-impl Lmtp {
-    fn send(&mut self, data: &str) {
-        self.reader
-            .get_mut()
-            .write_all(data.as_bytes())
-            .expect("write to LMTP");
-    }
-
-    /// The last line of a (possibly multi-line) reply.
-    fn reply(&mut self) -> String {
-        loop {
-            let mut line = String::new();
-            match self.reader.read_line(&mut line) {
-                Ok(0) => return "(connection closed)".to_owned(),
-                Ok(_) => {}
-                Err(e) => return format!("(read failed: {e})"),
-            }
-            let line = line.trim_end_matches(['\r', '\n']).to_owned();
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return line;
-            }
-        }
-    }
-
-    fn expect(&mut self, step: &str, command: Option<&str>, code: &str) -> Result<String, String> {
-        if let Some(c) = command {
-            self.send(&format!("{c}\r\n"));
-        }
-        let reply = self.reply();
-        if reply.starts_with(code) {
-            Ok(reply)
-        } else {
-            Err(format!("{step}: {reply}"))
-        }
-    }
-
-    fn quit(&mut self) {
-        self.send("QUIT\r\n");
-        let _ = self.reply();
-    }
-}
-
-/// CRLF line ends and leading dots doubled; the final `.` is sent as the next command.
-fn dot_stuffed(message: &str) -> String {
-    let mut out = String::with_capacity(message.len() + 16);
-    for line in message.split_inclusive('\n') {
-        let body = line.trim_end_matches('\n').trim_end_matches('\r');
-        if body.starts_with('.') {
-            out.push('.');
-        }
-        out.push_str(body);
-        out.push_str("\r\n");
-    }
-    out
 }

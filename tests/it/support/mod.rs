@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod dovecot;
 pub mod dovecot24;
+pub mod mail_clients;
 pub mod postfix;
 
 use std::io::{BufRead, BufReader, Write};

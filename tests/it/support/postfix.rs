@@ -1,7 +1,8 @@
 //! A real Postfix 3.7 in front of a test daemon, wired as an operator wires it: SMTP AUTH
 //! through postern's Dovecot-auth socket, `check_policy_service` on postern's policy
 //! socket at RCPT, and `example.org` delivered over LMTP to a test [`Dovecot`]. Plus the
-//! tiny SMTP client the tests drive it with.
+//! tiny SMTP client the tests drive it with (its reply reading and dot-stuffing are
+//! [`super::mail_clients`]'s, shared with the LMTP client).
 //!
 //! Each instance lives under `<daemon dir>/postfix/`: `etc/` (main.cf, master.cf),
 //! `queue/`, `data/` (owned by `postfix`) and `maillog`, with its own loopback SMTP port.
@@ -21,10 +22,9 @@
 //!
 //! Needs root (Postfix's master and `postfix stop`) and the Debian package `postfix`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{BufReader, Write};
+use std::net::{Ipv4Addr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,14 +35,15 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::dovecot::Dovecot;
-use super::TestDaemon;
+use super::mail_clients::{
+    binary, dot_stuffed, greeting_line, read_reply, spawn_in_own_group, ReplyError, IO_TIMEOUT,
+};
+use super::{free_port, TestDaemon};
 
 /// What to install when Postfix is missing.
 const PACKAGES: &str = "apt-get install postfix";
 /// Where Debian keeps Postfix's daemons; leftovers are recognised by their executable.
 const DAEMON_DIRECTORY: &str = "/usr/lib/postfix/sbin";
-/// How long a client waits for any single SMTP reply (policy and auth answers included).
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long Postfix may take to come up (`postfix start` checks the queue first).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the master may take to exit after `postfix stop`.
@@ -117,19 +118,16 @@ impl Postfix {
             std::fs::write(config_dir.join("master.cf"), master_cf(port)).expect("write master.cf");
             let maillog = dir.join("maillog");
             let stderr = dir.join("postfix.stderr");
-            let out = std::fs::File::create(&stderr).expect("create postfix.stderr");
             // Its own process group: a ^C to the test run does not reach it first, and
             // the master (a session leader of its own) is found by its pid file.
-            let child = Command::new(&postfix)
-                .arg("-c")
-                .arg(&config_dir)
-                .arg("start-fg")
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().expect("dup"))
-                .stderr(out)
-                .process_group(0)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {postfix}: {e} ({PACKAGES})"));
+            let child = spawn_in_own_group(
+                Command::new(&postfix)
+                    .arg("-c")
+                    .arg(&config_dir)
+                    .arg("start-fg"),
+                &stderr,
+            )
+            .unwrap_or_else(|e| panic!("cannot run {postfix}: {e} ({PACKAGES})"));
             let mut p = Postfix {
                 dir: dir.clone(),
                 config_dir: config_dir.clone(),
@@ -334,21 +332,9 @@ smtpd_recipient_restrictions =
     )
 }
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
-}
-
 /// The first line a fresh SMTP connection gets (then QUIT).
 fn smtp_greeting(port: u16) -> std::io::Result<String> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut line = String::new();
-    BufReader::new(stream.try_clone()?).read_line(&mut line)?;
+    let (line, mut stream) = greeting_line(port)?;
     let _ = stream.write_all(b"QUIT\r\n");
     Ok(line)
 }
@@ -375,14 +361,6 @@ fn session_members(sid: i32) -> Vec<i32> {
                     .is_ok_and(|exe| exe.starts_with(DAEMON_DIRECTORY))
         })
         .collect()
-}
-
-fn binary(name: &str, candidates: &[&str]) -> String {
-    candidates
-        .iter()
-        .find(|p| Path::new(p).exists())
-        .map(|p| p.to_string())
-        .unwrap_or_else(|| name.to_owned())
 }
 
 /// The client half of one SMTP session. Every reply comes back whole (all lines of a
@@ -423,23 +401,13 @@ impl SmtpSession {
 
     /// One whole reply: its code and its lines joined by `\n`.
     fn reply(&mut self) -> (u16, String) {
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            match self.reader.read_line(&mut line) {
-                // The transcript is printed as the session drops.
-                Ok(0) => panic!("Postfix closed the SMTP connection"),
-                Ok(_) => {}
-                Err(e) => panic!("read from SMTP: {e}"),
-            }
-            let line = line.trim_end_matches(['\r', '\n']).to_owned();
-            self.transcript.push(format!("S: {line}"));
-            let last = line.as_bytes().get(3) != Some(&b'-');
-            lines.push(line);
-            if last {
-                break;
-            }
-        }
+        let transcript = &mut self.transcript;
+        let lines = match read_reply(&mut self.reader, |l| transcript.push(format!("S: {l}"))) {
+            Ok(lines) => lines,
+            // The transcript is printed as the session drops.
+            Err(ReplyError::Closed) => panic!("Postfix closed the SMTP connection"),
+            Err(ReplyError::Read(e)) => panic!("read from SMTP: {e}"),
+        };
         let code = lines
             .last()
             .and_then(|l| l.get(..3))
@@ -529,31 +497,5 @@ impl Drop for SmtpSession {
         if std::thread::panicking() {
             eprintln!("--- SMTP session ---\n{}", self.transcript());
         }
-    }
-}
-
-/// `message` with CRLF line ends and lines starting with `.` doubled; the final `.` line
-/// is sent as its own command.
-fn dot_stuffed(message: &str) -> String {
-    let mut out = String::with_capacity(message.len() + 16);
-    for line in message.split_inclusive('\n') {
-        let body = line.trim_end_matches('\n').trim_end_matches('\r');
-        if body.starts_with('.') {
-            out.push('.');
-        }
-        out.push_str(body);
-        out.push_str("\r\n");
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn smtp_dot_stuffing() {
-        assert_eq!(dot_stuffed("a\n.b\r\n..c"), "a\r\n..b\r\n...c\r\n");
-        assert_eq!(dot_stuffed("."), "..\r\n");
     }
 }
