@@ -667,6 +667,16 @@ async fn maintenance_plan_picks_exactly_what_is_due() {
     let a = f.accounts();
     let t0 = f.clock.load(Ordering::SeqCst);
     let day = 86400;
+    // The operator's account comes first, so it is the administrator (never due).
+    a.add_user(NewUser {
+        address: "operator@example.org".into(),
+        password: None,
+        quota: QuotaMode::Default,
+        admin: false,
+        route: Route::Cli,
+    })
+    .await
+    .expect("add");
     login(&a, "active@example.org", "long enough pw").await;
     let web = a
         .register(RegisterRequest::default())
@@ -678,15 +688,6 @@ async fn maintenance_plan_picks_exactly_what_is_due() {
         .await
         .expect("web account");
     login(&a, &used_web.address, used_web.password.expose()).await;
-    a.add_user(NewUser {
-        address: "operator@example.org".into(),
-        password: None,
-        quota: QuotaMode::Default,
-        admin: false,
-        route: Route::Cli,
-    })
-    .await
-    .expect("add");
     let (spent, code) = a.create_token(1, None, None).await.expect("token");
     let invited = a
         .register(RegisterRequest {
