@@ -8,6 +8,7 @@ mod cli;
 mod dict;
 mod dovecot;
 mod dovecot24;
+mod package;
 mod policy;
 mod postfix;
 mod sasl;
