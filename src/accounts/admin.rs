@@ -301,7 +301,6 @@ impl Accounts {
 
     pub async fn set_user_admin(&self, address: &str, admin: bool) -> Result<(), AdminError> {
         let address = self.admin_address(address)?;
-        if !admin {}
         let key = address.as_str().to_owned();
         if !self.db(move |s| s.set_admin(&key, admin)).await? {
             return Err(AdminError::NotFound(address.to_string()));
