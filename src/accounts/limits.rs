@@ -4,8 +4,9 @@
 //! ```text
 //! failures   more than max_failures in failure_window -> refused without argon2
 //!            until the window passes (a known-good device in the cache still gets in)
-//! send rate  token bucket per sender: burst, refilled at send_per_minute; one token per
-//!            message (Postfix's `instance`), not per recipient
+//! buckets    token bucket per key: the send rate per sender (burst, refilled at
+//!            send_per_minute; one token per message, Postfix's `instance`, not per
+//!            recipient) and the web's sign-up and sign-in limits per client
 //! ```
 
 use std::collections::HashMap;
@@ -69,64 +70,65 @@ impl FailureLimiter {
 struct Bucket {
     tokens: f64,
     at: Instant,
-    last_message: String,
+    /// What the last token paid for; the same tag again is free.
+    tag: String,
 }
 
-/// A token bucket per sender, charged once per message.
-pub struct SendLimiter {
+/// Token buckets per key: `capacity` requests at once, refilled at `per_minute`. Used for
+/// the send rate (one token per message: the tag is Postfix's `instance`) and for the
+/// web's sign-up and sign-in limits (no tag). Bounded: idle full buckets are forgotten,
+/// and when `MAX_KEYS` busy keys are tracked, new keys are refused.
+#[derive(Default)]
+pub struct TokenBuckets {
     map: Mutex<HashMap<String, Bucket>>,
 }
 
-impl Default for SendLimiter {
-    fn default() -> Self {
-        SendLimiter {
-            map: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl SendLimiter {
-    /// Charges `sender` for `message` (Postfix's per-transaction `instance`); further
-    /// recipients of the same message are free. False when the sender is over the rate.
-    pub fn allow(
+impl TokenBuckets {
+    /// Takes a token for `key`, unless `tag` is not empty and paid already. `Err` holds
+    /// how long until a token is free. `per_minute == 0` means no limit.
+    pub fn take(
         &self,
-        sender: &str,
-        message: &str,
+        key: &str,
+        tag: &str,
+        capacity: u32,
         per_minute: u32,
-        burst: u32,
         now: Instant,
-    ) -> bool {
+    ) -> Result<(), Duration> {
         if per_minute == 0 {
-            return true;
+            return Ok(());
         }
-        let Ok(mut map) = self.map.lock() else {
-            return true;
+        let capacity = f64::from(capacity.max(1));
+        let rate = f64::from(per_minute) / 60.0;
+        let mut map = match self.map.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
         };
-        let capacity = f64::from(burst.max(1));
-        let per_sec = f64::from(per_minute) / 60.0;
-        if map.len() >= MAX_KEYS && !map.contains_key(sender) {
+        if map.len() >= MAX_KEYS && !map.contains_key(key) {
             // Buckets that have refilled completely carry no information: drop them.
             map.retain(|_, b| {
-                b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec < capacity
+                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < capacity
             });
+            if map.len() >= MAX_KEYS {
+                return Err(Duration::from_secs(60));
+            }
         }
-        let bucket = map.entry(sender.to_owned()).or_insert(Bucket {
+        let bucket = map.entry(key.to_owned()).or_insert(Bucket {
             tokens: capacity,
             at: now,
-            last_message: String::new(),
+            tag: String::new(),
         });
-        if !message.is_empty() && bucket.last_message == message {
-            return true;
+        if !tag.is_empty() && bucket.tag == tag {
+            return Ok(());
         }
-        let refill = now.duration_since(bucket.at).as_secs_f64() * per_sec;
-        bucket.tokens = (bucket.tokens + refill).min(capacity);
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
-            bucket.last_message = message.to_owned();
-            true
+            tag.clone_into(&mut bucket.tag);
+            Ok(())
         } else {
-            false
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
         }
     }
 }
@@ -155,19 +157,29 @@ mod tests {
 
     #[test]
     fn send_bucket_allows_burst_then_refills_and_charges_per_message() {
-        let l = SendLimiter::default();
+        let l = TokenBuckets::default();
         let t0 = Instant::now();
+        let allow = |tag: &str, at| l.take("s", tag, 10, 60, at).is_ok();
         for i in 0..10 {
-            assert!(l.allow("s", &format!("m{i}"), 60, 10, t0), "burst {i}");
+            assert!(allow(&format!("m{i}"), t0), "burst {i}");
         }
         assert!(
-            l.allow("s", "m9", 60, 10, t0),
+            allow("m9", t0),
             "another recipient of the same message is free"
         );
-        assert!(!l.allow("s", "m10", 60, 10, t0));
-        assert!(l.allow("other", "x", 60, 10, t0));
+        assert!(!allow("m10", t0));
+        assert!(l.take("other", "x", 10, 60, t0).is_ok());
         // 60 per minute: one new token per second.
-        assert!(l.allow("s", "m11", 60, 10, t0 + Duration::from_millis(1100)));
-        assert!(!l.allow("s", "m12", 60, 10, t0 + Duration::from_millis(1200)));
+        assert!(allow("m11", t0 + Duration::from_millis(1100)));
+        assert!(!allow("m12", t0 + Duration::from_millis(1200)));
+        // Untagged requests always pay, and say how long to wait.
+        let wait = l
+            .take("w", "", 1, 60, t0)
+            .and_then(|()| l.take("w", "", 1, 60, t0));
+        assert!(wait.expect_err("second is refused") <= Duration::from_secs(1));
+        let free = l
+            .take("f", "", 1, 0, t0)
+            .and_then(|()| l.take("f", "", 1, 0, t0));
+        assert!(free.is_ok(), "0 per minute means no limit");
     }
 }

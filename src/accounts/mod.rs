@@ -30,7 +30,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::config::{Config, Quota, RegistrationMode};
 use crate::store::{AccountRow, CreateRefusal, NewAccount, QuotaMode, Store, StoreError};
 use address::Address;
-use limits::{FailureLimiter, SendLimiter};
+use limits::{FailureLimiter, TokenBuckets};
 use password::{Busy, Hasher, HasherError, Password, Verdict, VerifiedCache};
 
 pub use admin::{AdminError, NewUser};
@@ -175,7 +175,7 @@ pub struct Accounts {
     creating: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     account_failures: FailureLimiter,
     ip_failures: FailureLimiter,
-    send_limiter: SendLimiter,
+    send_limiter: TokenBuckets,
     dummy_hash: tokio::sync::OnceCell<String>,
     clock: Clock,
 }
@@ -195,7 +195,7 @@ impl Accounts {
             creating: Mutex::new(HashMap::new()),
             account_failures: FailureLimiter::new(window),
             ip_failures: FailureLimiter::new(window),
-            send_limiter: SendLimiter::default(),
+            send_limiter: TokenBuckets::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
             clock,
         })

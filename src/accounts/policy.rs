@@ -83,13 +83,16 @@ impl Accounts {
                     return Ok(PolicyVerdict::SenderBlocked);
                 }
                 if at_rcpt
-                    && !self.send_limiter.allow(
-                        sender.as_str(),
-                        req.instance,
-                        config.policy.send_per_minute,
-                        config.policy.send_burst,
-                        Instant::now(),
-                    )
+                    && self
+                        .send_limiter
+                        .take(
+                            sender.as_str(),
+                            req.instance,
+                            config.policy.send_burst,
+                            config.policy.send_per_minute,
+                            Instant::now(),
+                        )
+                        .is_err()
                 {
                     return Ok(PolicyVerdict::SenderRateLimited);
                 }

@@ -11,13 +11,9 @@
 //! Unix socket, no header                                          -> unknown (one shared bucket)
 //! ```
 
-use std::collections::HashMap;
+use crate::accounts::limits::TokenBuckets;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Most clients a limiter tracks at once; beyond that, new clients wait (fail safe).
-const MAX_KEYS: usize = 100_000;
 
 /// One entry of `http.trusted_proxies`: an address, or a network written `addr/len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,54 +122,17 @@ fn bucket_key(ip: Option<IpAddr>) -> String {
     }
 }
 
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-/// A token bucket per client: `per_minute` requests at once, then one every
-/// `60 / per_minute` seconds. Counts every request, whatever its outcome.
+/// Requests per client per minute, on the core's token buckets: `per_minute` at once,
+/// then one every `60 / per_minute` seconds. Counts every request, whatever its outcome.
 #[derive(Default)]
-pub struct RateLimiter {
-    map: Mutex<HashMap<String, Bucket>>,
-}
+pub struct RateLimiter(TokenBuckets);
 
 impl RateLimiter {
     /// Takes one token for `ip`. `Err` carries how long until one is free again.
     /// `per_minute == 0` means no limit.
     pub fn take(&self, ip: Option<IpAddr>, per_minute: u32, now: Instant) -> Result<(), Duration> {
-        if per_minute == 0 {
-            return Ok(());
-        }
-        let capacity = f64::from(per_minute);
-        let rate = capacity / 60.0;
-        let mut map = match self.map.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let key = bucket_key(ip);
-        if map.len() >= MAX_KEYS && !map.contains_key(&key) {
-            // Forget the clients whose bucket has refilled: they are as good as new.
-            map.retain(|_, b| {
-                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < capacity
-            });
-            if map.len() >= MAX_KEYS {
-                return Err(Duration::from_secs(60));
-            }
-        }
-        let bucket = map.entry(key).or_insert(Bucket {
-            tokens: capacity,
-            at: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
-        }
+        self.0
+            .take(&bucket_key(ip), "", per_minute, per_minute, now)
     }
 }
 
