@@ -163,7 +163,11 @@ impl Accounts {
 
     /// The quota an account has now, in bytes (`None`: unlimited).
     pub fn quota_bytes(&self, row: &AccountRow) -> Option<u64> {
-        self.quota_of(row.quota)
+        match row.quota {
+            QuotaMode::Default => self.config().quota.default.bytes(),
+            QuotaMode::Explicit(b) => Some(b),
+            QuotaMode::Unlimited => None,
+        }
     }
 
     /// Sets a new password (`None`: generate and return one). Cached logins end.

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::{Config, Quota, RegistrationMode};
+use crate::config::{Config, RegistrationMode};
 use crate::store::{AccountRow, CreateRefusal, NewAccount, QuotaMode, Store, StoreError};
 use address::Address;
 use limits::{FailureLimiter, TokenBuckets};
@@ -563,22 +563,19 @@ impl Accounts {
             );
             return Ok(None);
         };
+        let quota_bytes = self.quota_bytes(&row);
         Ok(Some(UserdbEntry {
             address: row.address,
             home,
             uid: config.mailbox.uid.clone(),
             gid: config.mailbox.gid.clone(),
-            quota_bytes: self.quota_of(row.quota),
+            quota_bytes,
         }))
     }
 
     /// Every account address, for `doveadm user '*'`.
     pub async fn userdb_list(&self) -> Result<Vec<String>, Unavailable> {
         Ok(self.db(|s| s.addresses()).await?)
-    }
-
-    fn quota_of(&self, mode: QuotaMode) -> Option<u64> {
-        resolve_quota(mode, self.config().quota.default)
     }
 
     /// Dovecot's last_login plugin reports a login. Unknown users are ignored (false).
@@ -650,15 +647,6 @@ pub enum UsageChange {
         bytes: i64,
         messages: i64,
     },
-}
-
-/// What an account's quota resolves to, given the configured default.
-pub fn resolve_quota(mode: QuotaMode, default: Quota) -> Option<u64> {
-    match mode {
-        QuotaMode::Default => default.bytes(),
-        QuotaMode::Explicit(b) => Some(b),
-        QuotaMode::Unlimited => None,
-    }
 }
 
 #[cfg(test)]
