@@ -66,6 +66,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub http: Http,
     pub auth_http: AuthHttp,
+    pub autoconfig: Autoconfig,
     pub maintenance: Maintenance,
     pub log: Log,
 }
@@ -432,6 +433,88 @@ impl Default for Http {
     }
 }
 
+/// How a mail program reaches a server: implicit TLS, STARTTLS, or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SocketType {
+    #[serde(rename = "SSL", alias = "ssl", alias = "tls", alias = "TLS")]
+    Ssl,
+    #[serde(rename = "STARTTLS", alias = "starttls")]
+    Starttls,
+    #[serde(rename = "plain")]
+    Plain,
+}
+
+impl SocketType {
+    /// The word a Mozilla autoconfig document uses.
+    pub fn autoconfig(self) -> &'static str {
+        match self {
+            SocketType::Ssl => "SSL",
+            SocketType::Starttls => "STARTTLS",
+            SocketType::Plain => "plain",
+        }
+    }
+
+    /// The word a `dclogin:` link uses (`is=`, `ss=`).
+    pub fn dclogin(self) -> &'static str {
+        match self {
+            SocketType::Ssl => "ssl",
+            SocketType::Starttls => "starttls",
+            SocketType::Plain => "plain",
+        }
+    }
+
+    /// What a person setting up a mail program by hand reads.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SocketType::Ssl => "SSL/TLS",
+            SocketType::Starttls => "STARTTLS",
+            SocketType::Plain => "none",
+        }
+    }
+}
+
+/// The IMAP and SMTP servers mail programs are told about: in the autoconfig document
+/// (`/.well-known/autoconfig/mail/config-v1.1.xml`), in `dclogin:` links and on the
+/// sign-up page. Hosts default to `http.public_url`'s host, else the first domain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Autoconfig {
+    pub imap_host: Option<String>,
+    pub imap_port: u16,
+    pub imap_socket: SocketType,
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    pub smtp_socket: SocketType,
+}
+
+impl Default for Autoconfig {
+    fn default() -> Self {
+        Autoconfig {
+            imap_host: None,
+            imap_port: 993,
+            imap_socket: SocketType::Ssl,
+            smtp_host: None,
+            smtp_port: 465,
+            smtp_socket: SocketType::Ssl,
+        }
+    }
+}
+
+/// One server as mail programs are told about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailServer {
+    pub host: String,
+    pub port: u16,
+    pub socket: SocketType,
+}
+
+/// Where mail programs fetch and send mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailServers {
+    pub imap: MailServer,
+    pub smtp: MailServer,
+}
+
 /// The loopback auth API for Dovecot 2.4 (`listen.auth_http`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -674,6 +757,59 @@ pub fn format_size(b: u64) -> String {
 }
 
 impl Config {
+    /// The first mail domain, which names the site.
+    pub fn site_name(&self) -> &str {
+        self.domains.first().map_or("localhost", String::as_str)
+    }
+
+    /// The public base URL without a trailing slash: `http.public_url`, or
+    /// `https://<first domain>`.
+    pub fn public_base_url(&self) -> String {
+        match &self.http.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("https://{}", self.site_name()),
+        }
+    }
+
+    /// The host of `http.public_url` (without port or brackets), else the first domain.
+    pub fn public_host(&self) -> String {
+        let from_url = self.http.public_url.as_deref().and_then(|url| {
+            let rest = url.split_once("://").map_or(url, |(_, r)| r);
+            let authority = rest.split(['/', '?', '#']).next()?;
+            let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            let host = if let Some(v6) = host_port.strip_prefix('[') {
+                v6.split(']').next()?
+            } else {
+                host_port.split(':').next()?
+            };
+            (!host.is_empty()).then(|| host.to_ascii_lowercase())
+        });
+        from_url.unwrap_or_else(|| self.site_name().to_owned())
+    }
+
+    /// The IMAP and SMTP servers mail programs are told to use (`[autoconfig]`).
+    pub fn mail_servers(&self) -> MailServers {
+        let a = &self.autoconfig;
+        let host = |h: &Option<String>| {
+            h.as_deref()
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map_or_else(|| self.public_host(), str::to_owned)
+        };
+        MailServers {
+            imap: MailServer {
+                host: host(&a.imap_host),
+                port: a.imap_port,
+                socket: a.imap_socket,
+            },
+            smtp: MailServer {
+                host: host(&a.smtp_host),
+                port: a.smtp_port,
+                socket: a.smtp_socket,
+            },
+        }
+    }
+
     /// Loads the configuration from defaults, `path` (absent is fine only when
     /// `path_required` is false) and the environment, then validates it.
     pub fn load(path: &Path, path_required: bool) -> Result<Config, ConfigError> {
@@ -728,6 +864,23 @@ impl Config {
         }
         self.domains = normalized;
         self.listen.mode_bits()?;
+        if let Some(url) = &self.http.public_url {
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+                return Err(invalid(
+                    "http.public_url",
+                    format!("`{url}` must start with https:// (or http://)"),
+                ));
+            }
+        }
+        for (key, port) in [
+            ("autoconfig.imap_port", self.autoconfig.imap_port),
+            ("autoconfig.smtp_port", self.autoconfig.smtp_port),
+        ] {
+            if port == 0 {
+                return Err(invalid(key, "must be a port number, 1 to 65535"));
+            }
+        }
         let u = &self.registration.username;
         if u.min_length == 0 || u.min_length > u.max_length || u.max_length > 64 {
             return Err(invalid(

@@ -58,7 +58,7 @@ pub fn svg(text: &str, size: u32, label: &str) -> Option<String> {
          width=\"{size}\" height=\"{size}\" viewBox=\"0 0 {width} {width}\" \
          shape-rendering=\"crispEdges\"><rect width=\"{width}\" height=\"{width}\" fill=\"#fff\"/>\
          <path fill=\"#000\" d=\"{path}\"/></svg>",
-        attribute_escape(label)
+        escape_markup(label)
     ))
 }
 
@@ -88,7 +88,9 @@ pub fn terminal_qr(text: &str) -> String {
     out
 }
 
-fn attribute_escape(s: &str) -> String {
+/// Escapes text for XML or HTML, in content and in quoted attribute values (the SVG here,
+/// the autoconfig document).
+pub fn escape_markup(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -394,15 +394,7 @@ impl Accounts {
 
     /// The sign-up link for an invite code.
     pub fn signup_link(&self, code: &str) -> String {
-        let config = self.config();
-        let base = match &config.http.public_url {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None => format!(
-                "https://{}",
-                config.domains.first().map_or("localhost", String::as_str)
-            ),
-        };
-        format!("{base}/new?token={code}")
+        format!("{}/new?token={code}", self.config().public_base_url())
     }
 
     // ----- registration mode ----------------------------------------------------------

@@ -110,12 +110,8 @@ impl Accounts {
     /// Registers an account from `/new` (or anything else that signs people up).
     pub async fn register(&self, req: RegisterRequest) -> Result<Registered, RegisterError> {
         let outcome = self.register_inner(req).await;
-        match &outcome {
-            Ok(r) => tracing::info!(
-                "event=register route=web address={}",
-                self.shown(&r.address)
-            ),
-            Err(e) => tracing::info!("event=register result=fail reason=\"{e}\""),
+        if let Err(e) = &outcome {
+            tracing::info!("event=register result=fail reason=\"{e}\"");
         }
         outcome
     }
@@ -181,6 +177,11 @@ impl Accounts {
                 .map_err(Unavailable::from)?;
             match created {
                 Ok(_) => {
+                    tracing::info!(
+                        "event=register route={} address={}",
+                        route.as_str(),
+                        self.shown(address.as_str())
+                    );
                     self.cache.insert(address.as_str(), &password, &hash);
                     return Ok(Registered {
                         address: address.as_str().to_owned(),

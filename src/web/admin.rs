@@ -131,7 +131,7 @@ fn message(config: &Config, status: StatusCode, title: &str, text: &str) -> Resp
     let body = pages::layout(
         title,
         true,
-        html! { span .site { (pages::site_name(config)) " · admin" } },
+        html! { span .site { (config.site_name()) " · admin" } },
         html! {
             h1 { (title) }
             p .error role="alert" { (text) }
@@ -204,7 +204,7 @@ fn render(state: &AppState, admin: &Admin, current: &str, title: &str, content: 
     let s = &admin.0;
     let flash = state.0.sessions.take_flash(&s.id);
     let header = html! {
-        a .site href="/admin/accounts" { (pages::site_name(&config)) " · admin" }
+        a .site href="/admin/accounts" { (config.site_name()) " · admin" }
         nav aria-label="Admin pages" {
             @for (path, name, label) in [
                 ("/admin/accounts", "accounts", "Accounts"),
@@ -245,7 +245,7 @@ fn signin_form(config: &Config, token: &str, address: Option<&str>, error: Optio
     pages::layout(
         "Sign in",
         true,
-        html! { span .site { (pages::site_name(config)) " · admin" } },
+        html! { span .site { (config.site_name()) " · admin" } },
         html! {
             h1 { "Sign in" }
             @if let Some(e) = error { p .error role="alert" #error { (e) } }

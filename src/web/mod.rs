@@ -6,17 +6,20 @@
 //! POST /new                        -> 200 {"email":"k3x9q2m1a@example.org","password":"..."}
 //! POST /new?token=CODE             -> 403 {"reason":"this invite code has been used up."}
 //! GET  /new                        -> sign-up page (HTML, no JavaScript)
+//! GET  /.well-known/autoconfig/mail/config-v1.1.xml   -> where IMAP and SMTP are
 //! GET  /admin                      -> 303 /admin/login until signed in
 //! ```
 //!
-//! Files: `new.rs` (/new), `admin.rs` (/admin), `session.rs` (admin sessions, CSRF),
-//! `client.rs` (client IP behind proxies, rate limits), `pages.rs` (HTML frame, setup
-//! instructions), `qr.rs` (QR codes), `form.rs` (urlencoded bodies).
+//! Files: `new.rs` (/new), `autoconfig.rs` (mail client autoconfiguration), `admin.rs`
+//! (/admin), `session.rs` (admin sessions, CSRF), `client.rs` (client IP behind proxies,
+//! rate limits), `pages.rs` (HTML frame, setup instructions), `qr.rs` (QR codes),
+//! `form.rs` (urlencoded bodies).
 //!
 //! Every response carries a strict Content-Security-Policy (no scripts, styles only from
 //! [`pages::CSS_PATH`]), `no-referrer` (invite codes travel in URLs) and `no-store`.
 
 mod admin;
+mod autoconfig;
 mod client;
 mod form;
 mod new;
@@ -52,6 +55,8 @@ struct Inner {
     signups: client::RateLimiter,
     /// `POST /admin/login` per client (`http.admin_logins_per_minute`).
     signins: client::RateLimiter,
+    /// `GET /new` without an invite code, rendered.
+    new_pages: new::PageCache,
 }
 
 impl AppState {
@@ -74,11 +79,14 @@ pub fn router(accounts: Arc<Accounts>) -> Router {
         sessions: session::Sessions::default(),
         signups: client::RateLimiter::default(),
         signins: client::RateLimiter::default(),
+        new_pages: new::PageCache::default(),
     }));
     Router::new()
         .route("/", get(|| async { Redirect::to("/new") }))
         .route(pages::CSS_PATH, get(stylesheet))
         .route("/new", get(new::page).post(new::submit))
+        .route(autoconfig::WELL_KNOWN_PATH, get(autoconfig::document))
+        .route(autoconfig::AUTOCONFIG_PATH, get(autoconfig::document))
         .merge(admin::routes())
         .fallback(not_found)
         .with_state(state)
@@ -101,7 +109,7 @@ async fn not_found(State(state): State<AppState>) -> Response {
     let body = pages::layout(
         "Not found",
         true,
-        maud::html! { span .site { (pages::site_name(&config)) } },
+        maud::html! { span .site { (config.site_name()) } },
         maud::html! {
             h1 { "Not found" }
             p { "There is nothing here. " a href="/new" { "Create an account" } "?" }

@@ -18,7 +18,9 @@
 //! body is the HTML form or `Accept` names `text/html`; otherwise JSON, which is what
 //! Delta Chat reads. Every `POST` counts against `http.new_per_minute` for its client.
 
-use axum::body::Body;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -237,6 +239,49 @@ pub async fn submit(
     }
 }
 
+/// The sign-up pages without an invite code, one per registration mode, rendered once
+/// for the configuration in force (a reload renders them again). Rendering, with its QR
+/// code, costs far more than serving.
+#[derive(Default)]
+pub struct PageCache(Mutex<Option<CachedPages>>);
+
+/// The configuration the pages were rendered from, and a page per mode.
+type CachedPages = (Arc<Config>, [Option<Bytes>; 3]);
+
+impl PageCache {
+    fn page(&self, config: &Arc<Config>, mode: RegistrationMode) -> Bytes {
+        let slot = match mode {
+            RegistrationMode::Open => 0,
+            RegistrationMode::InviteOnly => 1,
+            RegistrationMode::Closed => 2,
+        };
+        let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((cached_for, pages)) = lock().as_ref() {
+            if let (true, Some(page)) = (Arc::ptr_eq(cached_for, config), &pages[slot]) {
+                return page.clone();
+            }
+        }
+        let empty = FormState {
+            token: None,
+            username: None,
+            error: None,
+        };
+        let page = Bytes::from(signup_page(config, mode, &empty).into_string());
+        let mut cache = lock();
+        match cache.as_mut() {
+            Some((cached_for, pages)) if Arc::ptr_eq(cached_for, config) => {
+                pages[slot] = Some(page.clone());
+            }
+            _ => {
+                let mut pages = [None, None, None];
+                pages[slot] = Some(page.clone());
+                *cache = Some((config.clone(), pages));
+            }
+        }
+        page
+    }
+}
+
 /// `GET /new`: the sign-up page, in the mode in force now.
 pub async fn page(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let config = state.accounts().config();
@@ -245,6 +290,11 @@ pub async fn page(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
         .map(|q| Fields::parse(q.as_bytes()))
         .and_then(|f| f.text("token").map(str::to_owned));
     match state.accounts().registration_mode().await {
+        Ok(mode) if token.is_none() => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            state.0.new_pages.page(&config, mode),
+        )
+            .into_response(),
         Ok(mode) => {
             let form = FormState {
                 token: token.as_deref(),
@@ -270,7 +320,7 @@ pub async fn page(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
 }
 
 fn site_header(config: &Config) -> Markup {
-    html! { a .site href="/new" { (pages::site_name(config)) } }
+    html! { a .site href="/new" { (config.site_name()) } }
 }
 
 /// What the form shows besides the mode.
@@ -281,7 +331,7 @@ struct FormState<'a> {
 }
 
 fn signup_page(config: &Config, mode: RegistrationMode, state: &FormState<'_>) -> Markup {
-    let domain = pages::site_name(config);
+    let domain = config.site_name();
     let users = &config.registration.username;
     let pw = &config.registration.password;
     let title = format!("Create an account on {domain}");
@@ -350,7 +400,7 @@ fn signup_page(config: &Config, mode: RegistrationMode, state: &FormState<'_>) -
 
 /// `DCACCOUNT:<public url>/new[?token=CODE]`.
 fn dcaccount(config: &Config, token: Option<&str>) -> String {
-    let base = pages::base_url(config);
+    let base = config.public_base_url();
     match token {
         Some(t) => format!("DCACCOUNT:{base}/new?token={}", form::encode(t)),
         None => format!("DCACCOUNT:{base}/new"),
@@ -404,5 +454,33 @@ mod tests {
         let open = signup_page(&config, RegistrationMode::Open, &empty).into_string();
         assert!(!open.contains("name=\"token\""));
         assert!(open.contains("DCACCOUNT:https://example.org/new\""));
+    }
+
+    #[test]
+    fn cached_pages_follow_the_mode_and_a_reloaded_configuration() {
+        let cache = PageCache::default();
+        let first = Arc::new(Config {
+            domains: vec!["example.org".into()],
+            ..Config::default()
+        });
+        let text = |b: Bytes| String::from_utf8(b.to_vec()).expect("utf-8");
+        let open = text(cache.page(&first, RegistrationMode::Open));
+        assert!(open.contains("DCACCOUNT:https://example.org/new\""));
+        let closed = text(cache.page(&first, RegistrationMode::Closed));
+        assert!(closed.contains(CLOSED_MESSAGE) && !closed.contains("<form"));
+        assert_eq!(text(cache.page(&first, RegistrationMode::Open)), open);
+        let invite = text(cache.page(&first, RegistrationMode::InviteOnly));
+        assert!(invite.contains("name=\"token\""));
+
+        let reloaded = Arc::new(Config {
+            domains: vec!["example.net".into()],
+            ..Config::default()
+        });
+        let open = text(cache.page(&reloaded, RegistrationMode::Open));
+        assert!(
+            open.contains("DCACCOUNT:https://example.net/new\""),
+            "{open}"
+        );
+        assert!(!open.contains("example.org"));
     }
 }

@@ -4,9 +4,11 @@
 //! an account with a generated password.
 //!
 //! ```text
-//! dclogin:alice@example.org?p=s3cr%2Bt%20pw&v=1
+//! dclogin:alice@example.org?p=s3cr%2Bt%20pw&v=1&ih=chat.example.org&ip=993&is=ssl&sh=chat.example.org&sp=465&ss=ssl
 //! IMAP  chat.example.org  993  SSL/TLS      SMTP  chat.example.org  465  SSL/TLS
 //! ```
+//!
+//! The servers are `[autoconfig]`'s, the same the autoconfig document names.
 
 use crate::qr;
 use std::time::{Duration, UNIX_EPOCH};
@@ -14,7 +16,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::form;
-use crate::config::{format_size, Config};
+use crate::config::{format_size, Config, MailServers};
 
 /// The style sheet, served at [`CSS_PATH`]: no external fonts, no scripts.
 pub const CSS: &str = r#"
@@ -95,38 +97,20 @@ pub fn layout(title: &str, narrow: bool, header: Markup, content: Markup) -> Mar
     }
 }
 
-/// The public base URL: `http.public_url`, or `https://<first domain>`.
-pub fn base_url(config: &Config) -> String {
-    match &config.http.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => format!("https://{}", site_name(config)),
-    }
-}
-
-/// The first mail domain, shown as the site's name.
-pub fn site_name(config: &Config) -> &str {
-    config.domains.first().map_or("localhost", String::as_str)
-}
-
-/// The host mail programs connect to: the host of `http.public_url`, else the first domain.
-pub fn mail_host(config: &Config) -> String {
-    let from_url = config.http.public_url.as_deref().and_then(|url| {
-        let rest = url.split_once("://").map_or(url, |(_, r)| r);
-        let authority = rest.split(['/', '?', '#']).next()?;
-        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        let host = if let Some(v6) = host_port.strip_prefix('[') {
-            v6.split(']').next()?
-        } else {
-            host_port.split(':').next()?
-        };
-        (!host.is_empty()).then(|| host.to_owned())
-    });
-    from_url.unwrap_or_else(|| site_name(config).to_owned())
-}
-
-/// A `dclogin:` link that sets up `address` in Delta Chat.
-pub fn dclogin(address: &str, password: &str) -> String {
-    format!("dclogin:{address}?p={}&v=1", form::encode(password))
+/// A `dclogin:` link that sets up `address` in Delta Chat, with the servers to use so
+/// that it works without autoconfiguration.
+pub fn dclogin(address: &str, password: &str, servers: &MailServers) -> String {
+    let (imap, smtp) = (&servers.imap, &servers.smtp);
+    format!(
+        "dclogin:{address}?p={}&v=1&ih={}&ip={}&is={}&sh={}&sp={}&ss={}",
+        form::encode(password),
+        form::encode(&imap.host),
+        imap.port,
+        imap.socket.dclogin(),
+        form::encode(&smtp.host),
+        smtp.port,
+        smtp.socket.dclogin(),
+    )
 }
 
 /// A Unix time as `2024-05-01 13:45 UTC`, or `never`.
@@ -177,8 +161,9 @@ pub fn flash(ok: bool, text: &str) -> Markup {
 
 /// The address, password and everything needed to start using a new account.
 pub fn account_ready(config: &Config, address: &str, password: &str) -> Markup {
-    let link = dclogin(address, password);
-    let host = mail_host(config);
+    let servers = config.mail_servers();
+    let link = dclogin(address, password, &servers);
+    let (imap, smtp) = (&servers.imap, &servers.smtp);
     html! {
         section aria-labelledby="account-h" {
             h2 #account-h { "Address and password" }
@@ -199,8 +184,8 @@ pub fn account_ready(config: &Config, address: &str, password: &str) -> Markup {
             table {
                 thead { tr { th scope="col" { "" } th scope="col" { "Server" } th scope="col" { "Port" } th scope="col" { "Security" } } }
                 tbody {
-                    tr { th scope="row" { "IMAP (incoming)" } td { code { (host) } } td { "993" } td { "SSL/TLS" } }
-                    tr { th scope="row" { "SMTP (outgoing)" } td { code { (host) } } td { "465" } td { "SSL/TLS" } }
+                    tr { th scope="row" { "IMAP (incoming)" } td { code #imap-host { (imap.host) } } td { (imap.port) } td { (imap.socket.describe()) } }
+                    tr { th scope="row" { "SMTP (outgoing)" } td { code #smtp-host { (smtp.host) } } td { (smtp.port) } td { (smtp.socket.describe()) } }
                 }
             }
             p .hint { "User name: the full address. Password: as above." }
@@ -218,16 +203,30 @@ mod tests {
             domains: vec!["example.org".into()],
             ..Config::default()
         };
-        assert_eq!(mail_host(&c), "example.org");
-        assert_eq!(base_url(&c), "https://example.org");
-        c.http.public_url = Some("https://chat.example.org:8443/".into());
-        assert_eq!(mail_host(&c), "chat.example.org");
-        assert_eq!(base_url(&c), "https://chat.example.org:8443");
-        c.http.public_url = Some("http://[2001:db8::1]:80/x".into());
-        assert_eq!(mail_host(&c), "2001:db8::1");
+        assert_eq!(c.public_host(), "example.org");
+        assert_eq!(c.public_base_url(), "https://example.org");
+        c.http.public_url = Some("https://Chat.example.org:8443/".into());
+        assert_eq!(c.public_host(), "chat.example.org");
+        assert_eq!(c.public_base_url(), "https://Chat.example.org:8443");
         assert_eq!(
-            dclogin("a@example.org", "p+w &d"),
-            "dclogin:a@example.org?p=p%2Bw%20%26d&v=1"
+            dclogin("a@example.org", "p+w &d", &c.mail_servers()),
+            "dclogin:a@example.org?p=p%2Bw%20%26d&v=1&ih=chat.example.org&ip=993&is=ssl\
+             &sh=chat.example.org&sp=465&ss=ssl"
+        );
+        c.http.public_url = Some("http://[2001:db8::1]:80/x".into());
+        assert_eq!(c.public_host(), "2001:db8::1");
+        c.autoconfig.smtp_host = Some("smtp.example.org".into());
+        c.autoconfig.smtp_port = 587;
+        c.autoconfig.smtp_socket = crate::config::SocketType::Starttls;
+        let servers = c.mail_servers();
+        assert_eq!(servers.imap.host, "2001:db8::1");
+        assert_eq!(
+            (
+                servers.smtp.host.as_str(),
+                servers.smtp.port,
+                servers.smtp.socket.dclogin()
+            ),
+            ("smtp.example.org", 587, "starttls")
         );
         assert_eq!(when(Some(0)), "1970-01-01 00:00 UTC");
         assert_eq!(when(None), "never");

@@ -628,6 +628,8 @@ fn packaged_config_lists_every_key_with_its_builtin_default() {
         "listen.socket_owner",
         "listen.socket_group",
         "http.public_url",
+        "autoconfig.imap_host",
+        "autoconfig.smtp_host",
         "maintenance.delete_inactive_after",
         "maintenance.delete_unused_after",
     ] {

@@ -422,6 +422,9 @@ fn invite_codes_from_the_query_or_the_body_and_each_problem() {
     let user = show(&d, &email);
     assert_eq!(user["created_via"], "invite");
     assert!(user["token_id"].is_number(), "{user}");
+    // The log names the route the account came by, as the database does.
+    let logged = format!("event=register route=invite address={email}");
+    assert!(d.log().contains(&logged), "no `{logged}` in:\n{}", d.log());
     let r = h.post_empty(&format!("/new?token={code}"));
     assert_eq!(
         (r.status, r.reason()),
@@ -636,7 +639,14 @@ fn public_url_shapes_links_cookies_and_settings() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(
-        r.body.contains("<code>chat.example.org</code>"),
+        r.body
+            .contains("<code id=\"imap-host\">chat.example.org</code>"),
+        "{}",
+        r.body
+    );
+    // The dclogin link carries the servers, so it works without autoconfiguration.
+    assert!(
+        r.body.contains("&amp;ih=chat.example.org&amp;ip=993&amp;is=ssl&amp;sh=chat.example.org&amp;sp=465&amp;ss=ssl"),
         "{}",
         r.body
     );
@@ -1212,4 +1222,118 @@ fn admin_actions_do_what_the_cli_does() {
     );
     let missing = h.get_with("/admin/accounts/alice@example.org", &s.cookie);
     assert_eq!(missing.status, 404);
+}
+
+/// The servers an autoconfig document names, read the way mail clients read it:
+/// `clientConfig/emailProvider/{incoming,outgoing}Server[@type]/{hostname,port,socketType}`.
+fn autoconfig_servers(xml: &str) -> (Vec<String>, Vec<[String; 5]>) {
+    let doc = roxmltree::Document::parse(xml).unwrap_or_else(|e| panic!("bad XML ({e}): {xml}"));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "clientConfig");
+    assert_eq!(root.attribute("version"), Some("1.1"));
+    let provider = root
+        .children()
+        .find(|n| n.has_tag_name("emailProvider"))
+        .expect("emailProvider");
+    let text = |n: roxmltree::Node, tag: &str| {
+        n.children()
+            .find(|c| c.has_tag_name(tag))
+            .and_then(|c| c.text())
+            .unwrap_or_else(|| panic!("no <{tag}> in {xml}"))
+            .to_owned()
+    };
+    let domains = provider
+        .children()
+        .filter(|n| n.has_tag_name("domain"))
+        .filter_map(|n| n.text().map(str::to_owned))
+        .collect();
+    let servers = provider
+        .children()
+        .filter(|n| n.has_tag_name("incomingServer") || n.has_tag_name("outgoingServer"))
+        .map(|n| {
+            assert_eq!(text(n, "username"), "%EMAILADDRESS%");
+            assert_eq!(text(n, "authentication"), "password-cleartext");
+            [
+                n.attribute("type").unwrap_or_default().to_owned(),
+                text(n, "hostname"),
+                text(n, "port"),
+                text(n, "socketType"),
+                n.tag_name().name().to_owned(),
+            ]
+        })
+        .collect();
+    (domains, servers)
+}
+
+#[test]
+fn autoconfig_names_the_servers_mail_clients_should_use() {
+    let d = TestDaemon::start_with(
+        "open",
+        &[("POSTERN_HTTP__PUBLIC_URL", "https://chat.example.org/")],
+    );
+    let h = Http::new(&d);
+    let expected = |imap: [&str; 3], smtp: [&str; 3]| {
+        vec![
+            ["imap", imap[0], imap[1], imap[2], "incomingServer"].map(str::to_owned),
+            ["smtp", smtp[0], smtp[1], smtp[2], "outgoingServer"].map(str::to_owned),
+        ]
+    };
+    for path in [
+        "/.well-known/autoconfig/mail/config-v1.1.xml",
+        "/mail/config-v1.1.xml?emailaddress=alice%40example.org",
+        "/mail/config-v1.1.xml?emailaddress=Alice%40EXAMPLE.org",
+    ] {
+        let r = h.get(path);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert!(
+            r.content_type.starts_with("application/xml"),
+            "{}",
+            r.content_type
+        );
+        let (domains, servers) = autoconfig_servers(&r.body);
+        assert_eq!(domains, ["example.org"]);
+        assert_eq!(
+            servers,
+            expected(
+                ["chat.example.org", "993", "SSL"],
+                ["chat.example.org", "465", "SSL"]
+            )
+        );
+    }
+    // Another domain's address would hand its password to the wrong server.
+    let r = h.get("/mail/config-v1.1.xml?emailaddress=alice%40example.net");
+    assert_eq!(r.status, 404, "{}", r.body);
+    drop(d);
+
+    // Every part comes from [autoconfig].
+    let d = TestDaemon::start_with(
+        "open",
+        &[
+            ("POSTERN_AUTOCONFIG__IMAP_HOST", "imap.example.org"),
+            ("POSTERN_AUTOCONFIG__IMAP_PORT", "143"),
+            ("POSTERN_AUTOCONFIG__IMAP_SOCKET", "STARTTLS"),
+            ("POSTERN_AUTOCONFIG__SMTP_PORT", "587"),
+            ("POSTERN_AUTOCONFIG__SMTP_SOCKET", "plain"),
+        ],
+    );
+    let r = Http::new(&d).get("/.well-known/autoconfig/mail/config-v1.1.xml");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        autoconfig_servers(&r.body).1,
+        expected(
+            ["imap.example.org", "143", "STARTTLS"],
+            ["example.org", "587", "plain"]
+        )
+    );
+    drop(d);
+
+    // A socket type clients do not know is a configuration error, named.
+    let d = TestDaemon::configure("open", &[("POSTERN_AUTOCONFIG__SMTP_SOCKET", "tls1.3")]);
+    let out = d.cli(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).to_ascii_lowercase();
+    assert!(
+        err.contains("autoconfig.smtp_socket") && err.contains("starttls"),
+        "{err}"
+    );
 }
