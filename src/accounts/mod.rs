@@ -234,6 +234,20 @@ impl Accounts {
             .map_err(|_| StoreError::Worker)?
     }
 
+    /// Runs a point read (one indexed row) right here on the async thread: it is over in
+    /// microseconds, while a trip to the blocking pool and back costs more than the read.
+    /// Only when SQLite would have to wait for another connection's lock (rare in WAL
+    /// mode, where readers pass writers) does it go to the blocking pool to wait there.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl Fn(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        match self.store.without_waiting(&f) {
+            Err(e) if e.is_busy() => self.db(f).await,
+            done => done,
+        }
+    }
+
     fn parse(&self, user: &str) -> Result<Address, address::AddressError> {
         Address::parse(user, &self.config().domains)
     }
@@ -250,7 +264,7 @@ impl Accounts {
     /// The registration mode in force: the run-time setting if one is stored, else the
     /// configuration's.
     pub async fn registration_mode(&self) -> Result<RegistrationMode, Unavailable> {
-        let stored = self.db(|s| s.setting(MODE_SETTING)).await?;
+        let stored = self.read(|s| s.setting(MODE_SETTING)).await?;
         Ok(stored
             .as_deref()
             .and_then(RegistrationMode::parse)
@@ -349,7 +363,7 @@ impl Accounts {
             Ok(_) if password.expose().is_empty() => LoginOutcome::Refused(Refusal::BadPassword),
             Ok(address) => {
                 let key = address.as_str().to_owned();
-                match self.db(move |s| s.account(&key)).await? {
+                match self.read(move |s| s.account(&key)).await? {
                     Some(row) => self.verify_existing(row, password, ip.as_deref()).await?,
                     None if may_create => {
                         self.login_create(address, password, ip.as_deref()).await?
@@ -464,7 +478,7 @@ impl Accounts {
         ip: Option<&str>,
     ) -> Result<LoginOutcome, Unavailable> {
         let key = address.as_str().to_owned();
-        if let Some(row) = self.db(move |s| s.account(&key)).await? {
+        if let Some(row) = self.read(move |s| s.account(&key)).await? {
             return self.verify_existing(row, password, ip).await;
         }
         let hash = self.hasher.hash(password).await?;
@@ -499,7 +513,7 @@ impl Accounts {
             // Another process (or host) created it meanwhile: verify against that one.
             Err(CreateRefusal::Exists) => {
                 let key = address.as_str().to_owned();
-                match self.db(move |s| s.account(&key)).await? {
+                match self.read(move |s| s.account(&key)).await? {
                     Some(row) => self.verify_existing(row, password, ip).await,
                     None => Ok(LoginOutcome::Refused(Refusal::Unknown)),
                 }
@@ -549,7 +563,7 @@ impl Accounts {
             return Ok(None);
         };
         let key = address.as_str().to_owned();
-        let Some(row) = self.db(move |s| s.account(&key)).await? else {
+        let Some(row) = self.read(move |s| s.account(&key)).await? else {
             return Ok(None);
         };
         if row.blocked.is_some() {
@@ -624,7 +638,7 @@ impl Accounts {
                 continue;
             };
             let key = address.as_str().to_owned();
-            if let Some(row) = self.db(move |s| s.account(&key)).await? {
+            if let Some(row) = self.read(move |s| s.account(&key)).await? {
                 if !row.admin {
                     let key = row.address.clone();
                     self.db(move |s| s.set_admin(&key, true)).await?;

@@ -79,7 +79,7 @@ impl Accounts {
         if !req.sasl_username.is_empty() {
             if let Ok(sender) = Address::parse(req.sasl_username, &config.domains) {
                 let key = sender.as_str().to_owned();
-                if self.db(move |s| s.blocklist_entry(&key)).await?.is_some() {
+                if self.read(move |s| s.blocklist_entry(&key)).await?.is_some() {
                     return Ok(PolicyVerdict::SenderBlocked);
                 }
                 if at_rcpt
@@ -106,9 +106,9 @@ impl Accounts {
             return Ok(PolicyVerdict::Dunno);
         };
         let key = rcpt.as_str().to_owned();
-        let Some(row) = self.db(move |s| s.account(&key)).await? else {
+        let Some(row) = self.read(move |s| s.account(&key)).await? else {
             let key = rcpt.as_str().to_owned();
-            if self.db(move |s| s.blocklist_entry(&key)).await?.is_some() {
+            if self.read(move |s| s.blocklist_entry(&key)).await?.is_some() {
                 return Ok(PolicyVerdict::RecipientBlocked);
             }
             return Ok(if config.policy.reject_unknown {

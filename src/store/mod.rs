@@ -12,11 +12,14 @@
 //! settings   run-time overrides (registration mode)
 //! ```
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
+};
 
 mod migrations;
 
@@ -35,6 +38,31 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// SQLite gave up because another connection holds a lock it needs.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        )
+    }
+}
+
+thread_local! {
+    /// Set while [`Store::without_waiting`] runs on this thread.
+    static NO_WAIT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Clears [`NO_WAIT`] however the call ends.
+struct NoWaitGuard;
+
+impl Drop for NoWaitGuard {
+    fn drop(&mut self) {
+        NO_WAIT.set(false);
+    }
+}
 
 /// How an account's quota is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,15 +240,30 @@ impl Store {
         }
     }
 
+    /// Runs `f` with SQLite's lock waits off: a call that would wait for another
+    /// connection's lock fails at once with an error for which
+    /// [`StoreError::is_busy`] holds. For reads on an async thread, which must never wait
+    /// seconds; in WAL mode readers do not wait for writers, so this is rare.
+    pub fn without_waiting<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
+        NO_WAIT.set(true);
+        let _guard = NoWaitGuard;
+        f(self)
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let mut conn = match pooled {
             Some(c) => c,
             None => self.connect()?,
         };
+        let no_wait = NO_WAIT.get();
+        if no_wait {
+            conn.busy_timeout(Duration::ZERO)?;
+        }
         let out = f(&mut conn);
+        let restored = !no_wait || conn.busy_timeout(BUSY_TIMEOUT).is_ok();
         // A connection that saw an error may be mid-transaction; drop rather than reuse.
-        if out.is_ok() || conn.is_autocommit() {
+        if restored && (out.is_ok() || conn.is_autocommit()) {
             self.put(conn);
         }
         out
@@ -987,5 +1030,34 @@ mod tests {
         }
         let s = Store::open(&path).expect("reopen");
         assert!(s.account("a@x.org").expect("db").is_some());
+    }
+
+    #[test]
+    fn without_waiting_fails_fast_on_a_lock_and_leaves_the_wait_in_place() {
+        let (dir, store) = store();
+        let other = Connection::open(dir.path().join("t.db")).expect("open");
+        other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        let started = std::time::Instant::now();
+        let err = store
+            .without_waiting(|s| s.set_setting("k", Some("v")))
+            .expect_err("the write lock is taken");
+        assert!(err.is_busy(), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // Reads pass the writer (WAL) without waiting.
+        assert_eq!(
+            store.without_waiting(|s| s.setting("k")).expect("read"),
+            None
+        );
+
+        // The pooled connection waits again: the lock goes away while it waits.
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            other.execute_batch("COMMIT").expect("unlock");
+        });
+        store
+            .set_setting("k", Some("v"))
+            .expect("waits for the lock");
+        release.join().expect("join");
+        assert_eq!(store.setting("k").expect("read").as_deref(), Some("v"));
     }
 }
