@@ -5,12 +5,15 @@
 //! ```text
 //! cargo bench --bench load                       # 100 000 accounts, 5 s per phase
 //! cargo bench --bench load -- --accounts 20000 --seconds 3 --clients 4
+//! cargo bench --bench load -- --only policy,get_new   # some phases (names below)
 //! ```
 //!
 //! Phases: userdb lookups (one new connection per lookup, as Dovecot 2.3 does);
 //! passdb logins of existing accounts with a warm verification cache; cold passdb
-//! logins (argon2 every time), compared with the bound cores / time of one hash; the
-//! daemon's peak resident memory (VmHWM) over the whole run.
+//! logins (argon2 every time), compared with the bound cores / time of one hash; policy
+//! decisions and SASL logins on persistent connections; `GET /new` and `POST /new` on
+//! keep-alive connections; the daemon's peak resident memory (VmHWM) over the whole run.
+//! Phase names for `--only`: userdb, warm, cold, policy, sasl, get_new, post_new.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -30,6 +33,18 @@ struct Options {
     accounts: usize,
     seconds: u64,
     clients: usize,
+    /// Phases to run; empty: all.
+    only: Vec<String>,
+}
+
+const PHASES: [&str; 7] = [
+    "userdb", "warm", "cold", "policy", "sasl", "get_new", "post_new",
+];
+
+impl Options {
+    fn runs(&self, phase: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == phase)
+    }
 }
 
 fn options() -> Options {
@@ -37,6 +52,7 @@ fn options() -> Options {
         accounts: 100_000,
         seconds: 5,
         clients: 4,
+        only: Vec::new(),
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -50,8 +66,15 @@ fn options() -> Options {
                 i += 1;
                 continue;
             }
+            ("--only", _) if i + 1 < args.len() => {
+                o.only = args[i + 1].split(',').map(str::to_owned).collect();
+                if let Some(bad) = o.only.iter().find(|p| !PHASES.contains(&p.as_str())) {
+                    eprintln!("unknown phase {bad}; phases: {}", PHASES.join(", "));
+                    std::process::exit(2);
+                }
+            }
             (other, _) => {
-                eprintln!("unknown or incomplete option {other}; use --accounts N --seconds S --clients C");
+                eprintln!("unknown or incomplete option {other}; use --accounts N --seconds S --clients C --only P,Q");
                 std::process::exit(2);
             }
         }
@@ -124,96 +147,113 @@ fn main() {
     let bound = cores as f64 / one_hash.as_secs_f64();
 
     let rss_start = daemon.rss_kib("VmRSS:");
-    let userdb = run_phase(&o, &socket, |_, i| {
-        let reply = lookup(
-            &socket,
-            &format!("shared/userdb/{}", address(i % o.accounts)),
-        );
-        reply.starts_with('O')
+    let userdb = o.runs("userdb").then(|| {
+        run_phase(&o, &socket, |_, i| {
+            let reply = lookup(
+                &socket,
+                &format!("shared/userdb/{}", address(i % o.accounts)),
+            );
+            reply.starts_with('O')
+        })
     });
 
     let rss_userdb = daemon.rss_kib("VmRSS:");
     // Warm: a small working set, verified once (argon2), then served from the cache.
     let warm_set = 1000.min(o.accounts);
-    for i in 0..warm_set {
-        assert!(passdb(&socket, &address(i), PASSWORD).starts_with('O'));
+    if o.runs("warm") || o.runs("sasl") {
+        for i in 0..warm_set {
+            assert!(passdb(&socket, &address(i), PASSWORD).starts_with('O'));
+        }
     }
-    let warm = run_phase(&o, &socket, |_, i| {
-        passdb(&socket, &address(i % warm_set), PASSWORD).starts_with('O')
+    let warm = o.runs("warm").then(|| {
+        run_phase(&o, &socket, |_, i| {
+            passdb(&socket, &address(i % warm_set), PASSWORD).starts_with('O')
+        })
     });
 
     let rss_warm = daemon.rss_kib("VmRSS:");
     // Cold: accounts never verified in this process, so every login pays argon2.
     let next_cold = Arc::new(AtomicUsize::new(warm_set));
-    let cold = run_phase(&o, &socket, |_, _| {
-        let i = next_cold.fetch_add(1, Ordering::Relaxed) % o.accounts;
-        passdb(&socket, &address(i), PASSWORD).starts_with('O')
+    let cold = o.runs("cold").then(|| {
+        run_phase(&o, &socket, |_, _| {
+            let i = next_cold.fetch_add(1, Ordering::Relaxed) % o.accounts;
+            passdb(&socket, &address(i), PASSWORD).starts_with('O')
+        })
     });
 
     // Policy: persistent connections, one request after the other, latency per request.
-    let policy = run_persistent(&o, || {
-        let stream = UnixStream::connect(&policy_socket).ok()?;
-        let mut reader = BufReader::new(stream);
-        let mut i = 0usize;
-        Some(move || {
-            i += 1;
-            let block = format!(
+    let policy = o.runs("policy").then(|| {
+        run_persistent(&o, || {
+            let stream = UnixStream::connect(&policy_socket).ok()?;
+            let mut reader = BufReader::new(stream);
+            let mut i = 0usize;
+            Some(move || {
+                i += 1;
+                let block = format!(
                 "request=smtpd_access_policy\nprotocol_state=RCPT\nsender=someone@elsewhere.net\n\
                  recipient={}\nsasl_username=\ninstance=bench.{i}\nsize=1000\n\n",
                 address((i * 7919) % o.accounts)
             );
-            reader.get_mut().write_all(block.as_bytes()).ok()?;
-            let mut action = String::new();
-            let mut empty = String::new();
-            reader.read_line(&mut action).ok()?;
-            reader.read_line(&mut empty).ok()?;
-            Some(action == "action=DUNNO\n")
+                reader.get_mut().write_all(block.as_bytes()).ok()?;
+                let mut action = String::new();
+                let mut empty = String::new();
+                reader.read_line(&mut action).ok()?;
+                reader.read_line(&mut empty).ok()?;
+                Some(action == "action=DUNNO\n")
+            })
         })
     });
 
     // SASL: persistent connections as Postfix's smtpd keeps them, warm-cache logins.
-    let sasl = run_persistent(&o, || {
-        let stream = UnixStream::connect(&auth_socket).ok()?;
-        let mut reader = BufReader::new(stream);
-        reader
-            .get_mut()
-            .write_all(b"VERSION\t1\t0\nCPID\t1\n")
-            .ok()?;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).ok()?;
-            if line == "DONE\n" {
-                break;
+    let sasl = o.runs("sasl").then(|| {
+        run_persistent(&o, || {
+            let stream = UnixStream::connect(&auth_socket).ok()?;
+            let mut reader = BufReader::new(stream);
+            reader
+                .get_mut()
+                .write_all(b"VERSION\t1\t0\nCPID\t1\n")
+                .ok()?;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).ok()?;
+                if line == "DONE\n" {
+                    break;
+                }
             }
-        }
-        let mut id = 0u32;
-        Some(move || {
-            id += 1;
-            let user = address(id as usize % warm_set);
-            let resp = b64(format!("\0{user}\0{PASSWORD}").as_bytes());
-            let line =
-                format!("AUTH\t{id}\tPLAIN\tservice=smtp\tnologin\trip=127.0.0.1\tresp={resp}\n");
-            reader.get_mut().write_all(line.as_bytes()).ok()?;
-            let mut reply = String::new();
-            reader.read_line(&mut reply).ok()?;
-            Some(reply.starts_with("OK\t"))
+            let mut id = 0u32;
+            Some(move || {
+                id += 1;
+                let user = address(id as usize % warm_set);
+                let resp = b64(format!("\0{user}\0{PASSWORD}").as_bytes());
+                let line = format!(
+                    "AUTH\t{id}\tPLAIN\tservice=smtp\tnologin\trip=127.0.0.1\tresp={resp}\n"
+                );
+                reader.get_mut().write_all(line.as_bytes()).ok()?;
+                let mut reply = String::new();
+                reader.read_line(&mut reply).ok()?;
+                Some(reply.starts_with("OK\t"))
+            })
         })
     });
 
     // Web: the sign-up page over keep-alive connections, then random-account creation
     // (POST /new with an empty body: one argon2 hash each).
-    let get_new = run_persistent(&o, || {
-        let mut conn = HttpConn::connect(&http_addr)?;
-        Some(move || {
-            let (status, body) = conn.request("GET", "/new", "")?;
-            Some(status == 200 && body.contains("<form"))
+    let get_new = o.runs("get_new").then(|| {
+        run_persistent(&o, || {
+            let mut conn = HttpConn::connect(&http_addr)?;
+            Some(move || {
+                let (status, body) = conn.request("GET", "/new", "")?;
+                Some(status == 200 && body.contains("<form"))
+            })
         })
     });
-    let post_new = run_persistent(&o, || {
-        let mut conn = HttpConn::connect(&http_addr)?;
-        Some(move || {
-            let (status, body) = conn.request("POST", "/new", "")?;
-            Some(status == 200 && body.contains("\"email\""))
+    let post_new = o.runs("post_new").then(|| {
+        run_persistent(&o, || {
+            let mut conn = HttpConn::connect(&http_addr)?;
+            Some(move || {
+                let (status, body) = conn.request("POST", "/new", "")?;
+                Some(status == 200 && body.contains("\"email\""))
+            })
         })
     });
 
@@ -225,41 +265,61 @@ fn main() {
     println!("|---|---|");
     println!("| accounts in the database | {} |", o.accounts);
     println!("| client threads | {} |", o.clients);
-    println!(
-        "| userdb lookups, new connection each | {:.0}/s ({} errors) |",
-        userdb.rate, userdb.errors
+    let row = |what: &str, result: Option<String>| {
+        println!("| {what} | {} |", result.as_deref().unwrap_or("(not run)"));
+    };
+    row(
+        "userdb lookups, new connection each",
+        userdb.map(|p| format!("{:.0}/s ({} errors)", p.rate, p.errors)),
     );
-    println!(
-        "| passdb logins, warm cache, new connection each | {:.0}/s ({} errors) |",
-        warm.rate, warm.errors
+    row(
+        "passdb logins, warm cache, new connection each",
+        warm.map(|p| format!("{:.0}/s ({} errors)", p.rate, p.errors)),
     );
-    println!(
-        "| passdb logins, cold (argon2 m={} KiB t={} p={}) | {:.1}/s ({} errors) |",
-        argon2.memory_kib, argon2.iterations, argon2.parallelism, cold.rate, cold.errors
+    row(
+        &format!(
+            "passdb logins, cold (argon2 m={} KiB t={} p={})",
+            argon2.memory_kib, argon2.iterations, argon2.parallelism
+        ),
+        cold.as_ref()
+            .map(|p| format!("{:.1}/s ({} errors)", p.rate, p.errors)),
     );
-    println!(
-        "| argon2 bound: {cores} cores / {:.1} ms per hash | {:.1}/s; cold = {:.0}% of bound |",
-        one_hash.as_secs_f64() * 1000.0,
-        bound,
-        cold.rate / bound * 100.0
+    row(
+        &format!(
+            "argon2 bound: {cores} cores / {:.1} ms per hash",
+            one_hash.as_secs_f64() * 1000.0
+        ),
+        Some(format!(
+            "{bound:.1}/s{}",
+            cold.map(|p| format!("; cold = {:.0}% of bound", p.rate / bound * 100.0))
+                .unwrap_or_default()
+        )),
     );
-    println!(
-        "| policy decisions, persistent connections | {:.0}/s, p50 {:.0} µs, p99 {:.0} µs ({} errors) |",
-        policy.rate, policy.p50_us, policy.p99_us, policy.errors
+    let timed = |t: Timed| {
+        format!(
+            "{:.0}/s, p50 {:.0} µs, p99 {:.0} µs ({} errors)",
+            t.rate, t.p50_us, t.p99_us, t.errors
+        )
+    };
+    row(
+        "policy decisions, persistent connections",
+        policy.map(timed),
     );
-    println!(
-        "| SASL PLAIN logins, warm cache, persistent connections | {:.0}/s, p99 {:.0} µs ({} errors) |",
-        sasl.rate, sasl.p99_us, sasl.errors
+    row(
+        "SASL PLAIN logins, warm cache, persistent connections",
+        sasl.map(timed),
     );
-    println!(
-        "| GET /new, keep-alive connections | {:.0}/s, p99 {:.0} µs ({} errors) |",
-        get_new.rate, get_new.p99_us, get_new.errors
-    );
-    println!(
-        "| POST /new random accounts (argon2 each) | {:.1}/s = {:.0}% of the argon2 bound ({} errors) |",
-        post_new.rate,
-        post_new.rate / bound * 100.0,
-        post_new.errors
+    row("GET /new, keep-alive connections", get_new.map(timed));
+    row(
+        "POST /new random accounts (argon2 each)",
+        post_new.map(|t| {
+            format!(
+                "{:.1}/s = {:.0}% of the argon2 bound ({} errors)",
+                t.rate,
+                t.rate / bound * 100.0,
+                t.errors
+            )
+        }),
     );
     let mib = |k: u64| k as f64 / 1024.0;
     println!(
