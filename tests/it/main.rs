@@ -5,6 +5,7 @@ mod support;
 
 mod browser;
 mod cli;
+mod deltachat;
 mod dict;
 mod dovecot;
 mod dovecot24;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod deltachat;
 pub mod dovecot;
 pub mod dovecot24;
 pub mod mail_clients;

@@ -68,17 +68,27 @@ impl Postfix {
     /// Starts Postfix for `daemon`'s auth and policy sockets, delivering `example.org` to
     /// `dovecot`'s LMTP socket, and waits until SMTP greets.
     pub fn start(daemon: &TestDaemon, dovecot: &Dovecot) -> Postfix {
-        Self::start_for(
+        Self::start_for_domain(daemon, dovecot, "example.org")
+    }
+
+    /// Like [`Postfix::start`], delivering the mail domain `domain` instead.
+    pub fn start_for_domain(daemon: &TestDaemon, dovecot: &Dovecot, domain: &str) -> Postfix {
+        Self::start_at(
             &daemon.dir,
             &daemon.auth_socket,
             &daemon.policy_socket,
             &dovecot.lmtp_socket,
+            domain,
         )
     }
 
     /// Starts Postfix under `<parent>/postfix` with the given sockets. The auth socket must
     /// already accept connections: smtpd dies when it cannot reach it.
     pub fn start_for(parent: &Path, auth: &Path, policy: &Path, lmtp: &Path) -> Postfix {
+        Self::start_at(parent, auth, policy, lmtp, "example.org")
+    }
+
+    fn start_at(parent: &Path, auth: &Path, policy: &Path, lmtp: &Path, domain: &str) -> Postfix {
         assert!(
             nix::unistd::geteuid().is_root(),
             "the real-Postfix tests need root: Postfix's master runs as root"
@@ -112,7 +122,7 @@ impl Postfix {
             let _ = std::fs::remove_file(queue.join("pid").join("master.pid"));
             std::fs::write(
                 config_dir.join("main.cf"),
-                main_cf(&dir, auth, policy, lmtp),
+                main_cf(&dir, auth, policy, lmtp, domain),
             )
             .expect("write main.cf");
             std::fs::write(config_dir.join("master.cf"), master_cf(port)).expect("write master.cf");
@@ -285,8 +295,9 @@ postlog   unix-dgram n  -       n       -       1       postlogd
     )
 }
 
-/// The whole main.cf of one test instance.
-fn main_cf(dir: &Path, auth: &Path, policy: &Path, lmtp: &Path) -> String {
+/// The whole main.cf of one test instance, delivering `domain` (the host names stay
+/// `mail.example.org`, which the greeting check looks for).
+fn main_cf(dir: &Path, auth: &Path, policy: &Path, lmtp: &Path, domain: &str) -> String {
     format!(
         r#"# postern test instance: everything under {dir}
 compatibility_level = 3.6
@@ -309,9 +320,9 @@ biff = no
 # not 60 s.
 service_throttle_time = 2s
 
-# Mail for example.org goes to Dovecot over LMTP. virtual_mailbox_maps stays empty, so
+# Mail for {domain} goes to Dovecot over LMTP. virtual_mailbox_maps stays empty, so
 # smtpd takes every address of the domain and postern's policy decides who exists.
-virtual_mailbox_domains = example.org
+virtual_mailbox_domains = {domain}
 virtual_transport = lmtp:unix:{lmtp}
 
 # SMTP AUTH through postern's Dovecot-auth socket, plaintext on loopback without TLS.
