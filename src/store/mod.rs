@@ -194,6 +194,8 @@ pub struct Store {
 
 const MAX_IDLE: usize = 16;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much of the database file each connection maps (larger files read the rest).
+const MMAP_SIZE: i64 = 256 << 20;
 
 const ACCOUNT_COLUMNS: &str = "a.id, a.address, a.password_hash, a.created_at, a.created_via, \
      a.token_id, a.first_login, a.last_login, a.quota_mode, a.quota_bytes, a.used_bytes, \
@@ -229,6 +231,9 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Reads come from a shared mapping of the file instead of a pread and a copy per
+        // page: the hot path of every lookup (policy decisions +50 %, docs/performance.md).
+        conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
         Ok(conn)
     }
 
