@@ -6,10 +6,12 @@
 //!            until the window passes (a known-good device in the cache still gets in)
 //! buckets    token bucket per key: the send rate per sender (burst, refilled at
 //!            send_per_minute; one token per message, Postfix's `instance`, not per
-//!            recipient) and the web's sign-up and sign-in limits per client
+//!            recipient); per client IP (IPv6: per /64) for sign-ups and admin
+//!            sign-ins
 //! ```
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -133,6 +135,33 @@ impl TokenBuckets {
     }
 }
 
+/// The bucket a client counts against: its IPv4 address, its IPv6 /64 (one host usually
+/// has a whole /64), or one shared bucket when the address is unknown.
+fn client_key(ip: Option<IpAddr>) -> String {
+    match ip {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        None => "unknown".into(),
+    }
+}
+
+/// Requests per client per minute: `per_minute` at once, then one every
+/// `60 / per_minute` seconds. Counts every request, whatever its outcome.
+#[derive(Default)]
+pub struct ClientLimiter(TokenBuckets);
+
+impl ClientLimiter {
+    /// Takes one token for `ip`. `Err` carries how long until one is free again.
+    /// `per_minute == 0` means no limit.
+    pub fn take(&self, ip: Option<IpAddr>, per_minute: u32, now: Instant) -> Result<(), Duration> {
+        self.0
+            .take(&client_key(ip), "", per_minute, per_minute, now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +210,27 @@ mod tests {
             .take("f", "", 1, 0, t0)
             .and_then(|()| l.take("f", "", 1, 0, t0));
         assert!(free.is_ok(), "0 per minute means no limit");
+    }
+
+    #[test]
+    fn client_limiter_allows_per_minute_then_refills() {
+        let l = ClientLimiter::default();
+        let t0 = Instant::now();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().expect("ip"));
+        let a = ip("192.0.2.1");
+        for _ in 0..3 {
+            assert_eq!(l.take(a, 3, t0), Ok(()));
+        }
+        let wait = l.take(a, 3, t0).expect_err("fourth is refused");
+        assert!(wait <= Duration::from_secs(20) && wait > Duration::from_secs(19));
+        assert_eq!(l.take(ip("192.0.2.2"), 3, t0), Ok(()));
+        assert_eq!(l.take(a, 3, t0 + Duration::from_secs(20)), Ok(()));
+        assert!(l.take(a, 3, t0 + Duration::from_secs(20)).is_err());
+        // One IPv6 /64 is one client; unknown clients share one bucket.
+        assert_eq!(l.take(ip("2001:db8::1"), 1, t0), Ok(()));
+        assert!(l.take(ip("2001:db8::2"), 1, t0).is_err());
+        assert_eq!(l.take(None, 1, t0), Ok(()));
+        assert!(l.take(None, 1, t0).is_err());
+        assert_eq!(l.take(a, 0, t0), Ok(()));
     }
 }

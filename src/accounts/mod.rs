@@ -30,7 +30,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::config::{Config, RegistrationMode};
 use crate::store::{AccountRow, CreateRefusal, NewAccount, QuotaMode, Store, StoreError};
 use address::Address;
-use limits::{FailureLimiter, TokenBuckets};
+use limits::{ClientLimiter, FailureLimiter, TokenBuckets};
 use password::{Busy, Hasher, HasherError, Password, Verdict, VerifiedCache};
 
 pub use admin::{AdminError, NewUser};
@@ -176,6 +176,10 @@ pub struct Accounts {
     account_failures: FailureLimiter,
     ip_failures: FailureLimiter,
     send_limiter: TokenBuckets,
+    /// Sign-ups (`/new`) per client, `http.new_per_minute`.
+    signups: ClientLimiter,
+    /// Admin sign-ins per client, `http.admin_logins_per_minute`.
+    admin_sign_ins: ClientLimiter,
     dummy_hash: tokio::sync::OnceCell<String>,
     clock: Clock,
 }
@@ -196,6 +200,8 @@ impl Accounts {
             account_failures: FailureLimiter::new(window),
             ip_failures: FailureLimiter::new(window),
             send_limiter: TokenBuckets::default(),
+            signups: ClientLimiter::default(),
+            admin_sign_ins: ClientLimiter::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
             clock,
         })
@@ -259,6 +265,20 @@ impl Accounts {
         } else {
             s
         }
+    }
+
+    /// Counts one sign-up attempt from `client` against `http.new_per_minute`, before
+    /// anything else is looked at. `Err`: how long until this client may try again.
+    pub fn admit_signup(&self, client: Option<IpAddr>) -> Result<(), std::time::Duration> {
+        let per_minute = self.config().http.new_per_minute;
+        self.signups.take(client, per_minute, Instant::now())
+    }
+
+    /// Counts one admin sign-in attempt from `client` against
+    /// `http.admin_logins_per_minute`. `Err`: how long until this client may try again.
+    pub fn admit_admin_sign_in(&self, client: Option<IpAddr>) -> Result<(), std::time::Duration> {
+        let per_minute = self.config().http.admin_logins_per_minute;
+        self.admin_sign_ins.take(client, per_minute, Instant::now())
     }
 
     /// The registration mode in force: the run-time setting if one is stored, else the

@@ -308,12 +308,7 @@ async fn signin(
     let refuse = |status: StatusCode, address: Option<&str>, text: &str| {
         signin_response(&config, &headers, status, address, Some(text))
     };
-    if let Err(wait) =
-        state
-            .0
-            .signins
-            .take(client.ip, config.http.admin_logins_per_minute, super::now())
-    {
+    if let Err(wait) = state.accounts().admit_admin_sign_in(client.ip) {
         tracing::info!(
             "event=admin_signin result=throttled ip={}",
             client.shown(&state)

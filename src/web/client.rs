@@ -1,4 +1,4 @@
-//! Who is asking: the client's IP address for rate limits, and the per-client limiter.
+//! Who is asking: the client's IP address, for the core's per-client limits.
 //!
 //! The TCP peer is the client unless it is one of `http.trusted_proxies`; then (and on
 //! the Unix socket, where the peer is always the reverse proxy) the client is the
@@ -11,9 +11,7 @@
 //! Unix socket, no header                                          -> unknown (one shared bucket)
 //! ```
 
-use crate::accounts::limits::TokenBuckets;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
 
 /// One entry of `http.trusted_proxies`: an address, or a network written `addr/len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,33 +107,6 @@ pub fn client_ip(
     leftmost.or(peer_ip)
 }
 
-/// The bucket a client counts against: its IPv4 address, its IPv6 /64 (one host usually
-/// has a whole /64), or one shared bucket when the address is unknown.
-fn bucket_key(ip: Option<IpAddr>) -> String {
-    match ip {
-        Some(IpAddr::V4(v4)) => v4.to_string(),
-        Some(IpAddr::V6(v6)) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        None => "unknown".into(),
-    }
-}
-
-/// Requests per client per minute, on the core's token buckets: `per_minute` at once,
-/// then one every `60 / per_minute` seconds. Counts every request, whatever its outcome.
-#[derive(Default)]
-pub struct RateLimiter(TokenBuckets);
-
-impl RateLimiter {
-    /// Takes one token for `ip`. `Err` carries how long until one is free again.
-    /// `per_minute == 0` means no limit.
-    pub fn take(&self, ip: Option<IpAddr>, per_minute: u32, now: Instant) -> Result<(), Duration> {
-        self.0
-            .take(&bucket_key(ip), "", per_minute, per_minute, now)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,24 +159,5 @@ mod tests {
             invalid_proxies(&["10.0.0.0/33".into(), "::1".into(), "x".into()]),
             vec!["10.0.0.0/33".to_owned(), "x".to_owned()]
         );
-    }
-
-    #[test]
-    fn bucket_allows_per_minute_then_refills() {
-        let l = RateLimiter::default();
-        let t0 = Instant::now();
-        let a = ip("192.0.2.1");
-        for _ in 0..3 {
-            assert_eq!(l.take(a, 3, t0), Ok(()));
-        }
-        let wait = l.take(a, 3, t0).expect_err("fourth is refused");
-        assert!(wait <= Duration::from_secs(20) && wait > Duration::from_secs(19));
-        assert_eq!(l.take(ip("192.0.2.2"), 3, t0), Ok(()));
-        assert_eq!(l.take(a, 3, t0 + Duration::from_secs(20)), Ok(()));
-        assert!(l.take(a, 3, t0 + Duration::from_secs(20)).is_err());
-        // One IPv6 /64 is one client.
-        assert_eq!(l.take(ip("2001:db8::1"), 1, t0), Ok(()));
-        assert!(l.take(ip("2001:db8::2"), 1, t0).is_err());
-        assert_eq!(l.take(a, 0, t0), Ok(()));
     }
 }

@@ -12,7 +12,7 @@
 //!
 //! Files: `new.rs` (/new), `autoconfig.rs` (mail client autoconfiguration), `admin.rs`
 //! (/admin), `session.rs` (admin sessions, CSRF), `client.rs` (client IP behind proxies,
-//! rate limits), `pages.rs` (HTML frame, setup instructions), `qr.rs` (QR codes),
+//! for the core's per-client limits), `pages.rs` (HTML frame, setup instructions), `qr.rs` (QR codes),
 //! `form.rs` (urlencoded bodies).
 //!
 //! Every response carries a strict Content-Security-Policy (no scripts, styles only from
@@ -51,10 +51,6 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     accounts: Arc<Accounts>,
     sessions: session::Sessions,
-    /// `POST /new` per client (`http.new_per_minute`).
-    signups: client::RateLimiter,
-    /// `POST /admin/login` per client (`http.admin_logins_per_minute`).
-    signins: client::RateLimiter,
     /// `GET /new` without an invite code, rendered.
     new_pages: new::PageCache,
 }
@@ -77,8 +73,6 @@ pub fn router(accounts: Arc<Accounts>) -> Router {
     let state = AppState(Arc::new(Inner {
         accounts,
         sessions: session::Sessions::default(),
-        signups: client::RateLimiter::default(),
-        signins: client::RateLimiter::default(),
         new_pages: new::PageCache::default(),
     }));
     Router::new()

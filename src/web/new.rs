@@ -134,11 +134,7 @@ pub async fn submit(
         None
     };
 
-    if let Err(wait) = state
-        .0
-        .signups
-        .take(client.ip, config.http.new_per_minute, super::now())
-    {
+    if let Err(wait) = state.accounts().admit_signup(client.ip) {
         tracing::info!("event=new result=throttled ip={}", client.shown(&state));
         let secs = wait.as_secs().max(1);
         let reason = format!("too many sign-ups from your network; try again in {secs} seconds.");
