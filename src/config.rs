@@ -408,8 +408,11 @@ pub struct Http {
     pub trusted_proxies: Vec<String>,
     /// Largest request body accepted.
     pub max_body: Size,
-    /// Time to receive a request's headers, and to idle between requests.
+    /// Time to receive a request's headers: from the connection's start, or from the
+    /// first byte of a later request on a kept-alive connection.
     pub header_timeout: Seconds,
+    /// How long a kept-alive connection may stay silent between requests before it is
+    /// closed; also the time a web request's body may take to arrive.
     pub idle_timeout: Seconds,
     pub max_connections: usize,
     /// Sign-ups (`POST /new`) per client IP per minute (0: no limit).

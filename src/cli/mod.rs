@@ -326,17 +326,51 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
-/// Writes `DIR/postern.1` and `DIR/completions/{postern.bash,_postern,postern.fish}`.
+/// Writes the man pages, `DIR/man/postern.1` and one per subcommand as git and cargo
+/// have them (`postern-user.1`, `postern-user-block.1`, ...), and
+/// `DIR/completions/{postern.bash,_postern,postern.fish}`.
 fn generate_assets(dir: &std::path::Path) -> Result<(), Failure> {
     use clap::CommandFactory;
     let fail = |e: std::io::Error| Failure::refused(format!("{}: {e}", dir.display()));
-    let completions = dir.join("completions");
+    let (man, completions) = (dir.join("man"), dir.join("completions"));
+    std::fs::create_dir_all(&man).map_err(fail)?;
     std::fs::create_dir_all(&completions).map_err(fail)?;
-    let mut man = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut man)
-        .map_err(fail)?;
-    std::fs::write(dir.join("postern.1"), man).map_err(fail)?;
+    // Built once, every subcommand knows its page name (`postern-user-block`) and its
+    // synopsis name (`postern user block`). `help` is no subcommand worth a page.
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    cli.build();
+    let mut pages = Vec::new();
+    man_pages(&cli, &[], &mut pages);
+    let everything: Vec<String> = pages.iter().skip(1).map(|(c, _)| page_name(c)).collect();
+    let source = format!("postern {}", env!("CARGO_PKG_VERSION"));
+    for (cmd, parents) in &pages {
+        let page = clap_mangen::Man::new((*cmd).clone()).source(source.as_str());
+        let mut text = Vec::new();
+        page.render(&mut text).map_err(fail)?;
+        // SEE ALSO: the top page names every other page; the others, their parents.
+        let related = if parents.is_empty() {
+            &everything
+        } else {
+            parents
+        };
+        let mut see_also = clap_mangen::roff::Roff::new();
+        see_also.control("SH", ["SEE ALSO"]);
+        // Names are not hyphenated or spread out (the section ends the page).
+        see_also.control("nh", []).control("ad", ["l"]);
+        let mut line = Vec::new();
+        for (i, name) in related.iter().enumerate() {
+            let end = if i + 1 < related.len() {
+                "(1), "
+            } else {
+                "(1)"
+            };
+            line.push(clap_mangen::roff::bold(name.as_str()));
+            line.push(clap_mangen::roff::roman(end));
+        }
+        see_also.text(line);
+        text.extend_from_slice(see_also.to_roff().as_bytes());
+        std::fs::write(man.join(page.get_filename()), text).map_err(fail)?;
+    }
     for (shell, name) in [
         (clap_complete::Shell::Bash, "postern.bash"),
         (clap_complete::Shell::Zsh, "_postern"),
@@ -347,11 +381,32 @@ fn generate_assets(dir: &std::path::Path) -> Result<(), Failure> {
         std::fs::write(completions.join(name), out).map_err(fail)?;
     }
     println!(
-        "wrote {}/postern.1 and {}/",
-        dir.display(),
+        "wrote {} man pages to {}/ and completions to {}/",
+        pages.len(),
+        man.display(),
         completions.display()
     );
     Ok(())
+}
+
+/// A built command's man page name: `postern-user-block` for `postern user block`.
+fn page_name(cmd: &clap::Command) -> String {
+    cmd.get_display_name().unwrap_or(cmd.get_name()).to_owned()
+}
+
+/// `cmd` and its visible subcommands at every depth, each after its parent, with the
+/// page names of its parents.
+fn man_pages<'a>(
+    cmd: &'a clap::Command,
+    parents: &[String],
+    out: &mut Vec<(&'a clap::Command, Vec<String>)>,
+) {
+    out.push((cmd, parents.to_vec()));
+    let mut chain = parents.to_vec();
+    chain.push(page_name(cmd));
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        man_pages(sub, &chain, out);
+    }
 }
 
 fn load_config(cli: &Cli) -> Result<Config, Failure> {

@@ -3,9 +3,9 @@
 //! accounts-core call, the answer out; the login is the very one the dict and SASL
 //! services make (just-in-time creation, brute-force limits, verification cache).
 //!
-//! Every request carries the shared secret (`auth_http.secret_file`) as
-//! `Authorization: Bearer <secret>`, compared in constant time; without it the answer is
-//! 401, with a wrong one 403, and the core is not called. Answers are JSON, or `key=value`
+//! Every request carries the shared secret (`auth_http.secret_file`, read at start and
+//! again at each reload) as `Authorization: Bearer <secret>`, compared in constant time;
+//! without it the answer is 401, with a wrong one 403, and the core is not called. Answers are JSON, or `key=value`
 //! lines (an array gives one line per element) when the request says
 //! `Accept: text/plain`, which is what the Lua script asks for: Lua 5.4 has no JSON decoder.
 //!
@@ -29,7 +29,7 @@
 //! `quota_storage_size` is Dovecot 2.4's per-user quota setting (2.4 dropped `quota_rule`).
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -53,19 +53,40 @@ const TEMPFAIL_REASON: &str = "temporary failure, try again later";
 /// The service name logged when the request names none (or an odd one).
 const DEFAULT_SERVICE: &str = "dovecot";
 
+/// The shared secret requests must carry. The server holds it too and swaps in the one
+/// re-read at a reload (SIGHUP), so a rotated secret needs no restart.
+#[derive(Debug)]
+pub struct Secret(RwLock<Arc<[u8]>>);
+
+impl Secret {
+    pub fn new(secret: Vec<u8>) -> Secret {
+        Secret(RwLock::new(secret.into()))
+    }
+
+    /// The secret in force now.
+    pub fn current(&self) -> Arc<[u8]> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `secret` in force for every request from now on.
+    pub fn replace(&self, secret: Vec<u8>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = secret.into();
+    }
+}
+
 /// The state every handler shares.
 #[derive(Clone)]
 struct Api {
     accounts: Arc<Accounts>,
-    secret: Arc<[u8]>,
+    secret: Arc<Secret>,
 }
 
 /// The routes served on `listen.auth_http`; every request must carry `secret`.
-pub fn router(accounts: Arc<Accounts>, secret: Vec<u8>) -> Router {
-    let api = Api {
-        accounts,
-        secret: secret.into(),
-    };
+pub fn router(accounts: Arc<Accounts>, secret: Arc<Secret>) -> Router {
+    let api = Api { accounts, secret };
     Router::new()
         .route("/v1/passdb", post(passdb))
         .route("/v1/userdb", post(userdb))
@@ -183,6 +204,7 @@ fn wants_text(headers: &HeaderMap) -> bool {
 /// Lets a request through only with the right `Authorization: Bearer <secret>`.
 async fn require_secret(State(api): State<Api>, req: Request, next: Next) -> Response {
     let text = wants_text(req.headers());
+    let secret = api.secret.current();
     let refusal = match bearer(req.headers()) {
         None => Some((
             StatusCode::UNAUTHORIZED,
@@ -190,7 +212,7 @@ async fn require_secret(State(api): State<Api>, req: Request, next: Next) -> Res
             "missing secret: send Authorization: Bearer <secret>",
         )),
         // An empty configured secret never matches (the server refuses to start with one).
-        Some(given) if api.secret.is_empty() || !bool::from(given.ct_eq(&api.secret)) => {
+        Some(given) if secret.is_empty() || !bool::from(given.ct_eq(&secret)) => {
             Some((StatusCode::FORBIDDEN, "wrong_secret", "wrong secret"))
         }
         Some(_) => None,

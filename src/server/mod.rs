@@ -1,7 +1,7 @@
 //! `postern serve`: opens the database, binds every configured socket, tells systemd it
 //! is ready, serves until SIGTERM/SIGINT, then stops accepting, lets requests in flight
 //! finish (bounded by a deadline) and removes its socket files. SIGHUP re-reads the
-//! configuration and applies it without dropping a connection.
+//! configuration and the auth API secret and applies them without dropping a connection.
 //!
 //! ```text
 //! [listen] dict = "/run/postern/dict.sock"   -> dovecot_dict::session per connection
@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::accounts::Accounts;
 use crate::config::{Config, ConfigError, Listen};
 use crate::dovecot_dict::{self, handler::DictHandler};
+use crate::dovecot_lua_api::Secret;
 use crate::logging::LogHandle;
 use crate::store::{Store, StoreError};
 use crate::{dovecot_auth, postfix_policy};
@@ -41,6 +42,8 @@ pub enum ServeError {
     Hasher(#[from] crate::accounts::password::HasherError),
     #[error("socket {path}: {message}")]
     Socket { path: PathBuf, message: String },
+    #[error("auth API secret {path}: {message}")]
+    Secret { path: PathBuf, message: String },
     #[error("no listener is configured: set at least one of listen.dict, listen.auth, listen.policy, listen.http")]
     NothingToServe,
     #[error("{0}")]
@@ -114,16 +117,20 @@ pub async fn run(
     }
     let mut lua_secret = None;
     if let Some(addr) = &listen.auth_http {
-        let secret = match read_secret(&config.auth_http.secret_file) {
-            Ok(s) => s,
-            Err(e) => {
+        let path = &config.auth_http.secret_file;
+        let secret = match read_secret(path) {
+            Ok(s) => Arc::new(Secret::new(s)),
+            Err(message) => {
                 unbind(&bound);
-                return Err(e);
+                return Err(ServeError::Secret {
+                    path: path.clone(),
+                    message,
+                });
             }
         };
-        lua_secret = Some(secret);
+        lua_secret = Some(secret.clone());
         match bind_tcp(addr).await {
-            Ok(l) => http_bound.push((HttpService::LuaApi, http::HttpListener::Tcp(l))),
+            Ok(l) => http_bound.push((HttpService::LuaApi(secret), http::HttpListener::Tcp(l))),
             Err(e) => {
                 unbind(&bound);
                 return Err(e);
@@ -136,21 +143,27 @@ pub async fn run(
 
     let tracker = TaskTracker::new();
     let dict = Arc::new(DictHandler::new(accounts.clone()));
-    let header_timeout = config.http.header_timeout.duration();
+    let timeouts = {
+        let accounts = accounts.clone();
+        move || {
+            let config = accounts.config();
+            http::Timeouts {
+                header: config.http.header_timeout.duration(),
+                idle: config.http.idle_timeout.duration(),
+            }
+        }
+    };
     let web = crate::web::router(accounts.clone());
     for (service, listener) in http_bound {
         let router = match service {
             HttpService::Web => web.clone(),
-            HttpService::LuaApi => crate::dovecot_lua_api::router(
-                accounts.clone(),
-                lua_secret.clone().unwrap_or_default(),
-            ),
+            HttpService::LuaApi(secret) => crate::dovecot_lua_api::router(accounts.clone(), secret),
         };
         tracker.spawn(http::serve(
             listener,
             router,
             config.http.max_connections,
-            header_timeout,
+            timeouts.clone(),
             cancel.clone(),
             tracker.clone(),
         ));
@@ -184,7 +197,7 @@ pub async fn run(
                     http::HttpListener::Unix(listener),
                     web.clone(),
                     config.http.max_connections,
-                    header_timeout,
+                    timeouts.clone(),
                     c,
                     t,
                 ));
@@ -194,7 +207,13 @@ pub async fn run(
     tracing::info!("event=start listeners={}", sockets.len());
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
-    wait_for_stop(&accounts, &config_path, log.as_ref(), &cancel).await;
+    let reload = Reload {
+        accounts: &accounts,
+        config_path: &config_path,
+        log: log.as_ref(),
+        secret: lua_secret.as_deref(),
+    };
+    wait_for_stop(&reload, &cancel).await;
 
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("event=stop");
@@ -220,10 +239,10 @@ enum Service {
     HttpSocket,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum HttpService {
     Web,
-    LuaApi,
+    LuaApi(Arc<Secret>),
 }
 
 async fn bind_tcp(addr: &str) -> Result<tokio::net::TcpListener, ServeError> {
@@ -235,30 +254,28 @@ async fn bind_tcp(addr: &str) -> Result<tokio::net::TcpListener, ServeError> {
         })
 }
 
-/// Reads the auth API's shared secret; it must exist and not be empty.
-fn read_secret(path: &Path) -> Result<Vec<u8>, ServeError> {
-    let fail = |message: String| ServeError::Socket {
-        path: path.to_owned(),
-        message,
-    };
-    let text =
-        std::fs::read(path).map_err(|e| fail(format!("cannot read the auth API secret: {e}")))?;
+/// Reads the auth API's shared secret; it must exist and hold at least 16 characters.
+/// The error says what is wrong, without the path.
+fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
     let secret: Vec<u8> = text.trim_ascii().to_vec();
     if secret.len() < 16 {
-        return Err(fail(
-            "the auth API secret must be at least 16 characters".into(),
-        ));
+        return Err("the secret must be at least 16 characters".into());
     }
     Ok(secret)
 }
 
-/// Waits for SIGTERM, SIGINT or `cancel`; reloads the configuration on SIGHUP.
-async fn wait_for_stop(
-    accounts: &Accounts,
-    config_path: &Path,
-    log: Option<&LogHandle>,
-    cancel: &CancellationToken,
-) {
+/// What a reload (SIGHUP) re-reads and where it puts the result.
+struct Reload<'a> {
+    accounts: &'a Accounts,
+    config_path: &'a Path,
+    log: Option<&'a LogHandle>,
+    /// The auth API's secret, when `listen.auth_http` is served.
+    secret: Option<&'a Secret>,
+}
+
+/// Waits for SIGTERM, SIGINT or `cancel`; reloads on SIGHUP.
+async fn wait_for_stop(reload: &Reload<'_>, cancel: &CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -274,35 +291,68 @@ async fn wait_for_stop(
             _ = term.recv() => return,
             _ = int.recv() => return,
             () = cancel.cancelled() => return,
-            _ = hup.recv() => reload(accounts, config_path, log),
+            _ = hup.recv() => reload.run(),
         }
     }
 }
 
-/// Applies a re-read configuration; on error the old one stays in force.
-fn reload(accounts: &Accounts, config_path: &Path, log: Option<&LogHandle>) {
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-    match Config::load(config_path, false) {
-        Ok(new) => {
-            let old = accounts.config();
-            if new.listen != old.listen || new.database != old.database || new.argon2 != old.argon2
-            {
-                tracing::warn!(
-                    "event=reload note=\"listen, database and argon2 changes take effect at restart\""
-                );
-            }
-            if let Some(log) = log {
-                if let Err(e) = log.set_level(&new.log.level) {
-                    tracing::warn!("event=reload log_level=unchanged error=\"{e}\"");
-                }
-            }
-            let mode = new.registration.mode;
-            accounts.replace_config(new);
-            tracing::info!("event=reload result=ok registration_mode={mode}");
+impl Reload<'_> {
+    /// Applies a re-read configuration and auth API secret; whichever cannot be read
+    /// stays as it was. The secret is re-read even when the configuration is refused (it
+    /// is a file of its own), from the new `auth_http.secret_file` when there is one.
+    fn run(&self) {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+        let loaded = Config::load(self.config_path, false);
+        if let Some(secret) = self.secret {
+            let path = match &loaded {
+                Ok(new) => new.auth_http.secret_file.clone(),
+                Err(_) => self.accounts.config().auth_http.secret_file.clone(),
+            };
+            reload_secret(secret, &path);
         }
-        Err(e) => tracing::error!("event=reload result=fail kept=old error=\"{e}\""),
+        match loaded {
+            Ok(new) => self.apply(new),
+            Err(e) => tracing::error!("event=reload result=fail kept=old error=\"{e}\""),
+        }
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     }
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+
+    fn apply(&self, new: Config) {
+        let (accounts, log) = (self.accounts, self.log);
+        let old = accounts.config();
+        if new.listen != old.listen || new.database != old.database || new.argon2 != old.argon2 {
+            tracing::warn!(
+                "event=reload note=\"listen, database and argon2 changes take effect at restart\""
+            );
+        }
+        if let Some(log) = log {
+            if let Err(e) = log.set_level(&new.log.level) {
+                tracing::warn!("event=reload log_level=unchanged error=\"{e}\"");
+            }
+        }
+        let mode = new.registration.mode;
+        accounts.replace_config(new);
+        tracing::info!("event=reload result=ok registration_mode={mode}");
+    }
+}
+
+/// Puts the secret re-read from `path` in force. An unreadable, empty or short file keeps
+/// the old secret: Dovecot's logins go on working while the operator fixes the file.
+fn reload_secret(secret: &Secret, path: &Path) {
+    match read_secret(path) {
+        Ok(new) if *secret.current() == *new => {}
+        Ok(new) => {
+            secret.replace(new);
+            tracing::info!(
+                "event=reload auth_http_secret=replaced file={}",
+                path.display()
+            );
+        }
+        Err(e) => tracing::warn!(
+            "event=reload auth_http_secret=kept_old file={} error=\"{e}\"",
+            path.display()
+        ),
+    }
 }
 
 /// Accepts connections until cancelled, at most `max` at a time, each in its own task.

@@ -453,3 +453,62 @@ fn token_create_qr_prints_a_scannable_block() {
         "no QR without --qr"
     );
 }
+
+// The package installed only postern(1): `man postern-user-block` found nothing.
+#[test]
+fn generate_assets_writes_a_man_page_per_subcommand_and_the_completions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+        .arg("generate-assets")
+        .arg(dir.path())
+        .output()
+        .expect("run postern generate-assets");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let man = dir.path().join("man");
+    let page = |name: &str| {
+        std::fs::read_to_string(man.join(format!("{name}.1")))
+            .unwrap_or_else(|e| panic!("{name}.1: {e}"))
+    };
+
+    let block = page("postern-user-block");
+    assert!(block.contains(".TH postern-user-block 1"), "{block}");
+    assert!(
+        block.contains("Block an account: no login, no new mail"),
+        "{block}"
+    );
+    assert!(block.contains(r"\fBpostern user block\fR"), "{block}");
+    assert!(
+        block.contains(r"\fBpostern\fR(1), \fBpostern\-user\fR(1)"),
+        "SEE ALSO names the parents: {block}"
+    );
+
+    let mut names: Vec<String> = std::fs::read_dir(&man)
+        .expect("man dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in ["postern.1", "postern-user.1", "postern-token-create.1"] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    // Hidden commands and clap's `help` get no page.
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("generate") || n.contains("help")),
+        "{names:?}"
+    );
+    // The top page leads to every other page.
+    let top = page("postern");
+    for name in names.iter().filter(|n| *n != "postern.1") {
+        let stem = name.trim_end_matches(".1").replace('-', r"\-");
+        assert!(
+            top.contains(&format!(r"\fB{stem}\fR(1)")),
+            "postern.1 does not name {name}"
+        );
+    }
+
+    for f in ["postern.bash", "_postern", "postern.fish"] {
+        let path = dir.path().join("completions").join(f);
+        assert!(std::fs::metadata(&path).is_ok_and(|m| m.len() > 0), "{f}");
+    }
+}

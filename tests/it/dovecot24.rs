@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 use crate::support::dovecot::{
@@ -316,6 +317,39 @@ fn auth_api_throttles_guessing_from_one_client_ip() {
         Some(&body.to_string()),
     );
     assert_eq!(r.json()["result"], "ok", "{}", r.body);
+}
+
+// `systemctl reload postern` after rotating the secret must put the new one in force; a
+// botched file must not take the API (and so every Dovecot 2.4 login) down.
+#[test]
+fn sighup_rereads_the_auth_api_secret_and_keeps_it_when_the_file_is_empty_or_gone() {
+    let d = TestDaemon::start("open");
+    let file = d.dir.join("auth-http.secret");
+    let users = |secret: &str| api(&d, "GET", "/v1/users", Some(secret), None, None).status;
+    let reloads = || d.log().matches("event=reload result=ok").count();
+    let reload = |n: usize| {
+        d.signal(Signal::SIGHUP);
+        eventually(&format!("reload {n}"), || (reloads() == n).then_some(()));
+    };
+    let old = d.auth_http_secret.clone();
+    assert_eq!(users(&old), 200);
+
+    let new = "rotated-secret-0123456789";
+    std::fs::write(&file, format!("{new}\n")).expect("write the new secret");
+    reload(1);
+    assert_eq!(users(new), 200, "the new secret after the reload");
+    assert_eq!(users(&old), 403, "the old secret is refused");
+
+    std::fs::write(&file, "").expect("empty the secret file");
+    reload(2);
+    assert_eq!(users(new), 200, "an empty file keeps the secret in force");
+    let kept = format!("auth_http_secret=kept_old file={}", file.display());
+    assert_eq!(d.log().matches(&kept).count(), 1, "{}", d.log());
+
+    std::fs::remove_file(&file).expect("remove the secret file");
+    reload(3);
+    assert_eq!(users(new), 200, "a missing file keeps the secret in force");
+    assert_eq!(d.log().matches(&kept).count(), 2, "{}", d.log());
 }
 
 // ----- through a real Dovecot 2.4 ----------------------------------------------------------

@@ -426,9 +426,24 @@ fn debian_package_installs_a_working_hardened_service_and_purges_cleanly() {
         _ => assert!(!Path::new(POSTFIX_SOCKETS).exists()),
     }
 
-    // Man page, completions, docs and examples.
-    let man = run_ok(Command::new("man").args(["-P", "cat", "postern"]));
+    // Man pages (one per subcommand too), completions, docs and examples. The pages carry
+    // the last commit's time, so man-db would take a page it formatted for an earlier
+    // build of the same commit as current; a width outside 66..80 skips those cat pages.
+    let man_page = |name: &str| {
+        run_ok(
+            Command::new("man")
+                .env("MANWIDTH", "100")
+                .args(["-P", "cat", name]),
+        )
+    };
+    let man = man_page("postern");
     assert!(man.contains("postern") && man.contains("serve"), "{man}");
+    assert!(man.contains("postern-user-block(1)"), "SEE ALSO: {man}");
+    let block = man_page("postern-user-block");
+    assert!(
+        block.contains("postern user block") && block.contains("Block an account"),
+        "{block}"
+    );
     for f in [
         "/usr/share/bash-completion/completions/postern",
         "/usr/share/zsh/vendor-completions/_postern",

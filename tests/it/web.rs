@@ -619,6 +619,146 @@ fn on_the_unix_socket_the_proxy_tells_the_client() {
     let _ = std::fs::remove_file(&socket);
 }
 
+/// A raw keep-alive HTTP/1.1 connection to the web listener.
+struct KeepAlive {
+    reader: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl KeepAlive {
+    fn connect(d: &TestDaemon) -> KeepAlive {
+        let s = std::net::TcpStream::connect(&d.http).expect("connect http");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        KeepAlive {
+            reader: std::io::BufReader::new(s),
+        }
+    }
+
+    fn send(&mut self, text: &str) {
+        use std::io::Write;
+        self.reader
+            .get_mut()
+            .write_all(text.as_bytes())
+            .expect("write");
+    }
+
+    /// One answer (headers and its Content-Length body); returns the status.
+    fn answer(&mut self) -> u16 {
+        use std::io::{BufRead, Read};
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).expect("read answer");
+            assert!(!line.is_empty(), "closed before an answer: {head:?}");
+            if line == "\r\n" {
+                break;
+            }
+            head.push(line);
+        }
+        let length: usize = head
+            .iter()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no Content-Length: {head:?}"));
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).expect("read body");
+        head[0]
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {}", head[0]))
+    }
+
+    fn get(&mut self) -> u16 {
+        self.send(
+            "GET /.well-known/autoconfig/mail/config-v1.1.xml HTTP/1.1\r\nHost: example.org\r\n\r\n",
+        );
+        self.answer()
+    }
+
+    /// Waits for the server to close the connection; how long that took.
+    fn closed_after(&mut self) -> Duration {
+        use std::io::Read;
+        let start = std::time::Instant::now();
+        let mut byte = [0u8; 1];
+        match self.reader.read(&mut byte) {
+            Ok(0) => {}
+            Ok(_) => panic!("data instead of the end of the connection"),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("the connection was not closed: {e}"),
+        }
+        start.elapsed()
+    }
+}
+
+// http.idle_timeout was never applied to connections: an idle keep-alive connection was
+// closed by hyper's header timer (http.header_timeout) instead.
+#[test]
+fn keep_alive_connections_idle_up_to_idle_timeout_and_heads_get_header_timeout() {
+    let d = TestDaemon::start_with(
+        "open",
+        &[
+            ("POSTERN_HTTP__HEADER_TIMEOUT", "1s"),
+            ("POSTERN_HTTP__IDLE_TIMEOUT", "3s"),
+        ],
+    );
+    let (header, idle) = (Duration::from_secs(1), Duration::from_secs(3));
+    let early = Duration::from_millis(500);
+    std::thread::scope(|scope| {
+        // Silent longer than header_timeout but within idle_timeout: still served.
+        scope.spawn(|| {
+            let mut c = KeepAlive::connect(&d);
+            assert_eq!(c.get(), 200);
+            std::thread::sleep(header + early);
+            assert_eq!(c.get(), 200, "the next request within idle_timeout");
+        });
+        // Silent past idle_timeout: the server closes the connection.
+        scope.spawn(|| {
+            let mut c = KeepAlive::connect(&d);
+            assert_eq!(c.get(), 200);
+            let waited = c.closed_after();
+            assert!(
+                waited > idle - early && waited < idle * 3,
+                "closed {waited:?} after the answer"
+            );
+        });
+        // A request head that stalls, on a fresh connection and after an answer: closed
+        // after header_timeout, not idle_timeout.
+        scope.spawn(|| {
+            let mut c = KeepAlive::connect(&d);
+            c.send("GET / HTTP/1.1\r\nHost: exa");
+            let waited = c.closed_after();
+            assert!(
+                waited < idle - early,
+                "closed {waited:?} after a stalled head"
+            );
+        });
+        scope.spawn(|| {
+            let mut c = KeepAlive::connect(&d);
+            assert_eq!(c.get(), 200);
+            c.send("GET / HTTP/1.1\r\nHost: exa");
+            let waited = c.closed_after();
+            assert!(
+                waited > header - early && waited < idle - early,
+                "closed {waited:?} after a stalled second head"
+            );
+        });
+        // A body that stalls is the handler's to time out (408 after idle_timeout).
+        scope.spawn(|| {
+            let mut c = KeepAlive::connect(&d);
+            let start = std::time::Instant::now();
+            c.send(
+                "POST /new HTTP/1.1\r\nHost: example.org\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{}",
+            );
+            assert_eq!(c.answer(), 408);
+            assert!(start.elapsed() > idle - early, "{:?}", start.elapsed());
+        });
+    });
+}
+
 #[test]
 fn public_url_shapes_links_cookies_and_settings() {
     let d = TestDaemon::start_with(
