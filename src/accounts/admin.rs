@@ -32,9 +32,7 @@ pub enum AdminError {
     Blocked(String),
     #[error("there is no invite {0}")]
     NoToken(String),
-    #[error(
-        "account {address} was deleted, but its mail home {path} could not be removed: {message}"
-    )]
+    #[error("mail home of {address} ({path}): {message}")]
     MailHome {
         address: String,
         path: PathBuf,
@@ -65,8 +63,8 @@ pub struct NewUser {
 #[derive(Debug, Clone)]
 pub struct Deleted {
     pub account: AccountRow,
-    /// The mail home that was removed, if there was one and it was to be removed.
-    pub mail_removed: Option<PathBuf>,
+    /// The mail home queued for removal; `None` when the mail is kept.
+    pub mail_queued: Option<PathBuf>,
     pub still_blocked: bool,
 }
 
@@ -217,8 +215,19 @@ impl Accounts {
     }
 
     /// Deletes an account. Its address stays on the blocklist unless `allow_reuse`, so a
-    /// stranger cannot register it and receive its mail; its mail home is removed unless
-    /// `keep_mail`, and only when it lies strictly inside the configured mail root.
+    /// stranger cannot register it and receive its mail. Unless `keep_mail`, its mail
+    /// home joins the removal queue in the same transaction; this call never touches the
+    /// file system.
+    ///
+    /// The rule for mail homes: deleting an account only queues its home. Removing one
+    /// takes [`MailHomeRights`](super::maintenance::MailHomeRights), which only the CLI
+    /// run as root has: `postern user delete` removes the home at once with
+    /// [`Accounts::remove_queued_home`], and `postern maintenance run` (daily) empties
+    /// the queue with [`Accounts::run_maintenance`]. The daemon (the admin page) never
+    /// tries: under the packaged unit it has no access to mail homes, and trying would
+    /// make the outcome depend on how it runs (removed in a development setup run as
+    /// root, an error after the account is already gone under systemd). Queuing gives one
+    /// predictable answer, and the queue keeps the removal from being forgotten.
     pub async fn delete_user(
         &self,
         address: &str,
@@ -226,55 +235,29 @@ impl Accounts {
         allow_reuse: bool,
     ) -> Result<Deleted, AdminError> {
         let address = self.admin_address(address)?;
+        let home = if keep_mail {
+            None
+        } else {
+            Some(address::mail_home(&self.config().mailbox.home, &address)?)
+        };
         let key = address.as_str().to_owned();
         let now = self.now();
+        let queue = home.clone();
         let row = self
-            .db(move |s| s.delete_account(&key, allow_reuse, "deleted", now))
+            .db(move |s| s.delete_account(&key, allow_reuse, "deleted", now, queue.as_deref()))
             .await?
             .ok_or_else(|| AdminError::NotFound(address.to_string()))?;
         self.cache.forget(address.as_str());
         tracing::info!(
-            "event=delete address={} keep_mail={keep_mail} allow_reuse={allow_reuse}",
-            self.shown(address.as_str())
+            "event=delete address={} keep_mail={keep_mail} allow_reuse={allow_reuse} mail_home={}",
+            self.shown(address.as_str()),
+            if keep_mail { "kept" } else { "queued" }
         );
-        let mail_removed = if keep_mail {
-            None
-        } else {
-            self.remove_mail_home(address.as_str()).await?
-        };
         Ok(Deleted {
             account: row,
-            mail_removed,
+            mail_queued: home,
             still_blocked: !allow_reuse,
         })
-    }
-
-    /// Removes the mail home of an address that no longer has an account, only when it
-    /// lies strictly inside the configured mail root. `None` when there was none.
-    pub async fn remove_mail_home(&self, address: &str) -> Result<Option<PathBuf>, AdminError> {
-        let config = self.config();
-        let address = self.admin_address(address)?;
-        let key = address.as_str().to_owned();
-        if self.db(move |s| s.account(&key)).await?.is_some() {
-            return Err(AdminError::Exists(address.to_string()));
-        }
-        let home = address::mail_home(&config.mailbox.home, &address)?;
-        let root = address::home_root(&config.mailbox.home);
-        let result = tokio::task::spawn_blocking({
-            let home = home.clone();
-            move || remove_home(&root, &home)
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-        match result {
-            Ok(true) => Ok(Some(home)),
-            Ok(false) => Ok(None),
-            Err(message) => Err(AdminError::MailHome {
-                address: address.to_string(),
-                path: home,
-                message,
-            }),
-        }
     }
 
     /// Measures an account's Maildir (every folder's `cur` and `new`): bytes, from the
@@ -473,28 +456,4 @@ fn size_from_name(name: &str) -> Option<u64> {
     base.split(',')
         .find_map(|f| f.strip_prefix("S="))
         .and_then(|s| s.parse().ok())
-}
-
-/// Removes a mail home after checking, on the real file system, that it lies strictly
-/// inside `root` (a symlink planted in the mail root must not redirect the removal).
-/// `Ok(false)` when there was nothing to remove.
-fn remove_home(root: &Path, home: &Path) -> Result<bool, String> {
-    let meta = match std::fs::symlink_metadata(home) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e.to_string()),
-    };
-    if meta.file_type().is_symlink() {
-        return Err("it is a symbolic link; not following it".into());
-    }
-    let real_root = root.canonicalize().map_err(|e| e.to_string())?;
-    let real_home = home.canonicalize().map_err(|e| e.to_string())?;
-    if !real_home.starts_with(&real_root) || real_home == real_root {
-        return Err(format!(
-            "it is not inside the mail root {}",
-            real_root.display()
-        ));
-    }
-    std::fs::remove_dir_all(&real_home).map_err(|e| e.to_string())?;
-    Ok(true)
 }

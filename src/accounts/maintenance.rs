@@ -2,17 +2,139 @@
 //! `postern stats` and `postern import chatmail` decide.
 //!
 //! ```text
+//! queue      mail homes of deleted accounts (the admin page's, failed removals) -> remove,
+//!            strictly inside the mail root; the address has an account again -> leave
+//!            the home, drop the entry; already gone -> drop; removal fails -> keep
 //! inactive   last login older than maintenance.delete_inactive_after   -> delete with mail
 //!            (administrators are never deleted by maintenance)
 //! unused     web/invite accounts never logged in after delete_unused_after -> delete
 //! tokens     revoked/expired/used up for token_grace, no account made with them -> purge
 //! usage      not reported by quota_clone for usage_stale_after -> recompute from Maildir
 //! ```
+//!
+//! [`Accounts::run_maintenance`] runs these steps in this order and returns a
+//! [`MaintenanceReport`]; the CLI prints it and maps it to an exit code. Mail homes
+//! belong to the mail user, so every file operation on them goes through the caller's
+//! [`MailHomeRights`].
 
-use super::address::Address;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use super::address::{self, Address};
 use super::password::looks_like_supported_hash;
-use super::{Accounts, AdminError, Route};
-use crate::store::{NewAccount, QuotaMode, StoreStats};
+use super::{Accounts, AdminError, Route, Unavailable, UsageChange};
+use crate::store::{NewAccount, QueuedHome, QuotaMode, StoreStats};
+
+/// The right to touch mail homes, which belong to the mail user rather than to whoever
+/// runs postern. The CLI run as root has it: it switches back to root around the
+/// operation (`src/cli/privileges.rs`). The daemon has none, so it never removes a mail
+/// home itself (see [`Accounts::delete_user`]). Only file-system work runs inside
+/// `with_rights`, never a database call.
+pub trait MailHomeRights {
+    /// Runs `op`, a file operation on mail homes, with the rights it needs. `op` must
+    /// not start its work before it is first polled (an `async` block, not a spawned
+    /// task), so the work happens inside the switch.
+    fn with_rights<T>(&self, op: impl Future<Output = T>) -> impl Future<Output = T>;
+}
+
+/// What became of a queued mail home; in a dry run, what would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HomeResult {
+    /// Removed; off the queue.
+    Removed,
+    /// Nothing on disk; off the queue.
+    Gone,
+    /// The address has an account again (registered after `--allow-reuse`): the home
+    /// now holds that account's mail. Left alone; off the queue.
+    Skipped,
+    /// Could not be removed (the reason); it stays queued for the next run.
+    Failed(String),
+}
+
+/// One queued mail home and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeOutcome {
+    pub address: String,
+    pub home: PathBuf,
+    pub result: HomeResult,
+}
+
+/// Why maintenance deletes an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Last login older than `delete_inactive_after`.
+    Inactive,
+    /// Made on the web or with an invite, never logged in, older than `delete_unused_after`.
+    Unused,
+}
+
+/// What became of an account maintenance found due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DueOutcome {
+    /// A dry run: it would be deleted with its mail home.
+    Due,
+    /// Deleted, and what became of its mail home (`None`: another process handled it).
+    Deleted(Option<HomeOutcome>),
+    /// Not deleted (why).
+    NotDeleted(String),
+}
+
+/// An account maintenance found due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueAccount {
+    pub address: String,
+    pub why: Due,
+    pub outcome: DueOutcome,
+}
+
+/// What `run_maintenance` did, step by step; in a dry run, what it would do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    pub dry_run: bool,
+    /// Mail homes queued by earlier deletions, in queue order.
+    pub queued_homes: Vec<HomeOutcome>,
+    /// Inactive accounts, then unused ones.
+    pub accounts: Vec<DueAccount>,
+    /// Dead invites purged (in a dry run: due).
+    pub tokens_purged: usize,
+    /// Accounts whose usage was recomputed (in a dry run: due).
+    pub usage_recomputed: usize,
+}
+
+impl MaintenanceReport {
+    /// Every mail home handled: earlier deletions' and this run's.
+    pub fn homes(&self) -> impl Iterator<Item = &HomeOutcome> {
+        let deleted = self.accounts.iter().filter_map(|a| match &a.outcome {
+            DueOutcome::Deleted(Some(h)) => Some(h),
+            _ => None,
+        });
+        self.queued_homes.iter().chain(deleted)
+    }
+
+    /// Every mail home that could not be removed (they stay queued).
+    pub fn failed_homes(&self) -> Vec<&HomeOutcome> {
+        self.homes()
+            .filter(|h| matches!(h.result, HomeResult::Failed(_)))
+            .collect()
+    }
+
+    /// Accounts that were due but could not be deleted: (address, why not).
+    pub fn not_deleted(&self) -> Vec<(&str, &str)> {
+        self.accounts
+            .iter()
+            .filter_map(|a| match &a.outcome {
+                DueOutcome::NotDeleted(why) => Some((a.address.as_str(), why.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// True when a real run did everything it set out to do (a dry run changes
+    /// nothing, so nothing in it fails).
+    pub fn succeeded(&self) -> bool {
+        self.dry_run || (self.failed_homes().is_empty() && self.not_deleted().is_empty())
+    }
+}
 
 /// What maintenance would do at a given time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +169,180 @@ pub struct ImportReport {
 }
 
 impl Accounts {
+    /// Runs the maintenance `[maintenance]` asks for, as at `now`: first the mail homes
+    /// queued by earlier deletions (so each entry is tried once per run), then the
+    /// inactive and unused accounts (each deleted, its home queued and removed at once),
+    /// then dead invites and stale usage. `dry_run` changes nothing: the report says
+    /// what would happen, mail homes checked on the real file system. An account that
+    /// cannot be deleted or a mail home that cannot be removed goes into the report and
+    /// the run goes on; any other database failure stops it (nothing half done is lost:
+    /// a removed home's entry that could not leave the queue is found gone next time).
+    pub async fn run_maintenance(
+        &self,
+        now: i64,
+        dry_run: bool,
+        rights: &impl MailHomeRights,
+    ) -> Result<MaintenanceReport, AdminError> {
+        let mut report = MaintenanceReport {
+            dry_run,
+            ..MaintenanceReport::default()
+        };
+        let queue = self.db(|s| s.queued_homes()).await?;
+        for entry in queue {
+            report
+                .queued_homes
+                .push(self.handle_queued_home(entry, dry_run, rights).await?);
+        }
+
+        let plan = self.maintenance_plan(now).await?;
+        for (why, list) in [(Due::Inactive, &plan.inactive), (Due::Unused, &plan.unused)] {
+            for address in list {
+                let outcome = if dry_run {
+                    DueOutcome::Due
+                } else {
+                    self.delete_due(address, rights).await
+                };
+                report.accounts.push(DueAccount {
+                    address: address.clone(),
+                    why,
+                    outcome,
+                });
+            }
+        }
+
+        if dry_run {
+            report.tokens_purged = plan.tokens.len();
+            report.usage_recomputed = plan.stale_usage.len();
+            return Ok(report);
+        }
+        report.tokens_purged = self.purge_tokens(plan.tokens).await?;
+        for address in &plan.stale_usage {
+            let measured = rights.with_rights(self.measure_mail_home(address)).await;
+            if let Ok(Some((bytes, messages))) = measured {
+                let change = UsageChange::Set {
+                    bytes: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
+                    messages: Some(i64::try_from(messages).unwrap_or(i64::MAX)),
+                };
+                self.note_usage(address, change).await?;
+                report.usage_recomputed += 1;
+            }
+        }
+        let deleted = |why: Due| {
+            report
+                .accounts
+                .iter()
+                .filter(|a| a.why == why && matches!(a.outcome, DueOutcome::Deleted(_)))
+                .count()
+        };
+        let homes =
+            |want: fn(&HomeResult) -> bool| report.homes().filter(|h| want(&h.result)).count();
+        tracing::info!(
+            "event=maintenance deleted_inactive={} deleted_unused={} tokens_purged={} usage_recomputed={} failed={} homes_removed={} homes_gone={} homes_skipped={}",
+            deleted(Due::Inactive),
+            deleted(Due::Unused),
+            report.tokens_purged,
+            report.usage_recomputed,
+            report.failed_homes().len() + report.not_deleted().len(),
+            homes(|r| *r == HomeResult::Removed),
+            homes(|r| *r == HomeResult::Gone),
+            homes(|r| *r == HomeResult::Skipped),
+        );
+        Ok(report)
+    }
+
+    /// Deletes an account maintenance found due (its address stays blocked) and removes
+    /// its mail home at once.
+    async fn delete_due(&self, address: &str, rights: &impl MailHomeRights) -> DueOutcome {
+        let deleted = match self.delete_user(address, false, false).await {
+            Ok(d) => d,
+            Err(e) => return DueOutcome::NotDeleted(e.to_string()),
+        };
+        match self.remove_queued_home(address, rights).await {
+            Ok(home) => DueOutcome::Deleted(home),
+            // The entry stays queued: the next run tries again.
+            Err(e) => DueOutcome::Deleted(Some(HomeOutcome {
+                address: deleted.account.address,
+                home: deleted.mail_queued.unwrap_or_default(),
+                result: HomeResult::Failed(e.to_string()),
+            })),
+        }
+    }
+
+    /// Removes the queued mail home of `address` now, with `rights`: what `postern user
+    /// delete` does right after the deletion. `None` when nothing is queued for it.
+    pub async fn remove_queued_home(
+        &self,
+        address: &str,
+        rights: &impl MailHomeRights,
+    ) -> Result<Option<HomeOutcome>, AdminError> {
+        let key = self.address_for(address)?.as_str().to_owned();
+        let Some(entry) = self.db(move |s| s.queued_home(&key)).await? else {
+            return Ok(None);
+        };
+        Ok(Some(self.handle_queued_home(entry, false, rights).await?))
+    }
+
+    /// How many mail homes wait for removal.
+    pub async fn queued_home_count(&self) -> Result<i64, Unavailable> {
+        Ok(self.db(|s| s.queued_home_count()).await?)
+    }
+
+    /// Removes one queued mail home (`dry_run`: only checks it), unless its address has
+    /// an account again. The entry leaves the queue unless the removal failed.
+    async fn handle_queued_home(
+        &self,
+        entry: QueuedHome,
+        dry_run: bool,
+        rights: &impl MailHomeRights,
+    ) -> Result<HomeOutcome, AdminError> {
+        let key = entry.address.clone();
+        let result = if self.db(move |s| s.account(&key)).await?.is_some() {
+            HomeResult::Skipped
+        } else {
+            let root = address::home_root(&self.config().mailbox.home);
+            let home = entry.home.clone();
+            // An async block: the blocking task starts inside the rights switch.
+            let removed = rights
+                .with_rights(async move {
+                    tokio::task::spawn_blocking(move || remove_home(&root, &home, dry_run)).await
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            match removed {
+                Ok(true) => HomeResult::Removed,
+                Ok(false) => HomeResult::Gone,
+                Err(message) => HomeResult::Failed(message),
+            }
+        };
+        if !dry_run {
+            let (address, home) = (self.shown(&entry.address), entry.home.to_string_lossy());
+            let home = self.shown(&home);
+            match &result {
+                HomeResult::Removed => {
+                    tracing::info!("event=mail_home result=removed address={address} home={home}")
+                }
+                HomeResult::Gone => {
+                    tracing::info!("event=mail_home result=gone address={address} home={home}")
+                }
+                HomeResult::Skipped => tracing::warn!(
+                    "event=mail_home result=skipped reason=account_exists address={address} home={home}"
+                ),
+                HomeResult::Failed(e) => tracing::warn!(
+                    "event=mail_home result=fail address={address} home={home} error=\"{e}\""
+                ),
+            }
+            if !matches!(result, HomeResult::Failed(_)) {
+                let done = entry.clone();
+                self.db(move |s| s.dequeue_home(&done)).await?;
+            }
+        }
+        Ok(HomeOutcome {
+            address: entry.address,
+            home: entry.home,
+            result,
+        })
+    }
+
     /// Lists what maintenance would delete, purge and recompute at `now`.
     pub async fn maintenance_plan(&self, now: i64) -> Result<MaintenancePlan, AdminError> {
         let m = self.config().maintenance.clone();
@@ -166,4 +462,30 @@ impl Accounts {
         );
         Ok(report)
     }
+}
+
+/// Removes a mail home (`check_only`: only checks it) after checking, on the real file
+/// system, that it lies strictly inside `root` (a symlink planted in the mail root must
+/// not redirect the removal). `Ok(false)` when there is nothing to remove.
+fn remove_home(root: &Path, home: &Path, check_only: bool) -> Result<bool, String> {
+    let meta = match std::fs::symlink_metadata(home) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.to_string()),
+    };
+    if meta.file_type().is_symlink() {
+        return Err("it is a symbolic link; not following it".into());
+    }
+    let real_root = root.canonicalize().map_err(|e| e.to_string())?;
+    let real_home = home.canonicalize().map_err(|e| e.to_string())?;
+    if !real_home.starts_with(&real_root) || real_home == real_root {
+        return Err(format!(
+            "it is not inside the mail root {}",
+            real_root.display()
+        ));
+    }
+    if !check_only {
+        std::fs::remove_dir_all(&real_home).map_err(|e| e.to_string())?;
+    }
+    Ok(true)
 }

@@ -378,38 +378,203 @@ async fn register_checks_mode_token_and_rules() {
     );
 }
 
+/// Runs mail-home operations with the test process's own rights.
+struct OwnRights;
+
+impl maintenance::MailHomeRights for OwnRights {
+    fn with_rights<T>(
+        &self,
+        op: impl std::future::Future<Output = T>,
+    ) -> impl std::future::Future<Output = T> {
+        op
+    }
+}
+
+/// Creates `address` (open mode, by logging in) with a message in its mail home.
+async fn with_mail(a: &Accounts, address: &str) -> std::path::PathBuf {
+    login(a, address, "long enough pw").await;
+    let home = a.userdb(address).await.expect("db").expect("entry").home;
+    std::fs::create_dir_all(home.join("Maildir/new")).expect("mkdir");
+    std::fs::write(home.join("Maildir/new/1"), "mail").expect("write");
+    home
+}
+
 #[tokio::test]
-async fn delete_blocks_address_and_removes_home_inside_root_only() {
+async fn delete_blocks_address_and_queues_the_home_without_touching_it() {
     let f = Fixture::new(RegistrationMode::Open);
     let a = f.accounts();
-    login(&a, "alice@example.org", "long enough pw").await;
-    let entry = a
-        .userdb("alice@example.org")
-        .await
-        .expect("db")
-        .expect("entry");
-    std::fs::create_dir_all(entry.home.join("Maildir/new")).expect("mkdir");
-    std::fs::write(entry.home.join("Maildir/new/1"), "mail").expect("write");
+    let home = with_mail(&a, "alice@example.org").await;
     let deleted = a
         .delete_user("alice@example.org", false, false)
         .await
         .expect("delete");
-    assert_eq!(deleted.mail_removed.as_deref(), Some(entry.home.as_path()));
-    assert!(!entry.home.exists());
+    assert_eq!(deleted.mail_queued.as_deref(), Some(home.as_path()));
+    assert!(
+        home.join("Maildir/new/1").exists(),
+        "deleting touches no file"
+    );
+    assert_eq!(a.queued_home_count().await.expect("db"), 1);
     // The address stays blocked: nobody can take it over by logging in.
     assert_eq!(
         login(&a, "alice@example.org", "long enough pw").await,
         LoginOutcome::Refused(Refusal::Blocked)
     );
-    // With --allow-reuse it can be registered again.
-    login(&a, "bob@example.org", "long enough pw").await;
-    a.delete_user("bob@example.org", true, true)
+    // With the rights to do it (the CLI as root), the queued home goes at once.
+    let removed = a
+        .remove_queued_home("alice@example.org", &OwnRights)
+        .await
+        .expect("db")
+        .expect("queued");
+    assert_eq!(
+        (removed.result, removed.home.as_path()),
+        (maintenance::HomeResult::Removed, home.as_path())
+    );
+    assert!(!home.exists());
+    assert_eq!(a.queued_home_count().await.expect("db"), 0);
+
+    // --keep-mail queues nothing; with --allow-reuse the address can be registered again.
+    let bob = with_mail(&a, "bob@example.org").await;
+    let deleted = a
+        .delete_user("bob@example.org", true, true)
         .await
         .expect("delete");
+    assert_eq!(deleted.mail_queued, None);
+    assert_eq!(a.queued_home_count().await.expect("db"), 0);
+    assert!(bob.exists());
     assert_eq!(
         login(&a, "bob@example.org", "another pw 1").await,
         accepted("bob@example.org", true)
     );
+}
+
+#[tokio::test]
+async fn maintenance_removes_queued_homes_but_not_a_reregistered_one_and_keeps_failures() {
+    use maintenance::HomeResult;
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    let alice = with_mail(&a, "alice@example.org").await;
+    let bob = with_mail(&a, "bob@example.org").await;
+    login(&a, "carol@example.org", "long enough pw").await; // never had a mail home
+    let dave = with_mail(&a, "dave@example.org").await;
+    for user in ["alice", "bob", "carol", "dave"] {
+        a.delete_user(&format!("{user}@example.org"), false, user == "bob")
+            .await
+            .expect("delete");
+    }
+    // bob registers again after --allow-reuse: his home now holds the new account's mail.
+    assert_eq!(
+        login(&a, "bob@example.org", "the new bob pw").await,
+        accepted("bob@example.org", true)
+    );
+    // dave's home became a link to a directory outside the mail root.
+    let outside = f._dir.path().join("elsewhere");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::fs::remove_dir_all(&dave).expect("rm");
+    std::os::unix::fs::symlink(&outside, &dave).expect("symlink");
+
+    let results = |r: &maintenance::MaintenanceReport| {
+        r.queued_homes
+            .iter()
+            .map(|h| (h.address.clone(), h.result.clone()))
+            .collect::<HashMap<_, _>>()
+    };
+    let failed = HomeResult::Failed("it is a symbolic link; not following it".into());
+    let expected = HashMap::from([
+        ("alice@example.org".to_owned(), HomeResult::Removed),
+        ("bob@example.org".to_owned(), HomeResult::Skipped),
+        ("carol@example.org".to_owned(), HomeResult::Gone),
+        ("dave@example.org".to_owned(), failed.clone()),
+    ]);
+
+    // A dry run says all that and changes nothing.
+    let now = a.now();
+    let dry = a.run_maintenance(now, true, &OwnRights).await.expect("run");
+    assert_eq!(results(&dry), expected);
+    assert!(dry.succeeded());
+    assert!(alice.join("Maildir/new/1").exists());
+    assert_eq!(a.queued_home_count().await.expect("db"), 4);
+
+    let run = a
+        .run_maintenance(now, false, &OwnRights)
+        .await
+        .expect("run");
+    assert_eq!(results(&run), expected);
+    assert!(!alice.exists(), "removed");
+    assert!(
+        bob.join("Maildir/new/1").exists(),
+        "the new account's mail is kept"
+    );
+    assert!(outside.exists(), "the link was not followed");
+    assert!(!run.succeeded());
+    assert_eq!(
+        run.failed_homes()
+            .iter()
+            .map(|h| h.home.clone())
+            .collect::<Vec<_>>(),
+        vec![dave.clone()]
+    );
+    // Only the failure stays queued; the next run tries it again.
+    assert_eq!(a.queued_home_count().await.expect("db"), 1);
+    let again = a
+        .run_maintenance(now, false, &OwnRights)
+        .await
+        .expect("run");
+    assert_eq!(
+        results(&again),
+        HashMap::from([("dave@example.org".to_owned(), failed)])
+    );
+    // Once the operator clears the link away, the entry leaves the queue.
+    std::fs::remove_file(&dave).expect("rm link");
+    let last = a
+        .run_maintenance(now, false, &OwnRights)
+        .await
+        .expect("run");
+    assert!(last.succeeded());
+    assert_eq!(a.queued_home_count().await.expect("db"), 0);
+}
+
+#[tokio::test]
+async fn maintenance_deletes_due_accounts_with_their_homes_at_once() {
+    use crate::config::Seconds;
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.maintenance.delete_inactive_after = Some(Seconds(90 * 86400));
+    let a = f.accounts();
+    login(&a, "boss@example.org", "long enough pw").await; // the administrator: never due
+    let old = with_mail(&a, "old@example.org").await;
+    let later = a.now() + 91 * 86400;
+
+    let dry = a
+        .run_maintenance(later, true, &OwnRights)
+        .await
+        .expect("run");
+    assert_eq!(
+        dry.accounts,
+        vec![maintenance::DueAccount {
+            address: "old@example.org".into(),
+            why: maintenance::Due::Inactive,
+            outcome: maintenance::DueOutcome::Due,
+        }]
+    );
+    assert!(old.exists() && a.user("old@example.org").await.is_ok());
+
+    let run = a
+        .run_maintenance(later, false, &OwnRights)
+        .await
+        .expect("run");
+    assert!(run.succeeded(), "{run:?}");
+    assert!(matches!(
+        &run.accounts[..],
+        [maintenance::DueAccount {
+            outcome: maintenance::DueOutcome::Deleted(Some(maintenance::HomeOutcome {
+                result: maintenance::HomeResult::Removed,
+                ..
+            })),
+            ..
+        }]
+    ));
+    assert!(!old.exists());
+    assert!(a.user("old@example.org").await.is_err());
+    assert_eq!(a.queued_home_count().await.expect("db"), 0);
 }
 
 #[tokio::test]

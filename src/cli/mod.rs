@@ -23,6 +23,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::accounts::admin::token_status;
+use crate::accounts::maintenance::HomeResult;
 use crate::accounts::password::Password;
 use crate::accounts::{Accounts, AdminError, NewUser, Route, Unavailable, UsageChange};
 use crate::config::{self, Config, Quota, RegistrationMode, Seconds};
@@ -54,7 +55,8 @@ pub enum Command {
     /// Storage usage.
     #[command(subcommand)]
     Quota(QuotaCmd),
-    /// Delete inactive and unused accounts, purge dead invites, refresh stale usage.
+    /// Remove queued mail homes, delete inactive and unused accounts, purge dead invites,
+    /// refresh stale usage.
     #[command(subcommand)]
     Maintenance(MaintenanceCmd),
     /// Accounts, registrations, storage and invites at a glance.
@@ -144,7 +146,9 @@ pub enum UserCmd {
     },
     /// Unblock an account.
     Unblock { address: String },
-    /// Delete an account and (unless --keep-mail) its mail home.
+    /// Delete an account and (unless --keep-mail) its mail home. Run as root, the mail
+    /// home goes at once; a home that cannot be removed stays queued for `postern
+    /// maintenance run` (accounts deleted on the admin page queue theirs too).
     Delete {
         address: String,
         /// Keep the mail home on disk.
@@ -178,7 +182,9 @@ pub enum QuotaCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum MaintenanceCmd {
-    /// Run the maintenance the configuration asks for ([maintenance]).
+    /// Run the maintenance the configuration asks for ([maintenance]), and remove the
+    /// mail homes queued by deletions (the admin page's). Exits 1 when an account or a
+    /// mail home could not be removed; such a home stays queued for the next run.
     Run {
         /// Show what would be done; change nothing.
         #[arg(long)]
@@ -631,19 +637,35 @@ async fn user_command(
                     "deleting {address} cannot be undone; add --yes to confirm"
                 )));
             }
-            let deleted = accounts.delete_user(address, true, *allow_reuse).await?;
+            let deleted = accounts
+                .delete_user(address, *keep_mail, *allow_reuse)
+                .await?;
             println!("deleted {}", deleted.account.address);
             if deleted.still_blocked {
                 println!("the address stays on the blocklist (--allow-reuse lets it be registered again)");
             }
             if !keep_mail {
-                // Mail homes belong to the mail user, not the database owner.
-                let removed = privileges
-                    .as_invoker_async(accounts.remove_mail_home(&deleted.account.address))
+                // The deletion queued the mail home; remove it now with root's rights.
+                let removed = accounts
+                    .remove_queued_home(&deleted.account.address, privileges)
                     .await?;
-                match removed {
-                    Some(path) => println!("removed mail home {}", path.display()),
-                    None => println!("no mail home on disk"),
+                match removed.map(|h| (h.result, h.home)) {
+                    Some((HomeResult::Removed, home)) => {
+                        println!("removed mail home {}", home.display())
+                    }
+                    Some((HomeResult::Failed(why), home)) => {
+                        return Err(Failure::refused(format!(
+                            "account {} was deleted, but its mail home {} could not be removed: \
+                             {why}; it stays queued for `postern maintenance run`",
+                            deleted.account.address,
+                            home.display()
+                        )))
+                    }
+                    Some((HomeResult::Skipped, home)) => println!(
+                        "mail home {} left alone: the address has an account again",
+                        home.display()
+                    ),
+                    Some((HomeResult::Gone, _)) | None => println!("no mail home on disk"),
                 }
             }
         }
@@ -676,71 +698,31 @@ async fn maintenance_command(
     privileges: &privileges::Privileges,
 ) -> Result<(), Failure> {
     let now = at.unwrap_or_else(|| accounts.now());
-    let plan = accounts.maintenance_plan(now).await?;
-    let verb = if dry_run { "would delete" } else { "deleted" };
-    let mut failed = 0;
-    for (why, list) in [("inactive", &plan.inactive), ("never used", &plan.unused)] {
-        for address in list {
-            if dry_run {
-                println!("{verb} {address} ({why})");
-                continue;
-            }
-            match accounts.delete_user(address, true, false).await {
-                Ok(_) => {
-                    let home = privileges
-                        .as_invoker_async(accounts.remove_mail_home(address))
-                        .await;
-                    match home {
-                        Ok(_) => println!("{verb} {address} ({why})"),
-                        Err(e) => {
-                            failed += 1;
-                            eprintln!("postern: {e}");
-                        }
-                    }
-                }
-                Err(e) => {
-                    failed += 1;
-                    eprintln!("postern: {address}: {e}");
-                }
-            }
-        }
+    let report = accounts.run_maintenance(now, dry_run, privileges).await?;
+    output::maintenance_report(&report);
+    if report.succeeded() {
+        return Ok(());
     }
-    if dry_run {
-        println!("would purge {} dead invite(s)", plan.tokens.len());
-        println!(
-            "would recompute usage of {} account(s)",
-            plan.stale_usage.len()
-        );
-    } else {
-        let purged = accounts.purge_tokens(plan.tokens.clone()).await?;
-        println!("purged {purged} dead invite(s)");
-        let mut recomputed = 0;
-        for address in &plan.stale_usage {
-            if let Ok(Some((bytes, messages))) = privileges
-                .as_invoker_async(accounts.measure_mail_home(address))
-                .await
-            {
-                let change = UsageChange::Set {
-                    bytes: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
-                    messages: Some(i64::try_from(messages).unwrap_or(i64::MAX)),
-                };
-                accounts.note_usage(address, change).await?;
-                recomputed += 1;
-            }
-        }
-        println!("recomputed usage of {recomputed} account(s)");
-        tracing::info!(
-            "event=maintenance deleted_inactive={} deleted_unused={} tokens_purged={purged} usage_recomputed={recomputed} failed={failed}",
-            plan.inactive.len(),
-            plan.unused.len()
-        );
+    let mut problems = Vec::new();
+    let not_deleted = report.not_deleted();
+    if !not_deleted.is_empty() {
+        let names: Vec<&str> = not_deleted.iter().map(|(a, _)| *a).collect();
+        problems.push(format!(
+            "{} account(s) could not be deleted: {}",
+            names.len(),
+            names.join(", ")
+        ));
     }
-    if failed > 0 {
-        return Err(Failure::refused(format!(
-            "{failed} account(s) could not be fully removed"
-        )));
+    let homes = report.failed_homes();
+    if !homes.is_empty() {
+        let names: Vec<String> = homes.iter().map(|h| h.home.display().to_string()).collect();
+        problems.push(format!(
+            "{} mail home(s) could not be removed and stay queued for the next run: {}",
+            names.len(),
+            names.join(", ")
+        ));
     }
-    Ok(())
+    Err(Failure::refused(problems.join("; ")))
 }
 
 async fn stats_command(accounts: &Accounts, json: bool) -> Result<(), Failure> {
@@ -768,6 +750,7 @@ async fn stats_command(accounts: &Accounts, json: bool) -> Result<(), Failure> {
                 "expired": st.tokens_expired,
                 "revoked": st.tokens_revoked,
             },
+            "mail_homes_queued": st.homes_queued,
         }));
         return Ok(());
     }
@@ -789,6 +772,10 @@ async fn stats_command(accounts: &Accounts, json: bool) -> Result<(), Failure> {
     println!(
         "invites:    {} active, {} used up, {} expired, {} revoked",
         st.tokens_active, st.tokens_used_up, st.tokens_expired, st.tokens_revoked
+    );
+    println!(
+        "mail homes: {} queued for removal (by the next `postern maintenance run`)",
+        st.homes_queued
     );
     Ok(())
 }

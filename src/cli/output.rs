@@ -10,6 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use crate::accounts::admin::token_status;
+use crate::accounts::maintenance::{Due, DueOutcome, HomeResult, MaintenanceReport};
 use crate::accounts::Accounts;
 use crate::config::format_size;
 use crate::store::{AccountRow, BlockEntry, QuotaMode, TokenRow};
@@ -151,4 +152,74 @@ pub fn account_details(accounts: &Accounts, r: &AccountRow) {
         ),
         None => println!("blocked:      no"),
     }
+}
+
+/// `postern maintenance run [--dry-run]`: a line per queued mail home and per account
+/// due, then the invites and usage counts. Failures go to standard error.
+///
+/// ```text
+/// removed queued mail home /var/vmail/example.org/carol of carol@example.org
+/// deleted old1@example.org (inactive)
+/// purged 1 dead invite(s)
+/// recomputed usage of 0 account(s)
+/// ```
+pub fn maintenance_report(r: &MaintenanceReport) {
+    let would = |done: &'static str, planned: &'static str| if r.dry_run { planned } else { done };
+    for h in &r.queued_homes {
+        let (home, address) = (h.home.display(), &h.address);
+        match &h.result {
+            HomeResult::Removed => println!(
+                "{} queued mail home {home} of {address}",
+                would("removed", "would remove")
+            ),
+            HomeResult::Gone => println!(
+                "queued mail home {home} of {address} {} already gone",
+                would("was", "is")
+            ),
+            HomeResult::Skipped => println!(
+                "{} queued mail home {home} alone: {address} has an account again",
+                would("left", "would leave")
+            ),
+            HomeResult::Failed(why) if r.dry_run => {
+                println!("queued mail home {home} of {address} cannot be removed: {why}")
+            }
+            HomeResult::Failed(why) => eprintln!(
+                "postern: queued mail home {home} of {address} could not be removed: {why}; \
+                 it stays queued"
+            ),
+        }
+    }
+    for a in &r.accounts {
+        let why = match a.why {
+            Due::Inactive => "inactive",
+            Due::Unused => "never used",
+        };
+        match &a.outcome {
+            DueOutcome::Due => println!("would delete {} ({why})", a.address),
+            DueOutcome::Deleted(home) => {
+                println!("deleted {} ({why})", a.address);
+                if let Some(h) = home {
+                    if let HomeResult::Failed(e) = &h.result {
+                        eprintln!(
+                            "postern: account {} was deleted, but its mail home {} could not \
+                             be removed: {e}; it stays queued",
+                            a.address,
+                            h.home.display()
+                        );
+                    }
+                }
+            }
+            DueOutcome::NotDeleted(e) => eprintln!("postern: {}: {e}", a.address),
+        }
+    }
+    println!(
+        "{} {} dead invite(s)",
+        would("purged", "would purge"),
+        r.tokens_purged
+    );
+    println!(
+        "{} usage of {} account(s)",
+        would("recomputed", "would recompute"),
+        r.usage_recomputed
+    );
 }

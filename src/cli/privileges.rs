@@ -79,3 +79,11 @@ impl Privileges {
         out
     }
 }
+
+/// Mail homes belong to the mail user: the core's file operations on them run with the
+/// invoking user's ids (root under `postern-maintenance.service`).
+impl crate::accounts::maintenance::MailHomeRights for Privileges {
+    fn with_rights<T>(&self, op: impl Future<Output = T>) -> impl Future<Output = T> {
+        self.as_invoker_async(op)
+    }
+}

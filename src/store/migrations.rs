@@ -50,6 +50,13 @@ CREATE TABLE settings (
 ALTER TABLE tokens ADD COLUMN last_used_at INTEGER;
 CREATE INDEX accounts_token ON accounts(token_id) WHERE token_id IS NOT NULL;
 ",
+    r"
+CREATE TABLE mail_home_removals (
+    address   TEXT PRIMARY KEY,
+    home      TEXT NOT NULL,
+    queued_at INTEGER NOT NULL
+) WITHOUT ROWID;
+",
 ];
 
 /// Applies every migration the database has not seen yet.

@@ -10,6 +10,7 @@
 //!            the addresses of deleted ones)
 //! tokens     invite codes, stored as SHA-256 of the code
 //! settings   run-time overrides (registration mode)
+//! mail_home_removals  mail homes of deleted accounts waiting for `maintenance run`
 //! ```
 
 use std::cell::Cell;
@@ -152,6 +153,16 @@ pub struct TokenRow {
     pub created_at: i64,
 }
 
+/// A deleted account's mail home waiting for removal (one per address: a later
+/// deletion of the same address replaces it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedHome {
+    pub address: String,
+    /// The mail home as it was when the account was deleted.
+    pub home: PathBuf,
+    pub queued_at: i64,
+}
+
 /// Counts for `postern stats`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoreStats {
@@ -169,6 +180,8 @@ pub struct StoreStats {
     pub tokens_used_up: i64,
     pub tokens_expired: i64,
     pub tokens_revoked: i64,
+    /// Mail homes waiting in the removal queue.
+    pub homes_queued: i64,
 }
 
 impl TokenRow {
@@ -502,13 +515,16 @@ impl Store {
     }
 
     /// Removes an account, and in the same transaction puts its address on the
-    /// blocklist unless `allow_reuse`. Returns the removed row.
+    /// blocklist unless `allow_reuse`, and queues `remove_home` for removal (`None`: the
+    /// mail is kept, which also cancels a removal queued by an earlier deletion of the
+    /// address: that home now holds mail to keep). Returns the removed row.
     pub fn delete_account(
         &self,
         address: &str,
         allow_reuse: bool,
         reason: &str,
         now: i64,
+        remove_home: Option<&Path>,
     ) -> Result<Option<AccountRow>> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -534,9 +550,65 @@ impl Store {
                 )?
                 .execute(params![address, reason, now])?;
             }
+            match remove_home {
+                Some(home) => tx
+                    .prepare_cached(
+                        "INSERT INTO mail_home_removals (address, home, queued_at) \
+                         VALUES (?1, ?2, ?3) ON CONFLICT(address) DO UPDATE \
+                         SET home = excluded.home, queued_at = excluded.queued_at",
+                    )?
+                    .execute(params![address, home.to_string_lossy(), now])?,
+                None => tx
+                    .prepare_cached("DELETE FROM mail_home_removals WHERE address = ?1")?
+                    .execute([address])?,
+            };
             tx.commit()?;
             Ok(Some(row))
         })
+    }
+
+    // ----- mail home removal queue ----------------------------------------------------
+
+    /// Every queued mail home, oldest first.
+    pub fn queued_homes(&self) -> Result<Vec<QueuedHome>> {
+        self.with(|c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT address, home, queued_at FROM mail_home_removals \
+                     ORDER BY queued_at, address",
+                )?
+                .query_map([], queued_home_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// The queued mail home of `address`, if there is one.
+    pub fn queued_home(&self, address: &str) -> Result<Option<QueuedHome>> {
+        self.with(|c| {
+            Ok(c.prepare_cached(
+                "SELECT address, home, queued_at FROM mail_home_removals WHERE address = ?1",
+            )?
+            .query_row([address], queued_home_from_row)
+            .optional()?)
+        })
+    }
+
+    /// How many mail homes wait for removal.
+    pub fn queued_home_count(&self) -> Result<i64> {
+        self.with(|c| {
+            Ok(c.prepare_cached("SELECT COUNT(*) FROM mail_home_removals")?
+                .query_row([], |r| r.get(0))?)
+        })
+    }
+
+    /// Takes an entry off the queue, only if it is still the one that was handled (a
+    /// deletion of the same address meanwhile queued a new one). True when it went.
+    pub fn dequeue_home(&self, entry: &QueuedHome) -> Result<bool> {
+        self.update_one(
+            "DELETE FROM mail_home_removals WHERE address = ?1 AND home = ?2 AND queued_at = ?3",
+            params![entry.address, entry.home.to_string_lossy(), entry.queued_at],
+        )
     }
 
     // ----- blocklist ------------------------------------------------------------------
@@ -760,6 +832,7 @@ impl Store {
                     &[&now],
                 )?,
                 tokens_revoked: one("SELECT COUNT(*) FROM tokens WHERE revoked_at IS NOT NULL", &[])?,
+                homes_queued: one("SELECT COUNT(*) FROM mail_home_removals", &[])?,
             })
         })
     }
@@ -864,6 +937,14 @@ fn block_from_row(r: &Row<'_>) -> rusqlite::Result<BlockEntry> {
         address: r.get(0)?,
         reason: r.get(1)?,
         since: r.get(2)?,
+    })
+}
+
+fn queued_home_from_row(r: &Row<'_>) -> rusqlite::Result<QueuedHome> {
+    Ok(QueuedHome {
+        address: r.get(0)?,
+        home: PathBuf::from(r.get::<_, String>(1)?),
+        queued_at: r.get(2)?,
     })
 }
 
@@ -981,19 +1062,57 @@ mod tests {
         s.create_account(&new("a@x.org")).expect("db").expect("ok");
         s.create_account(&new("b@x.org")).expect("db").expect("ok");
         assert!(s
-            .delete_account("a@x.org", false, "deleted", 9)
+            .delete_account("a@x.org", false, "deleted", 9, None)
             .expect("db")
             .is_some());
         assert!(s.blocklist_entry("a@x.org").expect("db").is_some());
         assert!(s
-            .delete_account("b@x.org", true, "deleted", 9)
+            .delete_account("b@x.org", true, "deleted", 9, None)
             .expect("db")
             .is_some());
         assert!(s.blocklist_entry("b@x.org").expect("db").is_none());
         assert!(s
-            .delete_account("b@x.org", true, "deleted", 9)
+            .delete_account("b@x.org", true, "deleted", 9, None)
             .expect("db")
             .is_none());
+    }
+
+    #[test]
+    fn deleting_queues_the_mail_home_in_the_same_step_and_keeping_mail_cancels_it() {
+        let (_d, s) = store();
+        let home = Path::new("/var/vmail/x.org/a");
+        s.create_account(&new("a@x.org")).expect("db").expect("ok");
+        s.delete_account("a@x.org", true, "deleted", 10, Some(home))
+            .expect("db")
+            .expect("deleted");
+        let queued = s.queued_home("a@x.org").expect("db").expect("queued");
+        assert_eq!((queued.home.as_path(), queued.queued_at), (home, 10));
+        assert_eq!(s.stats(20).expect("db").homes_queued, 1);
+        // No account, no queue entry: nothing is queued by a deletion that did not happen.
+        assert!(s
+            .delete_account("ghost@x.org", true, "deleted", 11, Some(home))
+            .expect("db")
+            .is_none());
+        assert_eq!(s.queued_home_count().expect("db"), 1);
+
+        // Registered again and deleted again: one entry, the newer one.
+        s.create_account(&new("a@x.org")).expect("db").expect("ok");
+        s.delete_account("a@x.org", true, "deleted", 30, Some(home))
+            .expect("db")
+            .expect("deleted");
+        let newer = s.queued_home("a@x.org").expect("db").expect("queued");
+        assert_eq!(newer.queued_at, 30);
+        // Handling the older entry does not drop the newer one.
+        assert!(!s.dequeue_home(&queued).expect("db"));
+        assert_eq!(s.queued_homes().expect("db"), vec![newer.clone()]);
+
+        // Registered again and deleted keeping the mail: the older removal is cancelled.
+        s.create_account(&new("a@x.org")).expect("db").expect("ok");
+        s.delete_account("a@x.org", true, "deleted", 40, None)
+            .expect("db")
+            .expect("deleted");
+        assert_eq!(s.queued_homes().expect("db"), vec![]);
+        assert!(!s.dequeue_home(&newer).expect("db"));
     }
 
     #[test]

@@ -472,6 +472,8 @@ async fn accounts_page(
             return unavailable(&config);
         }
     };
+    // A count, not worth failing the page over.
+    let queued_homes = state.accounts().queued_home_count().await.unwrap_or(0);
     let content = html! {
         h1 { "Accounts" }
         form .inline method="get" action="/admin/accounts" role="search" {
@@ -482,6 +484,11 @@ async fn accounts_page(
         }
         p { (rows.len()) " account(s)"
             @if rows.len() > LIST_LIMIT { ", the first " (LIST_LIMIT) " shown: search to narrow the list" } }
+        @if queued_homes > 0 {
+            p #queued-homes { "Mail homes of deleted accounts waiting for removal: " (queued_homes)
+                ". The next maintenance run (daily) removes them, or " code { "postern maintenance run" }
+                " at once." }
+        }
         table #accounts {
             thead { tr {
                 th scope="col" { "Address" } th scope="col" { "Usage" } th scope="col" { "Created" }
@@ -774,20 +781,24 @@ async fn account_action(
             }
             let keep_mail = fields.flag("keep_mail");
             let allow_reuse = fields.flag("allow_reuse");
+            // The daemon never removes mail homes itself: the deletion queues the home
+            // for `postern maintenance run` (see `Accounts::delete_user`).
             match accounts.delete_user(&address, keep_mail, allow_reuse).await {
                 Ok(d) => {
                     let mut text = format!("{} is deleted", d.account.address);
-                    if let Some(home) = &d.mail_removed {
-                        text.push_str(&format!(", its mail home {} removed", home.display()));
-                    }
                     if d.still_blocked {
                         text.push_str("; the address stays on the blocklist");
                     }
                     text.push('.');
+                    match &d.mail_queued {
+                        Some(home) => text.push_str(&format!(
+                            " Its mail home {} will be removed by the next maintenance run \
+                             (daily), or at once by `postern maintenance run` on the server.",
+                            home.display()
+                        )),
+                        None => text.push_str(" Its mail stays on disk."),
+                    }
                     return done(&state, &admin, "/admin/accounts", Ok(text));
-                }
-                Err(e @ AdminError::MailHome { .. }) => {
-                    return done(&state, &admin, "/admin/accounts", Err(error_text(&e)))
                 }
                 Err(e) => Err(e),
             }

@@ -130,6 +130,37 @@ fn delete_needs_yes_removes_mail_and_keeps_address_blocked() {
 }
 
 #[test]
+fn delete_that_cannot_remove_the_mail_home_keeps_it_queued_and_exits_1() {
+    let d = offline("open");
+    d.cli_ok(&["user", "add", "carol@example.org", "--random"]);
+    // carol's home is a link to a directory outside the mail root: never followed.
+    let outside = d.dir.join("elsewhere");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::create_dir(d.vmail.join("example.org")).expect("mkdir");
+    let home = d.vmail.join("example.org/carol");
+    std::os::unix::fs::symlink(&outside, &home).expect("symlink");
+
+    let out = d.cli(&["user", "delete", "carol@example.org", "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "account carol@example.org was deleted, but its mail home {} could not be removed: \
+             it is a symbolic link; not following it; it stays queued for `postern maintenance run`",
+            home.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(outside.exists());
+    assert_eq!(d.cli_json(&["stats"])["mail_homes_queued"], 1);
+    // The daily run tries again; once the link is gone, the entry leaves the queue.
+    assert_eq!(d.cli(&["maintenance", "run"]).status.code(), Some(1));
+    std::fs::remove_file(&home).expect("rm link");
+    d.cli_ok(&["maintenance", "run"]);
+    assert_eq!(d.cli_json(&["stats"])["mail_homes_queued"], 0);
+}
+
+#[test]
 fn tokens_create_list_revoke() {
     let d = offline("invite_only");
     let t = d.cli_json(&[

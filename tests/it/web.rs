@@ -1364,6 +1364,158 @@ fn admin_actions_do_what_the_cli_does() {
     assert_eq!(missing.status, 404);
 }
 
+/// A mail home with one message, owned by the mail user and closed to others, as
+/// Dovecot leaves it.
+fn mail_home_with_mail(d: &TestDaemon, local: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let home = d.vmail.join("example.org").join(local);
+    std::fs::create_dir_all(home.join("Maildir/new")).expect("mkdir");
+    std::fs::write(home.join("Maildir/new/1.mail"), "hello").expect("write");
+    for dir in [d.vmail.join("example.org"), home.clone()] {
+        nix::unistd::chown(
+            &dir,
+            Some(nix::unistd::Uid::from_raw(crate::support::MAIL_UID)),
+            Some(nix::unistd::Gid::from_raw(crate::support::MAIL_GID)),
+        )
+        .expect("chown");
+    }
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    home
+}
+
+#[test]
+fn admin_delete_queues_the_mail_home_for_the_maintenance_run() {
+    let d = with_accounts("open", &[]);
+    add_user(&d, "dora@example.org", PW, false);
+    add_user(&d, "erin@example.org", PW, false);
+    let alice = mail_home_with_mail(&d, "alice");
+    let dora = mail_home_with_mail(&d, "dora");
+    // erin's home became a link to a directory outside the mail root.
+    let outside = d.dir.join("elsewhere");
+    std::fs::create_dir(&outside).expect("mkdir");
+    let erin = d.vmail.join("example.org/erin");
+    std::os::unix::fs::symlink(&outside, &erin).expect("symlink");
+
+    let h = Http::new(&d);
+    let s = sign_in(&h, "boss@example.org", PW).unwrap_or_else(|r| panic!("{r:?}"));
+    let delete = |address: &str, fields: &[(&str, &str)]| {
+        let mut all = fields.to_vec();
+        all.extend([("confirm", "1"), ("csrf", s.csrf.as_str())]);
+        let r = h.post_form(
+            &format!("/admin/accounts/{address}/delete"),
+            &all,
+            Some(&s.cookie),
+        );
+        assert_eq!(
+            (r.status, r.location.as_deref()),
+            (303, Some("/admin/accounts")),
+            "{}",
+            r.body
+        );
+        let page = h.get_with("/admin/accounts", &s.cookie);
+        assert_eq!(page.status, 200);
+        page.body
+    };
+
+    // The daemon deletes the account, leaves the mail home alone and says who removes it.
+    let page = delete("alice@example.org", &[]);
+    assert!(
+        page.contains(&format!(
+            "alice@example.org is deleted; the address stays on the blocklist. Its mail home \
+             {} will be removed by the next maintenance run (daily), or at once by \
+             `postern maintenance run` on the server.",
+            alice.display()
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains("Mail homes of deleted accounts waiting for removal: 1."),
+        "{page}"
+    );
+    assert!(!addresses(&d).contains(&"alice@example.org".to_owned()));
+    assert!(
+        alice.join("Maildir/new/1.mail").exists(),
+        "queued, not removed"
+    );
+    // dora is deleted with --allow-reuse and registered again before the maintenance run:
+    // her old home now holds the new account's mail.
+    delete("dora@example.org", &[("allow_reuse", "1")]);
+    add_user(&d, "dora@example.org", "the new dora pw", false);
+    delete("erin@example.org", &[]);
+    assert_eq!(d.cli_json(&["stats"])["mail_homes_queued"], 3);
+    assert!(d
+        .cli_ok(&["stats"])
+        .contains("mail homes: 3 queued for removal"));
+
+    // A dry run says what would happen and changes nothing.
+    let out = d.cli_ok(&["maintenance", "run", "--dry-run"]);
+    for line in [
+        format!(
+            "would remove queued mail home {} of alice@example.org",
+            alice.display()
+        ),
+        format!(
+            "would leave queued mail home {} alone: dora@example.org has an account again",
+            dora.display()
+        ),
+        format!(
+            "queued mail home {} of erin@example.org cannot be removed: it is a symbolic link",
+            erin.display()
+        ),
+    ] {
+        assert!(out.contains(&line), "{line}\n in: {out}");
+    }
+    assert!(alice.join("Maildir/new/1.mail").exists());
+    assert_eq!(d.cli_json(&["stats"])["mail_homes_queued"], 3);
+
+    // The run removes alice's home, leaves dora's, and fails on erin's link, naming it.
+    let run = d.cli(&["maintenance", "run"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert_eq!(run.status.code(), Some(1), "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "removed queued mail home {} of alice@example.org",
+            alice.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        err.contains(&format!(
+            "1 mail home(s) could not be removed and stay queued for the next run: {}",
+            erin.display()
+        )),
+        "{err}"
+    );
+    assert!(!alice.exists());
+    assert!(
+        dora.join("Maildir/new/1.mail").exists(),
+        "the new account's mail"
+    );
+    assert!(outside.exists(), "the link was not followed");
+    assert_eq!(d.cli_json(&["stats"])["mail_homes_queued"], 1);
+
+    // Once the link is gone, so is the entry; the page no longer mentions the queue.
+    std::fs::remove_file(&erin).expect("rm link");
+    let out = d.cli_ok(&["maintenance", "run"]);
+    assert!(
+        out.contains(&format!(
+            "queued mail home {} of erin@example.org was already gone",
+            erin.display()
+        )),
+        "{out}"
+    );
+    assert_eq!(d.cli_json(&["stats"])["mail_homes_queued"], 0);
+    let page = h.get_with("/admin/accounts", &s.cookie).body;
+    assert!(!page.contains("waiting for removal"), "{page}");
+    // Keeping the mail queues nothing.
+    let page = delete("dora@example.org", &[("keep_mail", "1")]);
+    assert!(page.contains("Its mail stays on disk."), "{page}");
+    assert_eq!(d.cli_json(&["stats"])["mail_homes_queued"], 0);
+}
+
 /// The servers an autoconfig document names, read the way mail clients read it:
 /// `clientConfig/emailProvider/{incoming,outgoing}Server[@type]/{hostname,port,socketType}`.
 fn autoconfig_servers(xml: &str) -> (Vec<String>, Vec<[String; 5]>) {
