@@ -83,7 +83,8 @@ impl TestDaemon {
         let config = dir.join("postern.toml");
         let http = format!("127.0.0.1:{}", free_port());
         let auth_http = format!("127.0.0.1:{}", free_port());
-        let auth_http_secret = format!("test-secret-{}", std::process::id());
+        // At least the 16 characters postern requires, whatever the pid.
+        let auth_http_secret = format!("test-secret-{:010}", std::process::id());
         let secret_file = dir.join("auth-http.secret");
         std::fs::write(&secret_file, format!("{auth_http_secret}\n")).expect("write secret");
         std::fs::write(
