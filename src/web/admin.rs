@@ -21,7 +21,7 @@
 //! secret once (a generated password, a new invite code), which answer the page directly.
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -165,27 +165,35 @@ fn error_text(e: &AdminError) -> String {
 }
 
 /// Reads an admin form: the body (413 when too large) and its CSRF token (403 without).
-async fn admin_form(
-    state: &AppState,
-    admin: &Admin,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Fields, Response> {
-    let config = state.accounts().config();
-    let bytes = read_body(state, headers, body)
-        .await
-        .map_err(|e| message(&config, e.status(), "Not accepted", &e.reason()))?;
-    let fields = Fields::parse(&bytes);
-    if !admin.0.csrf_ok(fields.get(CSRF_FIELD)) {
-        return Err(message(
-            &config,
-            StatusCode::FORBIDDEN,
-            "Form refused",
-            "This form did not carry this session's security token (it may be old, or \
-             come from another site). Go back, reload the page and try again.",
-        ));
+/// A signed-in admin's form: the [`Admin`] and the urlencoded fields, read within the
+/// body limits and accepted only with the session's CSRF token.
+struct AdminForm {
+    admin: Admin,
+    fields: Fields,
+}
+
+impl FromRequest<AppState> for AdminForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let admin = Admin::from_request_parts(&mut parts, state).await?;
+        let config = state.accounts().config();
+        let bytes = read_body(state, &parts.headers, body)
+            .await
+            .map_err(|e| message(&config, e.status(), "Not accepted", &e.reason()))?;
+        let fields = Fields::parse(&bytes);
+        if !admin.0.csrf_ok(fields.get(CSRF_FIELD)) {
+            return Err(message(
+                &config,
+                StatusCode::FORBIDDEN,
+                "Form refused",
+                "This form did not carry this session's security token (it may be old, or \
+                 come from another site). Go back, reload the page and try again.",
+            ));
+        }
+        Ok(AdminForm { admin, fields })
     }
-    Ok(fields)
 }
 
 /// Redirects to `to` after leaving a one-time message for the next page.
@@ -404,15 +412,7 @@ async fn signin(
     }
 }
 
-async fn signout(
-    State(state): State<AppState>,
-    admin: Admin,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    if let Err(r) = admin_form(&state, &admin, &headers, body).await {
-        return r;
-    }
+async fn signout(State(state): State<AppState>, AdminForm { admin, .. }: AdminForm) -> Response {
     state.0.sessions.remove(&admin.0.id);
     let config = state.accounts().config();
     let mut res = Redirect::to("/admin/login").into_response();
@@ -542,14 +542,8 @@ fn parse_quota(s: Option<&str>) -> Result<QuotaMode, String> {
 
 async fn add_account(
     State(state): State<AppState>,
-    admin: Admin,
-    headers: HeaderMap,
-    body: Body,
+    AdminForm { admin, fields }: AdminForm,
 ) -> Response {
-    let fields = match admin_form(&state, &admin, &headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let Some(address) = fields.text("address") else {
         return done(
             &state,
@@ -709,15 +703,9 @@ async fn account_page(
 
 async fn account_action(
     State(state): State<AppState>,
-    admin: Admin,
     Path((address, action)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
+    AdminForm { admin, fields }: AdminForm,
 ) -> Response {
-    let fields = match admin_form(&state, &admin, &headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let accounts = state.accounts();
     let here = account_href(&address);
     let result = match action.as_str() {
@@ -905,14 +893,8 @@ async fn invites(state: &AppState, admin: &Admin, created: Option<NewInvite>) ->
 
 async fn create_invite(
     State(state): State<AppState>,
-    admin: Admin,
-    headers: HeaderMap,
-    body: Body,
+    AdminForm { admin, fields }: AdminForm,
 ) -> Response {
-    let fields = match admin_form(&state, &admin, &headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let uses = match fields.text("uses").unwrap_or("1").parse::<u32>() {
         Ok(n) if n >= 1 => n,
         _ => {
@@ -945,14 +927,9 @@ async fn create_invite(
 
 async fn revoke_invite(
     State(state): State<AppState>,
-    admin: Admin,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    AdminForm { admin, .. }: AdminForm,
 ) -> Response {
-    if let Err(r) = admin_form(&state, &admin, &headers, body).await {
-        return r;
-    }
     // Only ids come through here: a code in a URL would end up in access logs.
     if id.parse::<i64>().is_err() {
         return done(
@@ -1023,14 +1000,8 @@ async fn blocklist_page(State(state): State<AppState>, admin: Admin) -> Response
 
 async fn blocklist_add(
     State(state): State<AppState>,
-    admin: Admin,
-    headers: HeaderMap,
-    body: Body,
+    AdminForm { admin, fields }: AdminForm,
 ) -> Response {
-    let fields = match admin_form(&state, &admin, &headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let Some(address) = fields.text("address") else {
         return done(
             &state,
@@ -1056,14 +1027,8 @@ async fn blocklist_add(
 
 async fn blocklist_remove(
     State(state): State<AppState>,
-    admin: Admin,
-    headers: HeaderMap,
-    body: Body,
+    AdminForm { admin, fields }: AdminForm,
 ) -> Response {
-    let fields = match admin_form(&state, &admin, &headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let Some(address) = fields.text("address") else {
         return done(
             &state,
@@ -1145,14 +1110,8 @@ async fn registration_page(State(state): State<AppState>, admin: Admin) -> Respo
 
 async fn set_registration(
     State(state): State<AppState>,
-    admin: Admin,
-    headers: HeaderMap,
-    body: Body,
+    AdminForm { admin, fields }: AdminForm,
 ) -> Response {
-    let fields = match admin_form(&state, &admin, &headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let mode = match fields.text("mode") {
         Some("default") => None,
         Some(m) => match RegistrationMode::parse(m) {
