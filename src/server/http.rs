@@ -22,11 +22,15 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::http::{header, HeaderValue};
 use axum::Router;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -95,15 +99,31 @@ pub async fn serve(
         };
         let clock = Arc::new(Clock::new(timeouts()));
         let (started, answered) = (clock.clone(), clock.clone());
+        // Requests on one HTTP/1.1 connection come one at a time: one flag serves them.
+        let body_read = Arc::new(AtomicBool::new(true));
+        let (body_start, body_check) = (body_read.clone(), body_read);
         let service = router
             .clone()
-            .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            .map_request(move |req: axum::http::Request<Incoming>| {
                 started.request();
+                body_start.store(req.body().is_end_stream(), Ordering::Relaxed);
+                let mut req = req.map(|inner| TrackedBody {
+                    inner,
+                    read: body_start.clone(),
+                });
                 req.extensions_mut().insert(PeerAddr(peer));
                 req
             })
-            .map_response(move |response| {
+            .map_response(move |mut response: axum::response::Response| {
                 answered.answered();
+                // An answer given before the request body was read to its end (a refusal,
+                // a limit): hyper cannot reuse the connection, so say it closes, or a
+                // client sends its next request into a closing connection.
+                if !body_check.load(Ordering::Relaxed) {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 response
             });
         let service = TowerToHyperService::new(service);
@@ -148,6 +168,36 @@ async fn accept(listener: &HttpListener) -> io::Result<(Io, Option<SocketAddr>)>
             let (s, _) = l.accept().await?;
             Ok((Box::new(s), None))
         }
+    }
+}
+
+/// A request body that notes when it has been read to its end.
+struct TrackedBody {
+    inner: Incoming,
+    read: Arc<AtomicBool>,
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.read.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -644,6 +644,11 @@ impl KeepAlive {
 
     /// One answer (headers and its Content-Length body); returns the status.
     fn answer(&mut self) -> u16 {
+        self.answer_with_head().0
+    }
+
+    /// One answer: its status and its header lines.
+    fn answer_with_head(&mut self) -> (u16, Vec<String>) {
         use std::io::{BufRead, Read};
         let mut head = Vec::new();
         loop {
@@ -665,11 +670,12 @@ impl KeepAlive {
             .unwrap_or_else(|| panic!("no Content-Length: {head:?}"));
         let mut body = vec![0; length];
         self.reader.read_exact(&mut body).expect("read body");
-        head[0]
+        let status = head[0]
             .split(' ')
             .nth(1)
             .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {}", head[0]))
+            .unwrap_or_else(|| panic!("no status in {}", head[0]));
+        (status, head)
     }
 
     fn get(&mut self) -> u16 {
@@ -692,6 +698,42 @@ impl KeepAlive {
         }
         start.elapsed()
     }
+}
+
+fn says_close(head: &[String]) -> bool {
+    head.iter()
+        .any(|l| l.to_ascii_lowercase().trim_end() == "connection: close")
+}
+
+// A refusal answered before the request body arrived left a connection hyper would not
+// reuse, without saying so: the client's next request on it failed (seen as a rare
+// connection error in the admin tests).
+#[test]
+fn an_answer_given_before_the_body_is_read_says_the_connection_closes() {
+    let d = TestDaemon::start("open");
+    // No session: refused at once, while the body is still on its way.
+    let mut c = KeepAlive::connect(&d);
+    c.send(
+        "POST /admin/blocklist HTTP/1.1\r\nHost: example.org\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 25\r\n\r\n",
+    );
+    let (status, head) = c.answer_with_head();
+    assert_eq!(status, 403, "{head:?}");
+    assert!(says_close(&head), "no `Connection: close`: {head:?}");
+    c.closed_after();
+
+    // A body read to its end (a refused sign-up) keeps the connection for the next one.
+    let mut c = KeepAlive::connect(&d);
+    let body = r#"{"username":"x"}"#;
+    c.send(&format!(
+        "POST /new HTTP/1.1\r\nHost: example.org\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    let (status, head) = c.answer_with_head();
+    assert_eq!(status, 400, "{head:?}");
+    assert!(!says_close(&head), "{head:?}");
+    assert_eq!(c.get(), 200);
 }
 
 // http.idle_timeout was never applied to connections: an idle keep-alive connection was
