@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::form::Fields;
 use super::AppState;
+use crate::accounts::address::Address;
 use crate::config::{Config, MailServer};
 use crate::qr::escape_markup as escape;
 
@@ -39,13 +40,7 @@ pub async fn document(State(state): State<AppState>, RawQuery(query): RawQuery) 
         .map(|q| Fields::parse(q.as_bytes()))
         .and_then(|f| f.text("emailaddress").map(str::to_owned));
     if let Some(address) = asked {
-        let domain = address
-            .rsplit_once('@')
-            .map(|(_, d)| d.trim().trim_end_matches('.').to_ascii_lowercase());
-        let served = domain.is_some_and(|d| {
-            crate::accounts::address::normalize_domain(&d)
-                .is_ok_and(|ascii| config.domains.contains(&ascii))
-        });
+        let served = Address::parse(&address, &config.domains).is_ok();
         if !served {
             return (
                 StatusCode::NOT_FOUND,
