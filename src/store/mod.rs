@@ -210,9 +210,23 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of the database file each connection maps (larger files read the rest).
 const MMAP_SIZE: i64 = 256 << 20;
 
-const ACCOUNT_COLUMNS: &str = "a.id, a.address, a.password_hash, a.created_at, a.created_via, \
-     a.token_id, a.first_login, a.last_login, a.quota_mode, a.quota_bytes, a.used_bytes, \
-     a.used_messages, a.usage_updated_at, a.admin, b.address, b.reason, b.created_at";
+/// `SELECT` of every account column and its blocklist entry (what [`account_from_row`]
+/// reads), followed by `$rest`: one literal, so no query text is built per call.
+macro_rules! select_accounts {
+    ($rest:literal) => {
+        concat!(
+            "SELECT a.id, a.address, a.password_hash, a.created_at, a.created_via, \
+             a.token_id, a.first_login, a.last_login, a.quota_mode, a.quota_bytes, \
+             a.used_bytes, a.used_messages, a.usage_updated_at, a.admin, \
+             b.address, b.reason, b.created_at \
+             FROM accounts a LEFT JOIN blocklist b ON b.address = a.address ",
+            $rest
+        )
+    };
+}
+
+/// One account by address.
+const SELECT_ACCOUNT: &str = select_accounts!("WHERE a.address = ?1");
 
 impl Store {
     /// Opens (creating if needed) the database and brings its schema up to date.
@@ -292,11 +306,7 @@ impl Store {
     /// The account at `address`, with its blocklist entry.
     pub fn account(&self, address: &str) -> Result<Option<AccountRow>> {
         self.with(|c| {
-            let sql = format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts a \
-                 LEFT JOIN blocklist b ON b.address = a.address WHERE a.address = ?1"
-            );
-            Ok(c.prepare_cached(&sql)?
+            Ok(c.prepare_cached(SELECT_ACCOUNT)?
                 .query_row([address], account_from_row)
                 .optional()?)
         })
@@ -306,15 +316,13 @@ impl Store {
     /// keeps addresses containing it.
     pub fn accounts(&self, blocked_only: bool, search: Option<&str>) -> Result<Vec<AccountRow>> {
         self.with(|c| {
-            let sql = format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts a \
-                 LEFT JOIN blocklist b ON b.address = a.address \
-                 WHERE (?1 = 0 OR b.address IS NOT NULL) \
+            let sql = select_accounts!(
+                "WHERE (?1 = 0 OR b.address IS NOT NULL) \
                    AND (?2 IS NULL OR instr(a.address, ?2) > 0) \
                  ORDER BY a.address"
             );
             let rows = c
-                .prepare_cached(&sql)?
+                .prepare_cached(sql)?
                 .query_map(params![blocked_only, search], account_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
@@ -528,12 +536,8 @@ impl Store {
     ) -> Result<Option<AccountRow>> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let sql = format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts a \
-                 LEFT JOIN blocklist b ON b.address = a.address WHERE a.address = ?1"
-            );
             let Some(row) = tx
-                .prepare_cached(&sql)?
+                .prepare_cached(SELECT_ACCOUNT)?
                 .query_row([address], account_from_row)
                 .optional()?
             else {
