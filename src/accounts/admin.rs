@@ -12,7 +12,7 @@ use super::address::{self, Address, AddressError};
 use super::password::{self, Password, PasswordError};
 use super::register::{generate_code, hash_code, random_password};
 use super::{Accounts, Route, Unavailable, MODE_SETTING};
-use crate::config::{RegistrationMode, Seconds};
+use crate::config::{Quota, RegistrationMode, Seconds};
 use crate::store::{
     AccountRow, BlockEntry, CreateRefusal, NewAccount, QuotaMode, TokenProblem, TokenRow,
 };
@@ -76,6 +76,20 @@ pub fn token_status(t: &TokenRow, now: i64) -> &'static str {
         Some(TokenProblem::Expired) => "expired",
         Some(TokenProblem::UsedUp) => "used_up",
         Some(TokenProblem::Unknown) => "unknown",
+    }
+}
+
+/// An operator's quota setting: a size (`500M`, `1G`, bytes), `unlimited`, or `default`
+/// (blank too): follow `quota.default`. The error says what is accepted.
+pub fn parse_quota(s: &str) -> Result<QuotaMode, String> {
+    let s = s.trim();
+    if s.is_empty() || s.eq_ignore_ascii_case("default") {
+        return Ok(QuotaMode::Default);
+    }
+    match Quota::parse(s) {
+        Ok(Quota::Limited(b)) => Ok(QuotaMode::Explicit(b)),
+        Ok(Quota::Unlimited) => Ok(QuotaMode::Unlimited),
+        Err(e) => Err(format!("{e}, \"unlimited\" or \"default\"")),
     }
 }
 

@@ -927,3 +927,15 @@ async fn admin_sign_in_never_creates_and_needs_the_admin_flag() {
     );
     assert!(a.user("newcomer@example.org").await.is_err());
 }
+
+#[test]
+fn quota_settings_as_operators_write_them() {
+    use crate::accounts::admin::parse_quota;
+    assert_eq!(parse_quota(""), Ok(QuotaMode::Default));
+    assert_eq!(parse_quota(" "), Ok(QuotaMode::Default));
+    assert_eq!(parse_quota("Default"), Ok(QuotaMode::Default));
+    assert_eq!(parse_quota("1G"), Ok(QuotaMode::Explicit(1 << 30)));
+    assert_eq!(parse_quota("unlimited"), Ok(QuotaMode::Unlimited));
+    let err = parse_quota("lots").expect_err("not a size");
+    assert!(err.ends_with(", \"unlimited\" or \"default\""), "{err}");
+}

@@ -26,7 +26,7 @@ use crate::accounts::admin::token_status;
 use crate::accounts::maintenance::HomeResult;
 use crate::accounts::password::Password;
 use crate::accounts::{Accounts, AdminError, NewUser, Route, Unavailable, UsageChange};
-use crate::config::{self, Config, Quota, RegistrationMode, Seconds};
+use crate::config::{self, Config, RegistrationMode, Seconds};
 use crate::store::{QuotaMode, Store};
 use output::{account_json, block_json, print_json, token_json, when};
 
@@ -531,16 +531,7 @@ fn read_password(source: &PasswordSource) -> Result<Option<Password>, Failure> {
 }
 
 fn parse_quota(s: &str) -> Result<QuotaMode, Failure> {
-    if s.trim().eq_ignore_ascii_case("default") {
-        return Ok(QuotaMode::Default);
-    }
-    match Quota::parse(s) {
-        Ok(Quota::Limited(b)) => Ok(QuotaMode::Explicit(b)),
-        Ok(Quota::Unlimited) => Ok(QuotaMode::Unlimited),
-        Err(e) => Err(Failure::refused(format!(
-            "{e}, \"unlimited\" or \"default\""
-        ))),
-    }
+    crate::accounts::admin::parse_quota(s).map_err(Failure::refused)
 }
 
 async fn user_command(

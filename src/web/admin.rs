@@ -35,10 +35,10 @@ use super::session::{
     SIGNIN_COOKIE,
 };
 use super::{pages, read_body, AppState, Client};
-use crate::accounts::admin::token_status;
+use crate::accounts::admin::{parse_quota, token_status};
 use crate::accounts::password::Password;
 use crate::accounts::{AdminError, AdminSignIn, LoginContext, NewUser, Refusal, Route};
-use crate::config::{Config, Quota, RegistrationMode, Seconds};
+use crate::config::{Config, RegistrationMode, Seconds};
 use crate::store::{AccountRow, QuotaMode};
 
 /// Most accounts listed on one page; a search narrows the list.
@@ -526,20 +526,6 @@ async fn accounts_page(
     render(&state, &admin, "accounts", "Accounts", content).into_response()
 }
 
-fn parse_quota(s: Option<&str>) -> Result<QuotaMode, String> {
-    let Some(s) = s.filter(|s| !s.trim().is_empty()) else {
-        return Ok(QuotaMode::Default);
-    };
-    if s.trim().eq_ignore_ascii_case("default") {
-        return Ok(QuotaMode::Default);
-    }
-    match Quota::parse(s) {
-        Ok(Quota::Limited(b)) => Ok(QuotaMode::Explicit(b)),
-        Ok(Quota::Unlimited) => Ok(QuotaMode::Unlimited),
-        Err(e) => Err(format!("{e}, \"unlimited\" or \"default\"")),
-    }
-}
-
 async fn add_account(
     State(state): State<AppState>,
     AdminForm { admin, fields }: AdminForm,
@@ -552,7 +538,7 @@ async fn add_account(
             Err("Enter an address.".into()),
         );
     };
-    let quota = match parse_quota(fields.get("quota")) {
+    let quota = match parse_quota(fields.get("quota").unwrap_or("")) {
         Ok(q) => q,
         Err(e) => return done(&state, &admin, "/admin/accounts", Err(e)),
     };
@@ -720,7 +706,7 @@ async fn account_action(
                 format!("{address} was not blocked.")
             }
         }),
-        "quota" => match parse_quota(fields.get("quota")) {
+        "quota" => match parse_quota(fields.get("quota").unwrap_or("")) {
             Ok(q) => accounts
                 .set_user_quota(&address, q)
                 .await
@@ -1149,12 +1135,6 @@ mod tests {
 
     #[test]
     fn quotas_as_the_cli_reads_them() {
-        assert_eq!(parse_quota(None), Ok(QuotaMode::Default));
-        assert_eq!(parse_quota(Some(" ")), Ok(QuotaMode::Default));
-        assert_eq!(parse_quota(Some("Default")), Ok(QuotaMode::Default));
-        assert_eq!(parse_quota(Some("1G")), Ok(QuotaMode::Explicit(1 << 30)));
-        assert_eq!(parse_quota(Some("unlimited")), Ok(QuotaMode::Unlimited));
-        assert!(parse_quota(Some("lots")).is_err());
         assert_eq!(
             account_href("a+b@example.org"),
             "/admin/accounts/a%2Bb%40example.org"
