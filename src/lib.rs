@@ -22,6 +22,8 @@
 
 pub mod accounts;
 pub mod cli;
+#[cfg(test)]
+mod codec_tests;
 pub mod config;
 pub mod conn;
 pub mod dovecot_auth;

@@ -88,6 +88,7 @@ pub fn unescape(input: &[u8]) -> Result<Vec<u8>, BadEscape> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec_tests::XorShift;
 
     fn escaped(input: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -143,19 +144,6 @@ mod tests {
             unescape(escaped.as_bytes()),
             Ok("m\u{fc}ller\t\u{1f600}".as_bytes().to_vec())
         );
-    }
-
-    /// A small deterministic generator, so the round trip covers many byte strings
-    /// without a property-testing crate.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
     }
 
     #[test]

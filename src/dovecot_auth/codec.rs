@@ -337,6 +337,7 @@ pub fn encode(reply: &Reply<'_>, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec_tests::{drain, in_chunks, Decode, XorShift};
 
     /// What Postfix 3.7 sent to Dovecot 2.3 (reference/PROTOCOLS.md §2).
     const CLIENT_CORPUS: &[&[u8]] = &[
@@ -389,18 +390,16 @@ mod tests {
         ]
     }
 
-    fn drain(codec: &mut Codec, buf: &mut BytesMut) -> Vec<Result<Request, DecodeError>> {
-        let mut out = Vec::new();
-        loop {
-            match codec.decode(buf) {
-                Ok(None) => return out,
-                Ok(Some(request)) => out.push(Ok(request)),
-                Err(DecodeError::LineTooLong) => {
-                    out.push(Err(DecodeError::LineTooLong));
-                    return out;
-                }
-                Err(e) => out.push(Err(e)),
-            }
+    impl Decode for Codec {
+        type Item = Request;
+        type Error = DecodeError;
+
+        fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, DecodeError> {
+            Codec::decode(self, buf)
+        }
+
+        fn ends_session(e: &DecodeError) -> bool {
+            matches!(e, DecodeError::LineTooLong)
         }
     }
 
@@ -433,15 +432,9 @@ mod tests {
         let corpus: Vec<u8> = CLIENT_CORPUS.concat();
         let expected: Vec<_> = expected_requests().into_iter().map(Ok).collect();
         for size in 1..=corpus.len() {
-            let mut codec = Codec::new();
-            let mut buf = BytesMut::new();
-            let mut got = Vec::new();
-            for chunk in corpus.chunks(size) {
-                buf.extend_from_slice(chunk);
-                got.extend(drain(&mut codec, &mut buf));
-            }
+            let (got, consumed) = in_chunks(Codec::new(), &corpus, size);
             assert_eq!(got, expected, "chunk size {size}");
-            assert!(buf.is_empty(), "chunk size {size}");
+            assert!(consumed, "chunk size {size}");
         }
     }
 
@@ -741,17 +734,6 @@ mod tests {
         assert_eq!(buf.len(), MAX_LINE + 1, "nothing consumed");
     }
 
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
     #[test]
     fn random_garbage_never_panics_and_the_next_good_line_decodes() {
         const WORDS: &[&[u8]] = &[
@@ -771,13 +753,7 @@ mod tests {
             }
             garbage.extend_from_slice(b"\nCANCEL\t8\n");
             let chunk = 1 + (rng.next() % 16) as usize;
-            let mut codec = Codec::new();
-            let mut buf = BytesMut::new();
-            let mut got = Vec::new();
-            for piece in garbage.chunks(chunk) {
-                buf.extend_from_slice(piece);
-                got.extend(drain(&mut codec, &mut buf));
-            }
+            let (got, _) = in_chunks(Codec::new(), &garbage, chunk);
             assert_eq!(
                 got.last(),
                 Some(&Ok(Request::Cancel { id: 8 })),

@@ -343,6 +343,7 @@ pub fn encode(reply: &Reply<'_>, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec_tests::{in_chunks, Decode, XorShift};
 
     /// Client lines captured from Dovecot 2.3.19 and 2.4.1 (reference/PROTOCOLS.md §1, §6).
     const CLIENT_CORPUS: &[(&[u8], &str)] = &[
@@ -437,19 +438,16 @@ mod tests {
         ]
     }
 
-    /// Decodes everything decodable in `buf`, keeping errors in the sequence.
-    fn drain(codec: &mut Codec, buf: &mut BytesMut) -> Vec<Result<Command, DecodeError>> {
-        let mut out = Vec::new();
-        loop {
-            match codec.decode(buf) {
-                Ok(None) => return out,
-                Ok(Some(command)) => out.push(Ok(command)),
-                Err(DecodeError::LineTooLong) => {
-                    out.push(Err(DecodeError::LineTooLong));
-                    return out;
-                }
-                Err(e) => out.push(Err(e)),
-            }
+    impl Decode for Codec {
+        type Item = Command;
+        type Error = DecodeError;
+
+        fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Command>, DecodeError> {
+            Codec::decode(self, buf)
+        }
+
+        fn ends_session(e: &DecodeError) -> bool {
+            matches!(e, DecodeError::LineTooLong)
         }
     }
 
@@ -480,15 +478,9 @@ mod tests {
             .collect();
         let expected: Vec<_> = expected_commands().into_iter().map(Ok).collect();
         for size in 1..=corpus.len() {
-            let mut codec = Codec::new();
-            let mut buf = BytesMut::new();
-            let mut got = Vec::new();
-            for chunk in corpus.chunks(size) {
-                buf.extend_from_slice(chunk);
-                got.extend(drain(&mut codec, &mut buf));
-            }
+            let (got, consumed) = in_chunks(Codec::new(), &corpus, size);
             assert_eq!(got, expected, "chunk size {size}");
-            assert!(buf.is_empty(), "chunk size {size}");
+            assert!(consumed, "chunk size {size}");
         }
     }
 
@@ -503,13 +495,7 @@ mod tests {
             })
             .collect();
         for size in [1, 2, 3, 7, corpus.len()] {
-            let mut codec = Codec::new();
-            let mut buf = BytesMut::new();
-            let mut got = Vec::new();
-            for chunk in corpus.chunks(size) {
-                buf.extend_from_slice(chunk);
-                got.extend(drain(&mut codec, &mut buf));
-            }
+            let (got, _) = in_chunks(Codec::new(), &corpus, size);
             let expected: Vec<_> = expected_commands().into_iter().map(Ok).collect();
             assert_eq!(got, expected, "chunk size {size}");
         }
@@ -829,18 +815,6 @@ mod tests {
         ));
     }
 
-    /// A small deterministic generator: garbage without a property-testing crate.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
     #[test]
     fn random_garbage_never_panics_and_the_next_good_line_decodes() {
         const ALPHABET: &[u8] = b"HLIBSUACDRTV\t\n\r\x010123456789-x\xff";
@@ -859,13 +833,7 @@ mod tests {
                 .collect();
             garbage.extend_from_slice(b"\nC42\n");
             let chunk = 1 + (rng.next() % 16) as usize;
-            let mut codec = Codec::new();
-            let mut buf = BytesMut::new();
-            let mut got = Vec::new();
-            for piece in garbage.chunks(chunk) {
-                buf.extend_from_slice(piece);
-                got.extend(drain(&mut codec, &mut buf));
-            }
+            let (got, consumed) = in_chunks(Codec::new(), &garbage, chunk);
             assert_eq!(
                 got.last(),
                 Some(&Ok(Command::Commit {
@@ -874,7 +842,7 @@ mod tests {
                 })),
                 "round {round}: {garbage:?}"
             );
-            assert!(buf.is_empty());
+            assert!(consumed);
         }
     }
 }

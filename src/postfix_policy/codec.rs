@@ -210,6 +210,7 @@ pub fn encode(reply: &Reply<'_>, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec_tests::{drain, in_chunks, Decode, XorShift};
 
     /// The block Postfix 3.7 sent at RCPT after SMTP AUTH (reference/PROTOCOLS.md §3).
     const CAPTURED: &str = "request=smtpd_access_policy
@@ -283,18 +284,16 @@ policy_context=
         (block, request)
     }
 
-    fn drain(codec: &mut Codec, buf: &mut BytesMut) -> Vec<Result<Request, DecodeError>> {
-        let mut out = Vec::new();
-        loop {
-            match codec.decode(buf) {
-                Ok(None) => return out,
-                Ok(Some(request)) => out.push(Ok(request)),
-                Err(e @ DecodeError::Malformed { .. }) => out.push(Err(e)),
-                Err(limit) => {
-                    out.push(Err(limit));
-                    return out;
-                }
-            }
+    impl Decode for Codec {
+        type Item = Request;
+        type Error = DecodeError;
+
+        fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, DecodeError> {
+            Codec::decode(self, buf)
+        }
+
+        fn ends_session(e: &DecodeError) -> bool {
+            !matches!(e, DecodeError::Malformed { .. })
         }
     }
 
@@ -336,15 +335,9 @@ policy_context=
             Ok(captured_request()),
         ];
         for size in 1..=corpus.len() {
-            let mut codec = Codec::new();
-            let mut buf = BytesMut::new();
-            let mut got = Vec::new();
-            for chunk in corpus.chunks(size) {
-                buf.extend_from_slice(chunk);
-                got.extend(drain(&mut codec, &mut buf));
-            }
+            let (got, consumed) = in_chunks(Codec::new(), &corpus, size);
             assert_eq!(got, expected, "chunk size {size}");
-            assert!(buf.is_empty(), "chunk size {size}");
+            assert!(consumed, "chunk size {size}");
         }
     }
 
@@ -352,13 +345,7 @@ policy_context=
     fn crlf_line_ends_are_accepted() {
         let crlf = CAPTURED.replace('\n', "\r\n");
         for size in [1, 2, 5, crlf.len()] {
-            let mut codec = Codec::new();
-            let mut buf = BytesMut::new();
-            let mut got = Vec::new();
-            for chunk in crlf.as_bytes().chunks(size) {
-                buf.extend_from_slice(chunk);
-                got.extend(drain(&mut codec, &mut buf));
-            }
+            let (got, _) = in_chunks(Codec::new(), crlf.as_bytes(), size);
             assert_eq!(got, vec![Ok(captured_request())], "chunk size {size}");
         }
     }
@@ -555,17 +542,6 @@ policy_context=
         assert_eq!(codec.decode(&mut fresh), Ok(Some(captured_request())));
     }
 
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
     #[test]
     fn random_garbage_never_panics_and_the_next_good_request_decodes() {
         const WORDS: &[&[u8]] = &[
@@ -586,19 +562,13 @@ policy_context=
             garbage.extend_from_slice(b"\n\n");
             garbage.extend_from_slice(CAPTURED.as_bytes());
             let chunk = 1 + (rng.next() % 16) as usize;
-            let mut codec = Codec::new();
-            let mut buf = BytesMut::new();
-            let mut got = Vec::new();
-            for piece in garbage.chunks(chunk) {
-                buf.extend_from_slice(piece);
-                got.extend(drain(&mut codec, &mut buf));
-            }
+            let (got, consumed) = in_chunks(Codec::new(), &garbage, chunk);
             assert_eq!(
                 got.last(),
                 Some(&Ok(captured_request())),
                 "round {round}: {garbage:?}"
             );
-            assert!(buf.is_empty());
+            assert!(consumed);
         }
     }
 }
