@@ -5,8 +5,9 @@
 
 use crate::support::dovecot::{
     accounts, add_with_password, eventually, home, login_ok, login_refused, maildir_new_files,
-    maildir_vsize, now, show, Dovecot,
+    show, Dovecot,
 };
+use crate::support::scenarios;
 use crate::support::TestDaemon;
 
 const PW: &str = "correct horse battery";
@@ -247,45 +248,11 @@ fn userdb_gives_dovecot_the_home_and_mail_uid() {
 #[test]
 fn imap_login_records_last_login() {
     let (d, dovecot) = start("closed");
-    add_with_password(&d, "bob@example.org", PW);
-    assert!(show(&d, "bob@example.org")["last_login"].is_null());
-    let t0 = now();
-
-    login_ok(&dovecot, "bob@example.org", PW);
-    let last = eventually("last_login from Dovecot's last_login plugin", || {
-        show(&d, "bob@example.org")["last_login"].as_i64()
-    });
-    // Stored with at most day precision (chatmail rounds down to the day).
-    assert!(
-        last > t0 - 86_400 && last <= now() + 5,
-        "last_login {last}, login at {t0}"
-    );
+    scenarios::imap_login_records_last_login(&d, &dovecot, PW);
 }
 
 #[test]
 fn lmtp_delivery_updates_used_bytes_and_messages() {
     let (d, dovecot) = start("open");
-    login_ok(&dovecot, "alice@example.org", PW);
-    let home = home(&d, "alice@example.org");
-
-    dovecot
-        .lmtp_deliver("alice@example.org", MESSAGE)
-        .expect("first delivery");
-    let first = maildir_vsize(&maildir_new_files(&home)[0]);
-    let a = eventually("used_messages = 1 from quota_clone", || {
-        Some(show(&d, "alice@example.org")).filter(|a| a["used_messages"] == 1)
-    });
-    assert_eq!(a["used_bytes"], first, "{a}");
-
-    dovecot
-        .lmtp_deliver("alice@example.org", MESSAGE)
-        .expect("second delivery");
-    let total: u64 = maildir_new_files(&home)
-        .iter()
-        .map(|f| maildir_vsize(f))
-        .sum();
-    let a = eventually("used_messages = 2 from quota_clone", || {
-        Some(show(&d, "alice@example.org")).filter(|a| a["used_messages"] == 2)
-    });
-    assert_eq!(a["used_bytes"], total, "{a}");
+    scenarios::lmtp_delivery_updates_used_bytes_and_messages(&d, &dovecot, PW, MESSAGE);
 }

@@ -181,6 +181,12 @@ impl ImapServer for Dovecot {
     }
 }
 
+impl MailServer for Dovecot {
+    fn lmtp_deliver(&self, rcpt: &str, message: &str) -> Result<(), String> {
+        Dovecot::lmtp_deliver(self, rcpt, message)
+    }
+}
+
 impl Drop for Dovecot {
     fn drop(&mut self) {
         self.stop();
@@ -397,4 +403,9 @@ plugin {{
         dir = dir.display(),
         auth_args = auth_args.display(),
     )
+}
+
+/// A running Dovecot of either version, as the shared scenarios drive it.
+pub trait MailServer: ImapServer {
+    fn lmtp_deliver(&self, rcpt: &str, message: &str) -> Result<(), String>;
 }

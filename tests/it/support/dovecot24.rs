@@ -222,6 +222,12 @@ impl ImapServer for Dovecot24 {
     }
 }
 
+impl super::dovecot::MailServer for Dovecot24 {
+    fn lmtp_deliver(&self, rcpt: &str, message: &str) -> Result<(), String> {
+        Dovecot24::lmtp_deliver(self, rcpt, message)
+    }
+}
+
 impl Drop for Dovecot24 {
     fn drop(&mut self) {
         self.stop();
