@@ -3,18 +3,9 @@
 
 use std::time::Duration;
 
-use crate::support::{passdb_once, DictClient, TestDaemon};
+use crate::support::{accounts, passdb_once, DictClient, TestDaemon};
 
 const OK_ALICE: &str = r#"O{"nopassword":"Y","user":"alice@example.org"}"#;
-
-fn accounts(d: &TestDaemon) -> Vec<String> {
-    d.cli_json(&["user", "list"])
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|a| a["address"].as_str().expect("address").to_owned())
-        .collect()
-}
 
 #[test]
 fn hello_alone_gets_no_output() {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::support::{passdb_once, DictClient, TestDaemon};
+use crate::support::{accounts, passdb_once, DictClient, TestDaemon};
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -233,14 +233,7 @@ fn maintenance_deletes_exactly_the_inactive_accounts_and_dry_run_nothing() {
 
     let out = d.cli_ok(&["maintenance", "run", "--at", &at(91)]);
     assert!(out.contains("deleted old1@example.org (inactive)"), "{out}");
-    let left: Vec<String> = d
-        .cli_json(&["user", "list"])
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|a| a["address"].as_str().expect("address").to_owned())
-        .collect();
-    assert_eq!(left, vec!["boss@example.org", "kept@example.org"]);
+    assert_eq!(accounts(&d), vec!["boss@example.org", "kept@example.org"]);
     assert!(
         !d.vmail.join("example.org/old1").exists(),
         "mail home removed"

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::dovecot::Dovecot;
-use crate::support::{passdb_once, TestDaemon};
+use crate::support::{accounts, passdb_once, show, TestDaemon};
 
 const PW: &str = "correct horse battery";
 /// The core's one wording for "exists" and "blocked".
@@ -183,22 +183,6 @@ fn token(d: &TestDaemon, args: &[&str]) -> String {
     v["code"].as_str().expect("code").to_owned()
 }
 
-fn show(d: &TestDaemon, addr: &str) -> Value {
-    d.cli_json(&["user", "show", addr])
-}
-
-fn addresses(d: &TestDaemon) -> Vec<String> {
-    let mut v: Vec<String> = d
-        .cli_json(&["user", "list"])
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|a| a["address"].as_str().expect("address").to_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 fn logs_in(d: &TestDaemon, user: &str, password: &str) -> bool {
     passdb_once(&d.dict_socket, user, password).starts_with('O')
 }
@@ -294,8 +278,8 @@ fn json_and_form_bodies_create_the_named_account() {
         None,
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(!addresses(&d).contains(&"ignored@example.org".to_owned()));
-    assert_eq!(addresses(&d).len(), 5);
+    assert!(!accounts(&d).contains(&"ignored@example.org".to_owned()));
+    assert_eq!(accounts(&d).len(), 5);
 
     // The same form answers JSON when the client asks for it.
     let r = h.request(
@@ -365,7 +349,7 @@ fn bad_names_and_passwords_get_400_with_the_rule() {
         .contains("the password must be at least 9 characters long"));
     assert!(r.body.contains("value=\"alice\""));
     assert!(!r.body.contains("value=\"short\""));
-    assert!(addresses(&d).is_empty());
+    assert!(accounts(&d).is_empty());
 }
 
 #[test]
@@ -396,7 +380,7 @@ fn closed_mode_answers_403_with_the_known_message() {
     let r = h.post_form("/new", &[("username", "alice"), ("password", PW)], None);
     assert_eq!(r.status, 403);
     assert!(r.body.contains("registration is currently disabled."));
-    assert!(addresses(&d).is_empty());
+    assert!(accounts(&d).is_empty());
 }
 
 #[test]
@@ -500,7 +484,7 @@ fn taken_and_blocked_addresses_get_the_same_409() {
         &serde_json::json!({"username": "carol", "password": PW}),
     );
     assert_eq!((r.status, r.reason()), (409, TAKEN.to_owned()));
-    assert_eq!(addresses(&d), vec!["alice@example.org"]);
+    assert_eq!(accounts(&d), vec!["alice@example.org"]);
 }
 
 #[test]
@@ -546,7 +530,7 @@ fn more_than_new_per_minute_from_one_client_gets_429() {
     // The peer is not a trusted proxy: a forged X-Forwarded-For changes nothing.
     let r = h.request("POST", "/new", &[("X-Forwarded-For", "203.0.113.9")], b"");
     assert_eq!(r.status, 429);
-    assert_eq!(addresses(&d).len(), 3);
+    assert_eq!(accounts(&d).len(), 3);
 }
 
 #[test]
@@ -614,7 +598,7 @@ fn on_the_unix_socket_the_proxy_tells_the_client() {
     // Without the header every client is one unknown client: limited together.
     assert_eq!(unix_post(&socket, "/new", None), 200);
     assert_eq!(unix_post(&socket, "/new", None), 429);
-    assert_eq!(addresses(&d).len(), 3);
+    assert_eq!(accounts(&d).len(), 3);
     drop(d);
     let _ = std::fs::remove_file(&socket);
 }
@@ -875,7 +859,7 @@ fn store_trouble_gives_503_and_creates_nothing() {
     );
     db.execute_batch("ROLLBACK").expect("unlock");
     drop(db);
-    assert!(addresses(&d).is_empty());
+    assert!(accounts(&d).is_empty());
     let r = h.post_json(
         "/new",
         &serde_json::json!({"username": "alice", "password": PW}),
@@ -920,7 +904,7 @@ fn twenty_parallel_signups_on_a_five_use_invite_make_five_accounts() {
         let v: Value = serde_json::from_str(body).expect("json");
         assert_eq!(v["reason"], "this invite code has been used up.");
     }
-    assert_eq!(addresses(&d).len(), 5);
+    assert_eq!(accounts(&d).len(), 5);
     let list = d.cli_json(&["token", "list"]);
     assert_eq!(list[0]["uses"], 5);
     assert_eq!(list[0]["status"], "used_up");
@@ -1064,7 +1048,7 @@ fn admin_routes_refuse_without_a_session_and_show_nothing() {
         assert!(!r.body.contains("alice@"), "POST {path} leaked: {}", r.body);
     }
     // Nothing changed.
-    assert_eq!(addresses(&d), vec!["alice@example.org", "boss@example.org"]);
+    assert_eq!(accounts(&d), vec!["alice@example.org", "boss@example.org"]);
     let alice = show(&d, "alice@example.org");
     assert_eq!(
         (alice["blocked"].as_bool(), alice["admin"].as_bool()),
@@ -1144,7 +1128,7 @@ fn only_admins_with_the_right_password_sign_in() {
         .expect("unknown");
     assert_eq!(r.status, 403);
     assert!(r.body.contains("Wrong address or password"));
-    assert_eq!(addresses(&d), vec!["alice@example.org", "boss@example.org"]);
+    assert_eq!(accounts(&d), vec!["alice@example.org", "boss@example.org"]);
 
     // A session ends when its admin is demoted, and at sign-out.
     let s = sign_in(&h, "boss@example.org", PW).unwrap_or_else(|r| panic!("{r:?}"));
@@ -1380,7 +1364,7 @@ fn admin_actions_do_what_the_cli_does() {
     // Delete: needs the confirmation; by default the address stays blocked.
     let r = post("/admin/accounts/carol@example.org/delete", &[]);
     assert_eq!(r.status, 303);
-    assert!(addresses(&d).contains(&"carol@example.org".to_owned()));
+    assert!(accounts(&d).contains(&"carol@example.org".to_owned()));
     let r = post(
         "/admin/accounts/carol@example.org/delete",
         &[("confirm", "1")],
@@ -1389,7 +1373,7 @@ fn admin_actions_do_what_the_cli_does() {
         (r.status, r.location.as_deref()),
         (303, Some("/admin/accounts"))
     );
-    assert!(!addresses(&d).contains(&"carol@example.org".to_owned()));
+    assert!(!accounts(&d).contains(&"carol@example.org".to_owned()));
     let bl = d.cli_json(&["blocklist", "list"]);
     assert_eq!(bl[0]["address"], "carol@example.org");
     assert!(page("/admin/accounts").contains("carol@example.org is deleted"));
@@ -1474,7 +1458,7 @@ fn admin_delete_queues_the_mail_home_for_the_maintenance_run() {
         page.contains("Mail homes of deleted accounts waiting for removal: 1."),
         "{page}"
     );
-    assert!(!addresses(&d).contains(&"alice@example.org".to_owned()));
+    assert!(!accounts(&d).contains(&"alice@example.org".to_owned()));
     assert!(
         alice.join("Maildir/new/1.mail").exists(),
         "queued, not removed"

@@ -16,8 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
-
 pub use super::mail_clients::ImapSession;
 use super::mail_clients::{
     self, binary, dovecot_log, spawn_in_own_group, stop_process_group, wait_for_dovecot, ImapServer,
@@ -225,23 +223,7 @@ pub fn maildir_vsize(file: &Path) -> u64 {
 
 // ----- what the tests running a Dovecot share (tests/it/dovecot.rs, dovecot24.rs, postfix.rs)
 
-/// Addresses in `user list`, sorted.
-pub fn accounts(d: &TestDaemon) -> Vec<String> {
-    let mut v: Vec<String> = d
-        .cli_json(&["user", "list"])
-        .as_array()
-        .expect("user list is an array")
-        .iter()
-        .map(|a| a["address"].as_str().expect("address").to_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-/// `user show <addr>`.
-pub fn show(d: &TestDaemon, addr: &str) -> Value {
-    d.cli_json(&["user", "show", addr])
-}
+pub use super::{accounts, show};
 
 /// The mail home the test configuration gives `addr`: `<vmail>/{domain}/{local}`.
 pub fn home(d: &TestDaemon, addr: &str) -> PathBuf {

@@ -291,6 +291,24 @@ impl Drop for TestDaemon {
     }
 }
 
+/// Addresses in `user list`, sorted.
+pub fn accounts(d: &TestDaemon) -> Vec<String> {
+    let mut v: Vec<String> = d
+        .cli_json(&["user", "list"])
+        .as_array()
+        .expect("user list is an array")
+        .iter()
+        .map(|a| a["address"].as_str().expect("address").to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `user show <addr>`.
+pub fn show(d: &TestDaemon, addr: &str) -> serde_json::Value {
+    d.cli_json(&["user", "show", addr])
+}
+
 /// A loopback TCP port free right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
