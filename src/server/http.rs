@@ -35,7 +35,6 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -76,27 +75,9 @@ pub async fn serve(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let permits = Arc::new(Semaphore::new(max.max(1)));
-    loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            () = cancel.cancelled() => return,
-        };
-        let accepted = tokio::select! {
-            a = accept(&listener) => a,
-            () = cancel.cancelled() => return,
-        };
-        let (io, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("event=accept result=fail error=\"{e}\"");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    let listener = &listener;
+    let next = || accept(listener);
+    let serve = |(io, peer): (Io, Option<SocketAddr>), cancel: CancellationToken| {
         let clock = Arc::new(Clock::new(timeouts()));
         let (started, answered) = (clock.clone(), clock.clone());
         // Requests on one HTTP/1.1 connection come one at a time: one flag serves them.
@@ -128,27 +109,23 @@ pub async fn serve(
             });
         let service = TowerToHyperService::new(service);
         let io = TokioIo::new(TimedIo::new(io, clock));
-        let cancel = cancel.clone();
-        tracker.spawn(async move {
-            let _permit = permit;
+        async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             // TimedIo keeps the time instead of hyper's header timer.
             builder.header_read_timeout(None).keep_alive(true);
             let conn = builder.serve_connection(io, service);
             tokio::pin!(conn);
             tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!("event=http_connection result=error error=\"{e}\"");
-                    }
-                }
+                result = conn.as_mut() => result.map_err(io::Error::other),
                 () = cancel.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(STOP_GRACE, conn).await;
+                    Ok(())
                 }
             }
-        });
-    }
+        }
+    };
+    super::serve_connections(next, max, cancel, tracker, serve).await;
 }
 
 type Io = Box<dyn IoStream>;

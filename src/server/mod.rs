@@ -355,7 +355,8 @@ fn reload_secret(secret: &Secret, path: &Path) {
     }
 }
 
-/// Accepts connections until cancelled, at most `max` at a time, each in its own task.
+/// Accepts connections on a Unix socket until cancelled, at most `max` at a time, each
+/// in its own task.
 async fn accept_loop<F, Fut>(
     listener: UnixListener,
     max: usize,
@@ -364,6 +365,26 @@ async fn accept_loop<F, Fut>(
     serve: F,
 ) where
     F: Fn(UnixStream, CancellationToken) -> Fut,
+    Fut: Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let listener = &listener;
+    let accept = || async move { listener.accept().await.map(|(stream, _)| stream) };
+    serve_connections(accept, max, cancel, tracker, serve).await;
+}
+
+/// Takes connections from `accept` until cancelled, at most `max` at a time, and runs
+/// `serve` for each in its own task. A failing accept (out of file descriptors and the
+/// like) backs off instead of spinning.
+pub(crate) async fn serve_connections<C, A, AFut, F, Fut>(
+    accept: A,
+    max: usize,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    serve: F,
+) where
+    A: Fn() -> AFut,
+    AFut: Future<Output = std::io::Result<C>>,
+    F: Fn(C, CancellationToken) -> Fut,
     Fut: Future<Output = std::io::Result<()>> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(max.max(1)));
@@ -375,11 +396,10 @@ async fn accept_loop<F, Fut>(
             },
             () = cancel.cancelled() => return,
         };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+        let connection = tokio::select! {
+            accepted = accept() => match accepted {
+                Ok(c) => c,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!("event=accept result=fail error=\"{e}\"");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
@@ -387,7 +407,7 @@ async fn accept_loop<F, Fut>(
             },
             () = cancel.cancelled() => return,
         };
-        let session = serve(stream, cancel.clone());
+        let session = serve(connection, cancel.clone());
         tracker.spawn(async move {
             let _permit = permit;
             if let Err(e) = session.await {
