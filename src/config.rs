@@ -13,6 +13,7 @@
 //! accepted. Sizes are `500M`, `1G` or bytes; durations are `90d`, `72h`, `30m`, `10s`.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -101,11 +102,14 @@ pub struct Listen {
     pub http_socket: Option<PathBuf>,
     /// Loopback HTTP auth API for Dovecot 2.4's Lua passdb/userdb: `127.0.0.1:port`.
     pub auth_http: Option<String>,
-    /// Octal permission bits of every socket file.
-    pub socket_mode: String,
+    /// Permission bits of every socket file without its own `[listen.sockets.*] mode`.
+    pub socket_mode: SocketMode,
     pub socket_owner: Option<String>,
     pub socket_group: Option<String>,
-    /// How many connections each listener serves at once.
+    /// Per-socket mode, owner and group, over the three above.
+    pub sockets: SocketOverrides,
+    /// How many connections each listener serves at once; when a line-protocol listener
+    /// is full, its longest-idle connection is closed to make room.
     pub max_connections: usize,
 }
 
@@ -118,28 +122,95 @@ impl Default for Listen {
             http: None,
             http_socket: None,
             auth_http: None,
-            socket_mode: "0660".into(),
+            socket_mode: SocketMode::default(),
             socket_owner: None,
             socket_group: None,
+            sockets: SocketOverrides::default(),
             max_connections: 1024,
         }
     }
 }
 
 impl Listen {
-    /// The socket mode as permission bits.
-    pub fn mode_bits(&self) -> Result<u32, ConfigError> {
-        let digits = self.socket_mode.trim_start_matches("0o");
-        match u32::from_str_radix(digits, 8) {
-            Ok(bits) if bits <= 0o777 => Ok(bits),
-            _ => Err(invalid(
-                "listen.socket_mode",
-                format!(
-                    "`{}` is not an octal permission such as \"0660\"",
-                    self.socket_mode
-                ),
-            )),
+    /// The effective permissions of one socket: its own settings, else the shared ones.
+    pub fn access(&self, own: &SocketAccess) -> SocketPerms {
+        SocketPerms {
+            mode: own.mode.unwrap_or(self.socket_mode),
+            owner: own.owner.clone().or_else(|| self.socket_owner.clone()),
+            group: own.group.clone().or_else(|| self.socket_group.clone()),
         }
+    }
+}
+
+/// `[listen.sockets.dict]` and the like: settings of one socket file that differ from
+/// `listen.socket_mode`, `socket_owner` and `socket_group`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocketOverrides {
+    pub dict: SocketAccess,
+    pub auth: SocketAccess,
+    pub policy: SocketAccess,
+    pub http_socket: SocketAccess,
+}
+
+/// One socket's own mode, owner and group; each absent one is the shared setting.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocketAccess {
+    pub mode: Option<SocketMode>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+/// The permissions a socket file is created with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketPerms {
+    pub mode: SocketMode,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+/// Permission bits of a socket file, written in octal: `"0660"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketMode(u32);
+
+impl SocketMode {
+    /// Reads `"0660"`, `"660"` or `"0o660"`; at most `0777`.
+    pub fn parse(s: &str) -> Result<SocketMode, String> {
+        let digits = s.trim_start_matches("0o");
+        match u32::from_str_radix(digits, 8) {
+            Ok(bits) if bits <= 0o777 => Ok(SocketMode(bits)),
+            _ => Err(format!("`{s}` is not an octal permission such as \"0660\"")),
+        }
+    }
+
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for SocketMode {
+    fn default() -> Self {
+        SocketMode(0o660)
+    }
+}
+
+impl fmt::Display for SocketMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl Serialize for SocketMode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SocketMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        SocketMode::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -404,8 +475,8 @@ impl Default for PolicyConfig {
 pub struct Http {
     /// The public base URL, e.g. `https://chat.example.org`, for sign-up links.
     pub public_url: Option<String>,
-    /// Peers whose `X-Forwarded-For` is believed (IP addresses).
-    pub trusted_proxies: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed: addresses or networks (`10.0.0.0/8`).
+    pub trusted_proxies: Vec<IpNet>,
     /// Largest request body accepted.
     pub max_body: Size,
     /// Time to receive a request's headers: from the connection's start, or from the
@@ -562,7 +633,8 @@ impl Default for Maintenance {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
-    pub level: String,
+    /// `error`, `warn`, `info`, `debug`, `trace` (or tracing directives).
+    pub level: LogLevel,
     /// Drop addresses, IPs and tokens from every log line.
     pub no_log: bool,
     /// Where lines go: `auto` (syslog unless stderr is a terminal), `syslog`, `stderr`.
@@ -574,7 +646,7 @@ pub struct Log {
 impl Default for Log {
     fn default() -> Self {
         Log {
-            level: "info".into(),
+            level: LogLevel::default(),
             no_log: false,
             target: LogTarget::Auto,
             syslog_socket: PathBuf::from("/dev/log"),
@@ -588,6 +660,121 @@ pub enum LogTarget {
     Auto,
     Syslog,
     Stderr,
+}
+
+/// A log level (or tracing filter directives), checked when the configuration loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLevel(String);
+
+impl LogLevel {
+    pub fn parse(s: &str) -> Result<LogLevel, String> {
+        tracing_subscriber::EnvFilter::try_new(s)
+            .map(|_| LogLevel(s.to_owned()))
+            .map_err(|_| format!("`{s}`: accepted values: error, warn, info, debug, trace"))
+    }
+
+    /// The filter the logger installs.
+    pub fn filter(&self) -> tracing_subscriber::EnvFilter {
+        tracing_subscriber::EnvFilter::try_new(&self.0)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    }
+}
+
+impl Default for LogLevel {
+    fn default() -> Self {
+        LogLevel("info".into())
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for LogLevel {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        LogLevel::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An IP address or a network written `addr/len` (`http.trusted_proxies`). IPv4-mapped
+/// IPv6 addresses are kept as IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Result<IpNet, String> {
+        let bad = || format!("`{s}` is not an IP address or a network such as 10.0.0.0/8");
+        let t = s.trim();
+        let (addr, len) = match t.split_once('/') {
+            Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| bad())?)),
+            None => (t, None),
+        };
+        let addr = addr.parse::<IpAddr>().map_err(|_| bad())?.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = len.unwrap_or(max);
+        if len > max {
+            return Err(bad());
+        }
+        Ok(IpNet { addr, len })
+    }
+
+    /// Whether `ip` lies in this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), self.len),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), self.len),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], len: u8) -> bool {
+    let len = usize::from(len);
+    let (bytes, bits) = (len / 8, len % 8);
+    if a[..bytes] != b[..bytes] {
+        return false;
+    }
+    if bits == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - bits);
+    a[bytes] & mask == b[bytes] & mask
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let max = if self.addr.is_ipv4() { 32 } else { 128 };
+        if self.len == max {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.len)
+        }
+    }
+}
+
+impl Serialize for IpNet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpNet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        IpNet::parse(&s).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A byte size, written `16K`, `1M` or a number of bytes.
@@ -866,7 +1053,6 @@ impl Config {
             normalized.push(ascii);
         }
         self.domains = normalized;
-        self.listen.mode_bits()?;
         if let Some(url) = &self.http.public_url {
             let lower = url.to_ascii_lowercase();
             if !(lower.starts_with("https://") || lower.starts_with("http://")) {
@@ -923,12 +1109,6 @@ impl Config {
         if self.argon2.max_pending == 0 {
             return Err(invalid("argon2.max_pending", "must be at least 1"));
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|_| {
-            invalid(
-                "log.level",
-                "accepted values: error, warn, info, debug, trace",
-            )
-        })?;
         Ok(())
     }
 

@@ -44,7 +44,7 @@ use subtle::ConstantTimeEq;
 
 use crate::accounts::password::Password;
 use crate::accounts::{Accounts, LoginContext, LoginOutcome, UserdbEntry};
-use crate::server::http::PeerAddr;
+use crate::conn::PeerAddr;
 
 /// Largest request body accepted (a user name and a password fit many times over).
 const MAX_BODY: usize = 16 * 1024;

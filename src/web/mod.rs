@@ -42,7 +42,7 @@ use axum::Router;
 use tower::util::MapResponseLayer;
 
 use crate::accounts::Accounts;
-use crate::server::http::PeerAddr;
+use crate::conn::PeerAddr;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -63,13 +63,6 @@ impl AppState {
 
 /// The routes served on `listen.http` and `listen.http_socket`.
 pub fn router(accounts: Arc<Accounts>) -> Router {
-    let bad = client::invalid_proxies(&accounts.config().http.trusted_proxies);
-    if !bad.is_empty() {
-        tracing::warn!(
-            "event=config key=http.trusted_proxies ignored=\"{}\"",
-            bad.join(", ")
-        );
-    }
     let state = AppState(Arc::new(Inner {
         accounts,
         sessions: session::Sessions::default(),
