@@ -11,6 +11,16 @@
 //!
 //! Unknown keys are errors that name the key; a bad value names the key and what is
 //! accepted. Sizes are `500M`, `1G` or bytes; durations are `90d`, `72h`, `30m`, `10s`.
+//! Every value is parsed here, as the file loads, into the type its users need
+//! ([`SocketMode`], [`LogLevel`], [`IpNet`], [`Quota`], [`Seconds`]): a bad value stops
+//! the start with exit status 2, and a reload (SIGHUP) refuses it and keeps the old
+//! configuration. Nothing downstream parses a setting again.
+//!
+//! ```text
+//! [listen] socket_mode = "0666"          -> SocketMode(0o666)
+//! [listen.sockets.dict] mode = "0660"    -> this socket only (also owner, group)
+//! [http] trusted_proxies = ["10.0.0.0/8"] -> [IpNet]; "proxy.example" is an error
+//! ```
 
 use std::fmt;
 use std::net::IpAddr;
@@ -667,10 +677,22 @@ pub enum LogTarget {
 pub struct LogLevel(String);
 
 impl LogLevel {
+    /// A level (`info`), or tracing directives where each bare word is a level
+    /// (`info,postern=debug`): a bare word that is no level is a mistake, not a target.
     pub fn parse(s: &str) -> Result<LogLevel, String> {
+        let bad = || format!("`{s}`: accepted values: error, warn, info, debug, trace");
+        let levels = ["off", "error", "warn", "info", "debug", "trace"];
+        let bare_words_are_levels = s
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty() && !d.contains('='))
+            .all(|d| levels.contains(&d.to_ascii_lowercase().as_str()));
+        if !bare_words_are_levels {
+            return Err(bad());
+        }
         tracing_subscriber::EnvFilter::try_new(s)
             .map(|_| LogLevel(s.to_owned()))
-            .map_err(|_| format!("`{s}`: accepted values: error, warn, info, debug, trace"))
+            .map_err(|_| bad())
     }
 
     /// The filter the logger installs.
@@ -1199,6 +1221,61 @@ mod tests {
         if !Path::new(MAILNAME).exists() {
             let e = load_str("domains = []\n").unwrap_err().to_string();
             assert!(e.contains("domains") && e.contains("/etc/mailname"), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_typed_values_are_errors_that_name_the_key() {
+        for (toml, key) in [
+            ("[listen]\nsocket_mode = \"0999\"\n", "listen.socket_mode"),
+            (
+                "[listen]\nsocket_mode = \"rw-rw----\"\n",
+                "listen.socket_mode",
+            ),
+            (
+                "[listen.sockets.dict]\nmode = \"01777\"\n",
+                "listen.sockets.dict.mode",
+            ),
+            ("[log]\nlevel = \"loud\"\n", "log.level"),
+            (
+                "[http]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+                "http.trusted_proxies",
+            ),
+            (
+                "[http]\ntrusted_proxies = [\"proxy.example\"]\n",
+                "http.trusted_proxies",
+            ),
+        ] {
+            let e = load_str(&format!("domains = [\"a.org\"]\n{toml}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+        }
+    }
+
+    #[test]
+    fn typed_values_load_and_show_as_written() {
+        let c = load_str(
+            "domains = [\"a.org\"]\n[listen]\nsocket_mode = \"0666\"\nsocket_group = \"mail\"\n\
+             [listen.sockets.dict]\nmode = \"0660\"\ngroup = \"dovecot\"\n\
+             [log]\nlevel = \"debug\"\n[http]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n",
+        )
+        .expect("ok");
+        let dict = c.listen.access(&c.listen.sockets.dict);
+        assert_eq!(dict.mode.bits(), 0o660);
+        assert_eq!(dict.group.as_deref(), Some("dovecot"));
+        let auth = c.listen.access(&c.listen.sockets.auth);
+        assert_eq!(auth.mode.bits(), 0o666);
+        assert_eq!(auth.group.as_deref(), Some("mail"));
+        assert!(c.http.trusted_proxies[1].contains("10.9.8.7".parse().expect("ip")));
+        assert!(!c.http.trusted_proxies[0].contains("127.0.0.2".parse().expect("ip")));
+        let shown = c.to_toml();
+        for line in [
+            "socket_mode = \"0666\"",
+            "level = \"debug\"",
+            "trusted_proxies = [\"127.0.0.1\",\"10.0.0.0/8\"]",
+        ] {
+            assert!(shown.contains(line), "{line} in {shown}");
         }
     }
 }

@@ -3,6 +3,8 @@
 //! `key=value` shape that fail2ban can match; never a password (the core never formats
 //! one), and with `log.no_log` no address, IP or code either (the core drops them).
 //!
+//! The level comes checked from the configuration ([`LogLevel`]); a reload swaps it in.
+//!
 //! ```text
 //! postern[812]: event=login result=fail reason=bad_password address=alice@example.org service=smtp ip=192.0.2.7
 //! postern[812]: event=register route=jit address=k3x9q2m1a@example.org service=dovecot ip=-

@@ -543,3 +543,19 @@ fn generate_assets_writes_a_man_page_per_subcommand_and_the_completions() {
         assert!(std::fs::metadata(&path).is_ok_and(|m| m.len() > 0), "{f}");
     }
 }
+
+// A bad `http.trusted_proxies` entry used to be a warning, and skipped at each request.
+#[test]
+fn a_bad_trusted_proxies_entry_fails_config_check_naming_the_key() {
+    let d = offline("open");
+    let mut config = std::fs::read_to_string(&d.config).expect("read");
+    config.push_str("[http]\ntrusted_proxies = [\"127.0.0.1\", \"proxy.example\"]\n");
+    std::fs::write(&d.config, config).expect("write");
+    let out = d.cli(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("http.trusted_proxies") && stderr(&out).contains("proxy.example"),
+        "{}",
+        stderr(&out)
+    );
+}
