@@ -68,6 +68,7 @@ pub async fn run(
     log: Option<LogHandle>,
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
+    let signals = Signals::catch();
     let accounts = open_accounts(&config)?;
     promote_admins(&accounts).await;
 
@@ -82,12 +83,12 @@ pub async fn run(
     let names: Vec<String> = bound.iter().map(|b| b.listener.describe()).collect();
     let lua_secret = bound.iter().find_map(|b| b.secret.clone());
 
+    tracing::info!("event=start listeners={} {}", names.len(), names.join(" "));
     let tracker = TaskTracker::new();
     let services = Services::new(&accounts);
     for b in bound {
         tracker.spawn(services.clone().serve(b, cancel.clone(), tracker.clone()));
     }
-    tracing::info!("event=start listeners={} {}", names.len(), names.join(" "));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
     let reload = Reload {
@@ -96,7 +97,7 @@ pub async fn run(
         log: log.as_ref(),
         secret: lua_secret.as_deref(),
     };
-    wait_for_stop(&reload, &cancel).await;
+    wait_for_stop(signals, &reload, &cancel).await;
 
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("event=stop");
@@ -389,14 +390,27 @@ struct Reload<'a> {
     secret: Option<&'a Secret>,
 }
 
+/// The stop and reload signals, caught from the start: a SIGHUP that arrives while the
+/// listeners are being bound (or right after READY) must reload, not kill the daemon.
+struct Signals(Option<[tokio::signal::unix::Signal; 3]>);
+
+impl Signals {
+    fn catch() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => Signals(Some([term, int, hup])),
+            _ => Signals(None),
+        }
+    }
+}
+
 /// Waits for SIGTERM, SIGINT or `cancel`; reloads on SIGHUP.
-async fn wait_for_stop(reload: &Reload<'_>, cancel: &CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+async fn wait_for_stop(signals: Signals, reload: &Reload<'_>, cancel: &CancellationToken) {
+    let Some([mut term, mut int, mut hup]) = signals.0 else {
         tracing::warn!("event=signals result=unavailable");
         cancel.cancelled().await;
         return;
