@@ -204,6 +204,9 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
 
 // ----- the pool ----------------------------------------------------------------------
 
+/// How often a newcomer waiting for a full pool of busy connections looks again.
+const RECHECK: Duration = Duration::from_millis(50);
+
 /// `idle_since` of a connection that is busy (or never reports idleness).
 const BUSY: u64 = u64::MAX;
 
@@ -249,8 +252,11 @@ impl Pool {
             if let Some(lease) = self.try_lease(cancel) {
                 return Some(lease);
             }
+            // A place frees up when a connection ends, or a busy one becomes idle
+            // (and can be asked to make room): look again at either.
             tokio::select! {
                 () = self.freed.notified() => {}
+                () = tokio::time::sleep(RECHECK) => {}
                 () = cancel.cancelled() => return None,
             }
         }

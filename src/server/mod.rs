@@ -81,7 +81,10 @@ pub async fn run(
         return Err(ServeError::NothingToServe);
     }
     let names: Vec<String> = bound.iter().map(|b| b.listener.describe()).collect();
-    let lua_secret = bound.iter().find_map(|b| b.secret.clone());
+    let lua_secret = bound.iter().find_map(|b| match &b.runs {
+        Runs::LuaApi(secret) => Some(secret.clone()),
+        _ => None,
+    });
 
     tracing::info!("event=start listeners={} {}", names.len(), names.join(" "));
     let tracker = TaskTracker::new();
@@ -192,9 +195,17 @@ fn listeners(listen: &Listen) -> Vec<Listener<'_>> {
 /// A listener bound and ready to accept.
 struct Bound {
     listener: BoundListener,
-    service: Service,
-    /// The auth API's secret (`Service::LuaApi`).
-    secret: Option<Arc<Secret>>,
+    runs: Runs,
+}
+
+/// A [`Service`] with what it needs to answer.
+enum Runs {
+    Dict,
+    Auth,
+    Policy,
+    Web,
+    /// With the auth API's shared secret.
+    LuaApi(Arc<Secret>),
 }
 
 /// The socket of a bound listener, and the key and address it was configured with.
@@ -242,16 +253,19 @@ impl<'a> Listener<'a> {
     /// Binds the listener (a socket file goes into `sockets`), and reads what its
     /// service needs before it can answer (the auth API's secret).
     async fn bind(&self, config: &Config, sockets: &mut SocketFiles) -> Result<Bound, ServeError> {
-        let secret = match self.service {
+        let runs = match self.service {
+            Service::Dict => Runs::Dict,
+            Service::Auth => Runs::Auth,
+            Service::Policy => Runs::Policy,
+            Service::Web => Runs::Web,
             Service::LuaApi => {
                 let path = &config.auth_http.secret_file;
                 let secret = read_secret(path).map_err(|message| ServeError::Secret {
                     path: path.clone(),
                     message,
                 })?;
-                Some(Arc::new(Secret::new(secret)))
+                Runs::LuaApi(Arc::new(Secret::new(secret)))
             }
-            _ => None,
         };
         let listener = match &self.address {
             Address::Unix(path, access) => {
@@ -263,11 +277,7 @@ impl<'a> Listener<'a> {
                 BoundListener::Tcp(self.key, (*addr).to_owned(), bind_tcp(addr).await?)
             }
         };
-        Ok(Bound {
-            listener,
-            service: self.service,
-            secret,
-        })
+        Ok(Bound { listener, runs })
     }
 }
 
@@ -301,25 +311,27 @@ impl Services {
 
     /// Accepts and serves `bound`'s connections until `cancel` fires.
     async fn serve(self: Arc<Self>, bound: Bound, cancel: CancellationToken, tracker: TaskTracker) {
-        let config = self.accounts.config();
-        let max = config.listen.max_connections;
+        let (max, http_max) = {
+            let config = self.accounts.config();
+            (config.listen.max_connections, config.http.max_connections)
+        };
         let (c, t) = (cancel, tracker);
-        let listener = match (bound.service, bound.listener) {
-            (Service::Dict, BoundListener::Unix(.., l)) => {
+        let (listener, router) = match (bound.runs, bound.listener) {
+            (Runs::Dict, BoundListener::Unix(.., l)) => {
                 let dict = self.dict.clone();
                 return accept_loop(l, max, c, t, move |stream, lease| {
                     dovecot_dict::session::run(stream, dict.clone(), lease)
                 })
                 .await;
             }
-            (Service::Auth, BoundListener::Unix(.., l)) => {
+            (Runs::Auth, BoundListener::Unix(.., l)) => {
                 let accounts = self.accounts.clone();
                 return accept_loop(l, max, c, t, move |stream, lease| {
                     dovecot_auth::session::run(stream, accounts.clone(), lease)
                 })
                 .await;
             }
-            (Service::Policy, BoundListener::Unix(.., l)) => {
+            (Runs::Policy, BoundListener::Unix(.., l)) => {
                 let accounts = self.accounts.clone();
                 return accept_loop(l, max, c, t, move |stream, lease| {
                     postfix_policy::session::run(stream, accounts.clone(), lease)
@@ -327,19 +339,12 @@ impl Services {
                 .await;
             }
             // The table puts the line protocols on Unix sockets only.
-            (Service::Dict | Service::Auth | Service::Policy, BoundListener::Tcp(..)) => return,
-            (Service::Web | Service::LuaApi, BoundListener::Tcp(.., l)) => {
-                http::HttpListener::Tcp(l)
-            }
-            (Service::Web | Service::LuaApi, BoundListener::Unix(.., l)) => {
-                http::HttpListener::Unix(l)
-            }
-        };
-        let router = match (bound.service, bound.secret) {
-            (Service::LuaApi, Some(secret)) => {
-                crate::dovecot_lua_api::router(self.accounts.clone(), secret)
-            }
-            _ => self.web.clone(),
+            (Runs::Dict | Runs::Auth | Runs::Policy, BoundListener::Tcp(..)) => return,
+            (Runs::Web, listener) => (http_listener(listener), self.web.clone()),
+            (Runs::LuaApi(secret), listener) => (
+                http_listener(listener),
+                crate::dovecot_lua_api::router(self.accounts.clone(), secret),
+            ),
         };
         let accounts = self.accounts.clone();
         let timeouts = move || {
@@ -349,15 +354,14 @@ impl Services {
                 idle: config.http.idle_timeout.duration(),
             }
         };
-        http::serve(
-            listener,
-            router,
-            config.http.max_connections,
-            timeouts,
-            c,
-            t,
-        )
-        .await;
+        http::serve(listener, router, http_max, timeouts, c, t).await;
+    }
+}
+
+fn http_listener(listener: BoundListener) -> http::HttpListener {
+    match listener {
+        BoundListener::Tcp(.., l) => http::HttpListener::Tcp(l),
+        BoundListener::Unix(.., l) => http::HttpListener::Unix(l),
     }
 }
 
