@@ -154,8 +154,10 @@ where
                     return Ok(Some(Input::Malformed(e)));
                 }
             }
-            self.flush().await?;
+            // Idle from before the last answer leaves: a peer that has read it and
+            // moved to another connection finds this one idle already.
             self.lease.idle();
+            self.flush().await?;
             let read = tokio::select! {
                 read = tokio::time::timeout(self.idle, self.stream.read_buf(&mut self.buf)) => read,
                 woken = &mut wake => {
