@@ -1,0 +1,26 @@
+//! The JSON body of `POST /new`: any bytes either parse or are refused; what parses is
+//! an object whose `username`, `password` and `token` are what a generic JSON reader
+//! sees there.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use postern::web::JsonRequest;
+use serde_json::Value;
+
+fuzz_target!(|data: &[u8]| {
+    let parsed = serde_json::from_slice::<JsonRequest>(data);
+    let generic = serde_json::from_slice::<Value>(data);
+    let Ok(request) = parsed else {
+        return;
+    };
+    let Ok(value) = generic else {
+        panic!("accepted as a sign-up but not as JSON");
+    };
+    let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
+    if let Value::Object(_) = value {
+        assert_eq!(request.username, field("username"));
+        assert_eq!(request.password, field("password"));
+        assert_eq!(request.token, field("token"));
+    }
+});
