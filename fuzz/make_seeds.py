@@ -1,13 +1,12 @@
 #!/usr/bin/env python3
 """Writes the seed corpus in seeds/<target>/ from wire lines captured from Dovecot 2.3.19,
 2.4.1 and Postfix 3.7 (the protocol reference's fixtures). Run once; the output is
-committed. Codec seeds start with the header byte the targets read (see src/lib.rs):
+committed, beside the inputs fuzzing found (kept as regression seeds). Codec seeds start with the header byte the targets read (see src/lib.rs):
 0x00 feeds the stream one byte at a time, 0x03 a b c cycles chunks of a+1, b+1, c+1
 bytes, 0x80 m adds a line limit of m bytes."""
 
 import hashlib
 import os
-import shutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -135,9 +134,8 @@ SEEDS = {
 }
 
 root = os.path.join(HERE, "seeds")
-shutil.rmtree(root, ignore_errors=True)
 for target, seeds in SEEDS.items():
-    os.makedirs(os.path.join(root, target))
+    os.makedirs(os.path.join(root, target), exist_ok=True)
     for seed in seeds:
         name = hashlib.sha1(seed).hexdigest()
         with open(os.path.join(root, target, name), "wb") as f:
