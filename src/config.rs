@@ -1053,6 +1053,17 @@ impl Config {
         Ok(config)
     }
 
+    /// The defaults and the TOML `text` alone (no file, no environment), validated: what
+    /// the config fuzz target drives.
+    #[doc(hidden)]
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Checks what serde cannot: consistency between keys.
     pub fn validate(&mut self) -> Result<(), ConfigError> {
         if self.domains.is_empty() {

@@ -21,10 +21,14 @@
 mod admin;
 mod autoconfig;
 mod client;
-mod form;
+#[doc(hidden)]
+pub mod form;
 mod new;
 mod pages;
 mod session;
+
+#[doc(hidden)]
+pub use new::JsonRequest;
 
 use std::convert::Infallible;
 use std::net::IpAddr;
