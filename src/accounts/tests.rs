@@ -39,7 +39,10 @@ impl Fixture {
 
     /// A core over the fixture's database: call twice for two processes sharing it.
     fn accounts(&self) -> Arc<Accounts> {
-        let store = Store::open(&self.db).expect("store");
+        let store = Store::open(&crate::config::Database {
+            path: self.db.clone(),
+        })
+        .expect("store");
         let clock = self.clock.clone();
         Arc::new(
             Accounts::with_clock(
@@ -271,6 +274,7 @@ async fn legacy_hash_is_rehashed_at_next_good_login() {
     let stored = format!("{{SHA512-CRYPT}}{legacy}");
     a.store
         .set_password_hash("old@example.org", &stored)
+        .await
         .expect("db");
     assert_eq!(
         login(&a, "old@example.org", "wrong password").await,
