@@ -80,6 +80,14 @@ impl Address {
         Address::parse(&format!("{local}@{domain}"), domains)
     }
 
+    /// An address the store holds: normalized when it was written, so taken as it is.
+    pub(crate) fn from_canonical(full: String) -> Address {
+        Address {
+            at: full.rfind('@').unwrap_or(full.len()),
+            full,
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.full
     }
@@ -89,12 +97,21 @@ impl Address {
     }
 
     pub fn domain(&self) -> &str {
-        &self.full[self.at + 1..]
+        self.full.get(self.at + 1..).unwrap_or("")
     }
 
     /// The rules a new account's local part must meet.
     pub fn check_rules(&self, rules: &UsernameRules) -> Result<(), AddressError> {
         check_local(self.local(), rules)
+    }
+}
+
+/// An address reads as its text wherever a `&str` is wanted.
+impl std::ops::Deref for Address {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.full
     }
 }
 
