@@ -74,6 +74,10 @@ pub struct Deleted {
     pub still_blocked: bool,
 }
 
+/// Why an operator cannot set a quota of 0.
+const ZERO_QUOTA: &str = "a quota of 0 would refuse all mail; use `unlimited` for no limit, \
+                          or `postern user block` to stop mail";
+
 /// An operator's quota setting: a size (`500M`, `1G`, bytes), `unlimited`, or `default`
 /// (blank too): follow `quota.default`. The error says what is accepted.
 pub fn parse_quota(s: &str) -> Result<QuotaSetting, String> {
@@ -82,6 +86,7 @@ pub fn parse_quota(s: &str) -> Result<QuotaSetting, String> {
         return Ok(QuotaSetting::Default);
     }
     match Quota::parse(s) {
+        Ok(Quota::Limited(0)) => Err(ZERO_QUOTA.to_owned()),
         Ok(Quota::Limited(b)) => Ok(QuotaSetting::Explicit(b)),
         Ok(Quota::Unlimited) => Ok(QuotaSetting::Unlimited),
         Err(e) => Err(format!("{e}, \"unlimited\" or \"default\"")),

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use super::address::{self, Address};
 use super::password::looks_like_supported_hash;
+use super::view::Quota;
 use super::{Accounts, AdminError, Route, Unavailable, UsageChange};
 use crate::store::{NewAccount, QueuedHome, QuotaMode};
 
@@ -395,10 +396,17 @@ impl Accounts {
 
     pub async fn stats(&self, now: i64) -> Result<Stats, AdminError> {
         let store = self.store.stats(now).await?;
-        let default = self.config().quota.default.bytes().unwrap_or(0);
+        // Each group's quota by the one rule: a default or explicit 0 is unlimited.
+        let default = Quota::effective(QuotaMode::Default, self.config().quota.default.bytes());
         let quota_bytes = default
+            .limit
+            .unwrap_or(0)
             .saturating_mul(u64::try_from(store.default_quota_accounts).unwrap_or(0))
             .saturating_add(u64::try_from(store.explicit_quota_bytes).unwrap_or(0));
+        let mut unlimited_accounts = store.unlimited_accounts + store.explicit_zero_accounts;
+        if default.limit.is_none() {
+            unlimited_accounts += store.default_quota_accounts;
+        }
         Ok(Stats {
             accounts: store.accounts,
             blocked_accounts: store.blocked_accounts,
@@ -407,7 +415,7 @@ impl Accounts {
             created: store.created,
             used_bytes: store.used_bytes,
             quota_bytes,
-            unlimited_accounts: store.unlimited_accounts,
+            unlimited_accounts,
             tokens_active: store.tokens_active,
             tokens_used_up: store.tokens_used_up,
             tokens_expired: store.tokens_expired,

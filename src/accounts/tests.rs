@@ -943,6 +943,64 @@ fn quota_settings_as_operators_write_them() {
     assert_eq!(parse_quota("unlimited"), Ok(QuotaSetting::Unlimited));
     let err = parse_quota("lots").expect_err("not a size");
     assert!(err.ends_with(", \"unlimited\" or \"default\""), "{err}");
+    for zero in ["0", "0M", " 0 "] {
+        let err = parse_quota(zero).expect_err("a quota of 0 refuses all mail");
+        assert!(err.contains("a quota of 0 would refuse all mail"), "{err}");
+        assert!(err.contains("`unlimited`") && err.contains("`postern user block`"));
+    }
+}
+
+// Regression: a stored quota of 0 showed as unlimited in `user show`, as "of 0" on the
+// admin page, as 0 bytes in `stats`, and made the policy answer "Mailbox full" to all.
+#[tokio::test]
+async fn a_quota_of_0_from_an_older_version_is_unlimited_everywhere() {
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    login(&a, "zero@example.org", "zero quota pw").await;
+    // Older versions stored what `user quota zero@example.org 0` asked for.
+    assert!(a
+        .store
+        .set_quota("zero@example.org", QuotaMode::Explicit(0))
+        .await
+        .expect("db"));
+    a.note_usage(
+        "zero@example.org",
+        UsageChange::Set {
+            bytes: Some(5000),
+            messages: Some(1),
+        },
+    )
+    .await
+    .expect("usage");
+
+    let shown = a.user("zero@example.org").await.expect("account");
+    assert_eq!(shown.quota.limit, None);
+    assert_eq!(shown.quota.source, QuotaSource::Unlimited);
+    assert_eq!(shown.quota.to_string(), "unlimited");
+    assert!(
+        shown.usage_text().ends_with("of unlimited"),
+        "{}",
+        shown.usage_text()
+    );
+    let entry = a
+        .userdb("zero@example.org")
+        .await
+        .expect("db")
+        .expect("entry");
+    assert_eq!(entry.quota_bytes, None);
+    let verdict = a
+        .policy(PolicyRequest {
+            protocol_state: "RCPT",
+            recipient: "zero@example.org",
+            size: 1000,
+            ..PolicyRequest::default()
+        })
+        .await
+        .expect("db");
+    assert_eq!(verdict, PolicyVerdict::Dunno);
+    let stats = a.stats(a.now()).await.expect("stats");
+    assert_eq!(stats.unlimited_accounts, 1);
+    assert_eq!(stats.quota_bytes, 0);
 }
 
 /// The account as the store holds it, hash included (what no view shows).

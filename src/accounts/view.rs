@@ -63,11 +63,19 @@ pub struct Quota {
 impl Quota {
     /// The one rule for the quota an account has: its own setting, or the configured
     /// default (`default_limit`, `None` for unlimited) when it follows the default.
+    ///
+    /// A limit of 0 means unlimited: older versions let an operator set it, Dovecot reads
+    /// `storage=0` as no limit, and a quota that refuses all mail is what blocking is
+    /// for. Operators can no longer set it ([`parse_quota`](super::admin::parse_quota)).
     pub fn effective(setting: QuotaMode, default_limit: Option<u64>) -> Quota {
         match setting {
             QuotaMode::Default => Quota {
-                limit: default_limit,
+                limit: default_limit.filter(|&b| b > 0),
                 source: QuotaSource::Default,
+            },
+            QuotaMode::Explicit(0) => Quota {
+                limit: None,
+                source: QuotaSource::Unlimited,
             },
             QuotaMode::Explicit(b) => Quota {
                 limit: Some(b),
@@ -164,13 +172,12 @@ impl Account {
     /// `120M of 500M (24%)`, `3K of unlimited`.
     pub fn usage_text(&self) -> String {
         let used = format_size(self.usage.bytes);
-        match self.quota.limit {
-            Some(q) if q > 0 => format!(
+        match self.quota.limit.filter(|&q| q > 0) {
+            Some(q) => format!(
                 "{used} of {} ({}%)",
                 format_size(q),
                 self.usage.bytes.saturating_mul(100) / q
             ),
-            Some(_) => format!("{used} of 0"),
             None => format!("{used} of unlimited"),
         }
     }
@@ -286,5 +293,25 @@ mod tests {
         let unlimited = Quota::effective(QuotaMode::Unlimited, Some(500 << 20));
         assert_eq!(unlimited.to_string(), "unlimited");
         assert_eq!(account(0, unlimited).usage_text(), "0 of unlimited");
+    }
+
+    #[test]
+    fn a_stored_quota_of_0_is_unlimited() {
+        let zero = Quota::effective(QuotaMode::Explicit(0), Some(500 << 20));
+        assert_eq!(
+            zero,
+            Quota {
+                limit: None,
+                source: QuotaSource::Unlimited
+            }
+        );
+        assert_eq!(zero.to_string(), "unlimited");
+        assert_eq!(account(3 << 10, zero).usage_text(), "3K of unlimited");
+        // A default of 0 too; any other limit stays what it is.
+        assert_eq!(Quota::effective(QuotaMode::Default, Some(0)).limit, None);
+        assert_eq!(
+            Quota::effective(QuotaMode::Explicit(1), None).limit,
+            Some(1)
+        );
     }
 }
