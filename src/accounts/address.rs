@@ -121,27 +121,9 @@ impl fmt::Display for Address {
     }
 }
 
-/// Lowercases and IDNA-encodes a domain; refuses anything that is not a host name.
+/// Lowercases and IDNA-encodes a domain ([`crate::domain::normalize`]).
 pub fn normalize_domain(domain: &str) -> Result<String, AddressError> {
-    let domain = domain.trim().trim_end_matches('.');
-    if domain.is_empty() {
-        return Err(AddressError::BadDomain);
-    }
-    let ascii = idna::domain_to_ascii(domain).map_err(|_| AddressError::BadDomain)?;
-    let ok = !ascii.is_empty()
-        && ascii.len() <= 253
-        && ascii.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    if ok {
-        Ok(ascii)
-    } else {
-        Err(AddressError::BadDomain)
-    }
+    crate::domain::normalize(domain).map_err(|_| AddressError::BadDomain)
 }
 
 fn check_local(local: &str, rules: &UsernameRules) -> Result<(), AddressError> {
