@@ -14,11 +14,13 @@
 //!                  (passdb, userdb, last_login, quota_clone); Dovecot auth for Postfix
 //!                  SMTP AUTH (SASL PLAIN, LOGIN); Postfix policy delegation
 //! accounts         the core: every rule (login, registration, userdb, operator actions)
-//! store            SQLite: schema, migrations, every query
+//! store            the database behind one interface: `Store`, an enum over backends
+//!                  (SQLite in store/sqlite: schema, migrations, every query)
 //! logging          syslog or stderr
 //! config           figment configuration, every value parsed as it loads
-//! conn, lines, tabescape, qr  connection I/O (Connection, the pool, PeerAddr); LF-line
-//!                  framing; 0x01 escaping; QR codes as SVG and terminal text
+//! conn, lines, tabescape, qr, domain  connection I/O (Connection, the pool, PeerAddr);
+//!                  LF-line framing; 0x01 escaping; QR codes as SVG and terminal text;
+//!                  domain names (IDNA normalization)
 //! codec_tests      (tests only) chunked replay shared by the codecs
 //! ```
 
@@ -28,6 +30,7 @@ pub mod cli;
 mod codec_tests;
 pub mod config;
 pub mod conn;
+pub mod domain;
 pub mod dovecot_auth;
 pub mod dovecot_dict;
 pub mod dovecot_lua_api;

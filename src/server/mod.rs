@@ -36,7 +36,6 @@ use crate::conn::{Lease, Pool};
 use crate::dovecot_dict::{self, handler::DictHandler};
 use crate::dovecot_lua_api::Secret;
 use crate::logging::LogHandle;
-use crate::store::{Store, StoreError};
 use crate::{dovecot_auth, postfix_policy};
 
 /// How long requests in flight may take to finish after a stop signal.
@@ -48,7 +47,7 @@ pub enum ServeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Open(#[from] crate::accounts::OpenError),
     #[error(transparent)]
     Hasher(#[from] crate::accounts::password::HasherError),
     #[error("socket {path}: {message}")]
@@ -118,8 +117,7 @@ pub async fn run(
 
 /// The core over the configured database.
 fn open_accounts(config: &Config) -> Result<Arc<Accounts>, ServeError> {
-    let store = Store::open(&config.database.path)?;
-    Ok(Arc::new(Accounts::new(config.clone(), store)?))
+    Ok(Arc::new(Accounts::open(config.clone())?))
 }
 
 /// Makes the accounts named by `registration.admin_usernames` administrators.
