@@ -24,6 +24,54 @@ pub const DEFAULT_ROOT: &str = "/var/cache/postern-test/bookworm";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long its shutdown may take before systemd-nspawn is killed.
 const HALT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Each run's directory in the temp dir starts with this.
+const RUN_PREFIX: &str = "postern-nspawn-";
+
+/// Halts and removes what a killed earlier run left behind (its container would keep
+/// Dovecot and Postfix on their ports): run directories whose owner, the test process
+/// that made them, is gone. A reused pid only makes one look alive: then it is kept.
+fn clean_stale_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for dir in entries.flatten().map(|e| e.path()) {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if !name.starts_with(RUN_PREFIX) {
+            continue;
+        }
+        let owner = std::fs::read_to_string(dir.join("owner")).unwrap_or_default();
+        match owner.trim().parse::<u32>() {
+            Ok(pid) if !Path::new(&format!("/proc/{pid}")).exists() => {}
+            _ => continue,
+        }
+        let root = dir.join("root");
+        let wanted = format!("-D\0{}\0", root.display());
+        let procs = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+        for pid in procs.filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.starts_with("systemd-nspawn\0") && cmdline.contains(&wanted) {
+                // As Drop does: SIGTERM makes the container shut down, then nspawn exits.
+                let pid = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                let deadline = Instant::now() + HALT_TIMEOUT;
+                while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        let _ = Command::new("umount").arg("-l").arg(&root).status();
+        let still_mounted = std::fs::read_to_string("/proc/self/mounts")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(1) == Some(&root.display().to_string()));
+        if !still_mounted {
+            eprintln!("removing {} left by an earlier run", dir.display());
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
 
 /// Whether the tools to boot a container are on this machine.
 pub fn tools_present() -> bool {
@@ -70,10 +118,13 @@ impl Container {
     /// Mounts an overlay on `cache`, lets `prepare` write into the container's root
     /// before it boots, boots it, and waits until its systemd reports the boot done.
     pub fn boot(cache: &Path, prepare: impl FnOnce(&Path)) -> Container {
+        clean_stale_runs();
         let dir = tempfile::Builder::new()
-            .prefix("postern-nspawn-")
+            .prefix(RUN_PREFIX)
             .tempdir()
             .expect("tempdir");
+        std::fs::write(dir.path().join("owner"), std::process::id().to_string())
+            .expect("write owner");
         let root = dir.path().join("root");
         for d in ["upper", "work", "root"] {
             std::fs::create_dir(dir.path().join(d)).expect("mkdir overlay dirs");
