@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Builds the Debian package: target/debian/postern_<version>-1_<arch>.deb
 #
-#   packaging/build-deb.sh            release build, generated assets, cargo deb
+#   packaging/build-deb.sh            release build, generated assets, cargo deb, lintian
 #
-# Needs cargo-deb (`cargo install cargo-deb --locked`); .ci/package.sh installs it and
-# the tools the package test uses. The release build is incremental: run twice, the
+# Needs cargo-deb (`cargo install cargo-deb --locked`) and lintian; .ci/package.sh
+# installs them and the tools the package test uses. The package must pass lintian
+# --pedantic without an error or a warning (packaging/lintian-overrides says why each
+# override exists); other tags are printed. The release build is incremental: run twice, the
 # second run only repackages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! cargo deb --version >/dev/null 2>&1; then
     echo "build-deb.sh: cargo-deb is missing: cargo install cargo-deb --locked (or bash .ci/package.sh)" >&2
+    exit 1
+fi
+if ! command -v lintian >/dev/null 2>&1; then
+    echo "build-deb.sh: lintian is missing: apt-get install lintian (or bash .ci/package.sh)" >&2
     exit 1
 fi
 
@@ -46,4 +52,12 @@ maintainer=$(sed -n 's/^maintainer = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 } > "$assets/changelog"
 
 echo "build-deb.sh: cargo deb"
-cargo deb --no-build --locked --deb-revision 1 --output target/debian/
+deb=$(cargo deb --no-build --locked --deb-revision 1 --output target/debian/ | tail -n1)
+[ -f "$deb" ] || { echo "build-deb.sh: cargo deb wrote no package ($deb)" >&2; exit 1; }
+
+echo "build-deb.sh: lintian --pedantic $deb"
+if ! lintian --pedantic --fail-on error,warning "$deb"; then
+    echo "build-deb.sh: lintian reports errors or warnings (above)" >&2
+    exit 1
+fi
+echo "$deb"

@@ -280,3 +280,25 @@ fn lmtp_delivers_to_an_account_whose_stored_quota_is_0_as_to_an_unlimited_one() 
         serde_json::Value::Null
     );
 }
+
+// The shipped lines load quota globally, so doveadm has it: with the plugin only in
+// `protocol` blocks, `doveadm quota get` answered "Unknown command 'quota'".
+#[test]
+fn doveadm_quota_get_answers_with_the_quota_postern_gives() {
+    let (d, dovecot) = start("invite_only");
+    add_with_password(&d, "alice@example.org", PW);
+    d.cli_ok(&["user", "quota", "alice@example.org", "1M"]);
+    let out = dovecot.doveadm(&["quota", "get", "-u", "alice@example.org"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "doveadm quota get: {text}");
+    let storage = text
+        .lines()
+        .find(|l| l.contains("STORAGE"))
+        .unwrap_or_else(|| panic!("no STORAGE row: {text}"));
+    // doveadm shows the limit in KiB.
+    assert!(storage.contains(" 1024 "), "{storage}");
+}

@@ -14,4 +14,5 @@ mod policy;
 mod postfix;
 mod sasl;
 mod ship;
+mod systemd;
 mod web;

@@ -1,11 +1,23 @@
-//! A real Dovecot 2.3 wired to a test daemon's dict socket exactly as an operator wires it
-//! (chatmail's `auth.conf`, the `last_login` and `quota_clone` plugins), driven with the
-//! IMAP and LMTP clients of [`super::mail_clients`]. Also the helpers every test that runs
+//! A real Dovecot 2.3 wired to a test daemon's dict socket exactly as an operator wires it:
+//! Debian's stock `/etc/dovecot` of this host, copied, with the package's examples
+//! (`auth-postern.conf.ext`, `dovecot-postern.conf` as `conf.d/99-postern.conf`) added as
+//! docs/install.md says, driven with the IMAP and LMTP clients of [`super::mail_clients`]. Also the helpers every test that runs
 //! a Dovecot (2.3 or 2.4, alone or behind Postfix) shares: accounts through the CLI, mail
 //! homes and their Maildirs, IMAP logins that must work or must fail, polling.
 //!
 //! Each instance lives under `<daemon dir>/dovecot/` with its own `base_dir`, `state_dir`,
-//! log, loopback IMAP port and LMTP socket, so tests run side by side. Dovecot runs in its
+//! log, loopback IMAP port and LMTP socket, so tests run side by side. The shipped lines
+//! get the test's paths (its dict socket, its copy of the tree); what only a test needs
+//! (its directories, port, no delays, no TLS) is in `local.conf`, which Debian's
+//! `dovecot.conf` reads last:
+//!
+//! ```text
+//! <daemon dir>/dovecot/etc/dovecot.conf             Debian's, unchanged
+//!                      etc/conf.d/10-auth.conf      `!include auth-system.conf.ext` commented out
+//!                      etc/conf.d/99-postern.conf   examples/dovecot-postern.conf + first_valid_uid
+//!                      etc/conf.d/auth-postern.conf.ext
+//!                      etc/local.conf               test only
+//! ``` Dovecot runs in its
 //! own process group; dropping the [`Dovecot`] stops the master and kills whatever of that
 //! group is left, and prints Dovecot's log when the test is failing.
 //!
@@ -59,9 +71,38 @@ impl Dovecot {
         let dovecot = binary("dovecot", &["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]);
         let dir = parent.join("dovecot");
         std::fs::create_dir_all(&dir).expect("mkdir dovecot dir");
-        let auth_args = dir.join("auth-dict.conf.ext");
-        std::fs::write(&auth_args, auth_dict_args(dict_socket)).expect("write auth args");
-        let config = dir.join("dovecot.conf");
+        let etc = dir.join("etc");
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/examples");
+        let auth_args = etc.join("conf.d/auth-postern.conf.ext");
+        let shipped = |name: &str| {
+            let text = std::fs::read_to_string(examples.join(name))
+                .unwrap_or_else(|e| panic!("read packaging/examples/{name}: {e}"));
+            text.replace("/run/postern/dict.sock", &dict_socket.display().to_string())
+                .replace(
+                    "/etc/dovecot/conf.d/auth-postern.conf.ext",
+                    &auth_args.display().to_string(),
+                )
+                .replace(
+                    "/var/spool/postfix/private/dovecot-lmtp",
+                    &dir.join("postfix-lmtp").display().to_string(),
+                )
+        };
+        let postern_conf = format!(
+            "{}first_valid_uid = {}\n",
+            shipped("dovecot-postern.conf"),
+            super::MAIL_UID
+        );
+        let config = layer_on_stock(
+            Path::new(STOCK),
+            &etc,
+            &[
+                (
+                    "conf.d/auth-postern.conf.ext",
+                    shipped("auth-postern.conf.ext"),
+                ),
+                ("conf.d/99-postern.conf", postern_conf),
+            ],
+        );
         let log = dir.join("dovecot.log");
         let stderr = dir.join("dovecot.stderr");
         // Shows in process titles (`dovecot-<instance>/imap`): names the test's temp dir.
@@ -79,8 +120,8 @@ impl Dovecot {
             let imap_port = free_port();
             // A stale anvil-auth-penalty socket from an earlier attempt would stall auth.
             let _ = std::fs::remove_dir_all(dir.join("run"));
-            let text = config_text(&dir, &instance, dict_socket, &auth_args, imap_port);
-            std::fs::write(&config, text).expect("write dovecot.conf");
+            let text = local_conf(&dir, &instance, imap_port);
+            std::fs::write(etc.join("local.conf"), text).expect("write local.conf");
             let child = spawn_in_own_group(
                 Command::new(&dovecot).arg("-F").arg("-c").arg(&config),
                 &stderr,
@@ -290,59 +331,69 @@ pub fn eventually_within<T>(limit: Duration, what: &str, mut f: impl FnMut() -> 
     }
 }
 
-/// chatmail's `auth.conf`: the password travels in the passdb key, so the first login
-/// can create the account.
-fn auth_dict_args(dict_socket: &Path) -> String {
-    format!(
-        r#"uri = proxy:{sock}:auth
-password_key = passdb/%Ew"%Eu
-user_key = userdb/%Eu
-iterate_prefix = userdb/
-iterate_disable = no
-default_pass_scheme = plain
-"#,
-        sock = dict_socket.display()
-    )
+/// Debian's stock Dovecot configuration on this host.
+const STOCK: &str = "/etc/dovecot";
+
+/// Copies Debian's stock configuration tree `stock` to `etc` and adds what
+/// docs/install.md adds: the `files` (relative to `etc`), and `!include
+/// auth-system.conf.ext` commented out in `conf.d/10-auth.conf`, so postern is the only
+/// passdb and userdb. Returns `etc/dovecot.conf`.
+pub fn layer_on_stock(stock: &Path, etc: &Path, files: &[(&str, String)]) -> PathBuf {
+    let _ = std::fs::remove_dir_all(etc);
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(stock)
+        .arg(etc)
+        .output()
+        .expect("run cp");
+    assert!(
+        out.status.success(),
+        "cp -a {} {}: {}",
+        stock.display(),
+        etc.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let auth = etc.join("conf.d/10-auth.conf");
+    let text = std::fs::read_to_string(&auth).expect("Debian's conf.d/10-auth.conf");
+    assert!(
+        text.lines().any(|l| l == "!include auth-system.conf.ext"),
+        "Debian's 10-auth.conf no longer includes auth-system.conf.ext: update \
+         docs/install.md"
+    );
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l == "!include auth-system.conf.ext" {
+                format!("#{l}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .fold(String::new(), |acc, l| acc + &l + "\n");
+    std::fs::write(&auth, text).expect("write 10-auth.conf");
+    for (name, text) in files {
+        std::fs::write(etc.join(name), text).unwrap_or_else(|e| panic!("write {name}: {e}"));
+    }
+    etc.join("dovecot.conf")
 }
 
-/// The whole `dovecot.conf` of one test instance.
-fn config_text(
-    dir: &Path,
-    instance: &str,
-    dict_socket: &Path,
-    auth_args: &Path,
-    imap_port: u16,
-) -> String {
-    let sock = dict_socket.display();
+/// The test-only settings of one instance (`local.conf`, read after `conf.d`).
+fn local_conf(dir: &Path, instance: &str, imap_port: u16) -> String {
     format!(
-        r#"# postern test instance: everything under {dir}
+        r#"# postern test instance only: everything under {dir}
 base_dir = {dir}/run
 state_dir = {dir}/state
 log_path = {dir}/dovecot.log
 instance_name = {instance}
-protocols = imap lmtp
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
 auth_failure_delay = 0
 auth_verbose = yes
 login_trusted_networks = 127.0.0.0/8
-# the mail uid/gid postern hands out in tests is 65534 (nobody/nogroup)
-first_valid_uid = 1000
-last_valid_uid = 0
-first_valid_gid = 1000
-last_valid_gid = 0
-mail_location = maildir:~/Maildir
-
-passdb {{
-  driver = dict
-  args = {auth_args}
-}}
-userdb {{
-  driver = dict
-  args = {auth_args}
-}}
+# The test daemon's sockets are not behind /run/postern's group (nor need the group
+# postern to exist on this host).
+mail_access_groups =
 
 service imap-login {{
   inet_listener imap {{
@@ -366,24 +417,8 @@ service anvil {{
     mode = 0
   }}
 }}
-
-protocol imap {{
-  mail_plugins = $mail_plugins quota imap_quota quota_clone last_login
-}}
-protocol lmtp {{
-  mail_plugins = $mail_plugins quota quota_clone
-}}
-
-plugin {{
-  last_login_dict = proxy:{sock}:lastlogin
-  last_login_key = last-login/%u
-  quota = count:User quota
-  quota_vsizes = yes
-  quota_clone_dict = proxy:{sock}:quotaclone
-}}
 "#,
         dir = dir.display(),
-        auth_args = auth_args.display(),
     )
 }
 

@@ -1,8 +1,10 @@
 //! A real Dovecot 2.4 (Debian trixie's 2.4.1, in a chroot) wired to a test daemon exactly
-//! as docs/dovecot.md tells an operator: `passdb lua` / `userdb lua` running the shipped
-//! `dovecot/postern.lua` against the daemon's loopback auth API, `last_login` and
-//! `quota_clone` through its dict socket, driven with the IMAP and LMTP clients of
-//! [`super::mail_clients`].
+//! as docs/dovecot.md tells an operator: the chroot's stock `/etc/dovecot`, copied, with
+//! the shipped `dovecot/dovecot24.conf` as `conf.d/99-postern.conf` (`passdb lua` /
+//! `userdb lua` running the shipped `dovecot/postern.lua` against the daemon's loopback
+//! auth API, `last_login` and `quota_clone` through its dict socket), driven with the
+//! IMAP and LMTP clients of [`super::mail_clients`]. The shipped lines get the test's
+//! paths; what only a test needs is in `local.conf` (see [`super::dovecot`]).
 //!
 //! The chroot is built once per machine by `.ci/trixie.sh` (default
 //! `/var/cache/postern-test/trixie`, or `TRIXIE_CHROOT`). Each instance bind-mounts
@@ -13,15 +15,16 @@
 //!
 //! ```text
 //! host  /tmp/postern-test-XXXX/            (TestDaemon: dict.sock, auth-http.secret, vmail/)
-//!         dovecot24/dovecot.conf postern.lua run/ state/ dovecot.log
+//!         dovecot24/etc/ (stock + 99-postern.conf + local.conf) postern.lua run/ state/ dovecot.log
 //! chroot /var/cache/postern-test/trixie/tmp/postern-test-XXXX   <- mount --bind of the above
-//! chroot DIR dovecot -F -c /tmp/postern-test-XXXX/dovecot24/dovecot.conf
+//! chroot DIR dovecot -F -c /tmp/postern-test-XXXX/dovecot24/etc/dovecot.conf
 //! ```
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use super::dovecot::layer_on_stock;
 use super::mail_clients::{
     self, dovecot_log, spawn_in_own_group, stop_process_group, wait_for_dovecot, ImapServer,
     ImapSession,
@@ -103,7 +106,33 @@ impl Dovecot24 {
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("dovecot/postern.lua");
         std::fs::copy(&shipped, &lua).unwrap_or_else(|e| panic!("copy {}: {e}", shipped.display()));
         let mount = BindMount::new(&daemon.dir, &chroot);
-        let config = dir.join("dovecot.conf");
+        let etc = dir.join("etc");
+        let shipped_conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("dovecot/dovecot24.conf");
+        let postern_conf = std::fs::read_to_string(&shipped_conf)
+            .unwrap_or_else(|e| panic!("read {}: {e}", shipped_conf.display()))
+            .replace(
+                "/usr/share/postern/dovecot/postern.lua",
+                &lua.display().to_string(),
+            )
+            .replace("http://127.0.0.1:8026", &options.url)
+            .replace(
+                "/etc/postern/auth-http.secret",
+                &options.secret_file.display().to_string(),
+            )
+            .replace(
+                "/run/postern/dict.sock",
+                &daemon.dict_socket.display().to_string(),
+            )
+            .replace(
+                "/var/spool/postfix/private/dovecot-lmtp",
+                &dir.join("postfix-lmtp").display().to_string(),
+            )
+            + &format!("first_valid_uid = {}\n", super::MAIL_UID);
+        let config = layer_on_stock(
+            &chroot.join("etc/dovecot"),
+            &etc,
+            &[("conf.d/99-postern.conf", postern_conf)],
+        );
         let log = dir.join("dovecot.log");
         let stderr = dir.join("dovecot.stderr");
         let instance = daemon
@@ -119,15 +148,8 @@ impl Dovecot24 {
             attempt += 1;
             let imap_port = free_port();
             let _ = std::fs::remove_dir_all(dir.join("run"));
-            let text = config_text(&ConfigParts {
-                dir: &dir,
-                instance: &instance,
-                lua: &lua,
-                options: &options,
-                dict_socket: &daemon.dict_socket,
-                imap_port,
-            });
-            std::fs::write(&config, text).expect("write dovecot.conf");
+            let text = local_conf(&dir, &instance, imap_port);
+            std::fs::write(etc.join("local.conf"), text).expect("write local.conf");
             let child = spawn_in_own_group(
                 Command::new("chroot")
                     .arg(&chroot)
@@ -297,108 +319,44 @@ impl Drop for BindMount {
     }
 }
 
-struct ConfigParts<'a> {
-    dir: &'a Path,
-    instance: &'a str,
-    lua: &'a Path,
-    options: &'a Options,
-    dict_socket: &'a Path,
-    imap_port: u16,
-}
-
-/// The whole `dovecot.conf` of one test instance: docs/dovecot.md's lines plus what a
-/// test instance needs (its own paths and port, no delays, no SSL).
-fn config_text(p: &ConfigParts<'_>) -> String {
+/// The test-only settings of one instance (`local.conf`, read after `conf.d`).
+fn local_conf(dir: &Path, instance: &str, imap_port: u16) -> String {
     format!(
-        r#"# postern test instance (Dovecot 2.4): everything under {dir}
-dovecot_config_version = 2.4.1
-dovecot_storage_version = 2.4.0
+        r#"# postern test instance only (Dovecot 2.4): everything under {dir}
 base_dir = {dir}/run
 state_dir = {dir}/state
 log_path = {dir}/dovecot.log
 instance_name = {instance}
-protocols = imap lmtp
 listen = 127.0.0.1
 ssl = no
 auth_allow_cleartext = yes
-auth_mechanisms = plain login
 auth_failure_delay = 0
 auth_internal_failure_delay = 0
 auth_verbose = yes
 login_trusted_networks = 127.0.0.0/8
-# the mail uid/gid postern hands out in tests is 65534 (nobody/nogroup)
-first_valid_uid = 1000
-last_valid_uid = 0
-first_valid_gid = 1000
-last_valid_gid = 0
-mail_driver = maildir
-mail_path = ~/Maildir
-
-# --- docs/dovecot.md, Dovecot 2.4 ---
-passdb lua {{
-  lua_file = {lua}
-  lua_settings {{
-    postern_url = {url}
-    postern_secret_file = {secret}
+# The test daemon's sockets are not behind /run/postern's group, and the chroot has
+# neither a postern nor a postfix user or group.
+mail_access_groups =
+service lmtp {{
+  unix_listener {dir}/postfix-lmtp {{
+    user =
+    group =
+  }}
+  unix_listener lmtp {{
+    mode = 0666
   }}
 }}
-userdb lua {{
-  lua_file = {lua}
-  lua_settings {{
-    postern_url = {url}
-    postern_secret_file = {secret}
-  }}
-}}
-
-mail_plugins {{
-  quota = yes
-  quota_clone = yes
-}}
-protocol imap {{
-  mail_plugins {{
-    imap_quota = yes
-    last_login = yes
-  }}
-}}
-quota "User quota" {{
-  driver = count
-}}
-quota_clone {{
-  dict proxy {{
-    dict_proxy_socket_path = {dict}
-    dict_proxy_name = quotaclone
-  }}
-}}
-last_login_key = last-login/%{{user}}
-last_login {{
-  dict proxy {{
-    dict_proxy_socket_path = {dict}
-    dict_proxy_name = lastlogin
-  }}
-}}
-# --- end ---
 
 service imap-login {{
   inet_listener imap {{
     listen = 127.0.0.1
-    port = {port}
+    port = {imap_port}
   }}
   inet_listener imaps {{
     port = 0
   }}
 }}
-service lmtp {{
-  unix_listener lmtp {{
-    mode = 0666
-  }}
-}}
 "#,
-        dir = p.dir.display(),
-        instance = p.instance,
-        lua = p.lua.display(),
-        url = p.options.url,
-        secret = p.options.secret_file.display(),
-        dict = p.dict_socket.display(),
-        port = p.imap_port,
+        dir = dir.display(),
     )
 }

@@ -9,6 +9,7 @@ pub mod deltachat;
 pub mod dovecot;
 pub mod dovecot24;
 pub mod mail_clients;
+pub mod nspawn;
 pub mod postfix;
 pub mod scenarios;
 
