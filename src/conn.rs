@@ -158,7 +158,9 @@ where
             // moved to another connection finds this one idle already.
             self.lease.idle();
             self.flush().await?;
+            // Biased: bytes the peer sent before a stop are still read and answered.
             let read = tokio::select! {
+                biased;
                 read = tokio::time::timeout(self.idle, self.stream.read_buf(&mut self.buf)) => read,
                 woken = &mut wake => {
                     self.lease.busy();
