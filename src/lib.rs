@@ -15,6 +15,7 @@
 //! accounts       the core: every rule (login, registration, userdb, operator actions)
 //! store          SQLite: schema, migrations, every query
 //! config         figment configuration; logging: syslog or stderr
+//! logfmt         log values: plain tokens as is, the rest quoted and escaped; no_log
 //! lines, tabescape  LF-line framing and 0x01 escaping shared by the Dovecot codecs
 //! conn           connection I/O shared by the socket sessions (idle, cancel, linger)
 //! qr             QR codes as SVG (web pages) and terminal text (the CLI)
@@ -30,6 +31,7 @@ pub mod dovecot_auth;
 pub mod dovecot_dict;
 pub mod dovecot_lua_api;
 pub mod lines;
+pub mod logfmt;
 pub mod logging;
 pub mod postfix_policy;
 pub mod qr;
