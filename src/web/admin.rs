@@ -39,6 +39,7 @@ use crate::accounts::admin::{parse_quota, token_status};
 use crate::accounts::password::Password;
 use crate::accounts::{AdminError, AdminSignIn, LoginContext, NewUser, Refusal, Route};
 use crate::config::{Config, RegistrationMode, Seconds};
+use crate::logfmt;
 use crate::store::{AccountRow, QuotaMode};
 
 /// Most accounts listed on one page; a search narrows the list.
@@ -81,7 +82,10 @@ impl FromRequestParts<AppState> for Admin {
         match state.accounts().user(&session.address).await {
             Ok(row) if row.admin && row.blocked.is_none() => Ok(Admin(session)),
             Err(AdminError::Unavailable(e)) => {
-                tracing::warn!("event=admin_page result=tempfail error=\"{e}\"");
+                tracing::warn!(
+                    "event=admin_page result=tempfail error={}",
+                    logfmt::value(&e)
+                );
                 Err(unavailable(&config))
             }
             _ => {
@@ -154,7 +158,10 @@ fn unavailable(config: &Config) -> Response {
 fn error_text(e: &AdminError) -> String {
     match e {
         AdminError::Unavailable(inner) => {
-            tracing::warn!("event=admin_action result=tempfail error=\"{inner}\"");
+            tracing::warn!(
+                "event=admin_action result=tempfail error={}",
+                logfmt::value(inner)
+            );
             "The account database is busy or unavailable; nothing was changed. Try again.".into()
         }
         AdminError::Blocked(a) => {
@@ -319,7 +326,7 @@ async fn signin(
     if let Err(wait) = state.accounts().admit_admin_sign_in(client.ip) {
         tracing::info!(
             "event=admin_signin result=throttled ip={}",
-            client.shown(&state)
+            logfmt::private_opt(client.ip, config.log.no_log)
         );
         let secs = wait.as_secs().max(1);
         let mut res = refuse(
@@ -358,8 +365,8 @@ async fn signin(
         );
     };
     const WRONG: &str = "Wrong address or password.";
-    let shown_ip = client.shown(&state);
-    let shown_address = if config.log.no_log { "-" } else { address };
+    let shown_ip = logfmt::private_opt(client.ip, config.log.no_log);
+    let shown_address = logfmt::private(address, config.log.no_log);
     let ctx = LoginContext {
         service: "admin",
         remote_ip: client.ip,
@@ -406,7 +413,10 @@ async fn signin(
         ),
         Ok(AdminSignIn::Refused(_)) => refuse(StatusCode::FORBIDDEN, Some(address), WRONG),
         Err(e) => {
-            tracing::warn!("event=admin_signin result=tempfail error=\"{e}\"");
+            tracing::warn!(
+                "event=admin_signin result=tempfail error={}",
+                logfmt::value(&e)
+            );
             unavailable(&config)
         }
     }

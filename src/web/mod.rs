@@ -42,6 +42,7 @@ use axum::Router;
 use tower::util::MapResponseLayer;
 
 use crate::accounts::Accounts;
+use crate::logfmt;
 use crate::server::http::PeerAddr;
 
 /// What every handler shares.
@@ -66,8 +67,8 @@ pub fn router(accounts: Arc<Accounts>) -> Router {
     let bad = client::invalid_proxies(&accounts.config().http.trusted_proxies);
     if !bad.is_empty() {
         tracing::warn!(
-            "event=config key=http.trusted_proxies ignored=\"{}\"",
-            bad.join(", ")
+            "event=config key=http.trusted_proxies ignored={}",
+            logfmt::value(bad.join(", "))
         );
     }
     let state = AppState(Arc::new(Inner {
@@ -159,16 +160,6 @@ impl FromRequestParts<AppState> for Client {
         Ok(Client {
             ip: client::client_ip(peer, forwarded.as_deref(), &config.http.trusted_proxies),
         })
-    }
-}
-
-impl Client {
-    /// The address for a log line, unless `log.no_log` hides it.
-    fn shown(&self, state: &AppState) -> String {
-        match (state.accounts().config().log.no_log, self.ip) {
-            (false, Some(ip)) => ip.to_string(),
-            _ => "-".into(),
-        }
     }
 }
 
