@@ -17,8 +17,15 @@
 //! Inside quotes: `\"`, `\\`, `\n`, `\r`, `\t`; other ASCII control characters (and DEL)
 //! as `\xNN`; non-ASCII control, line-separator, bidirectional and invisible formatting
 //! characters as `\u{NNNN}`; every other character as it is (UTF-8).
+//!
+//! `Repeats` tells the first of a run of like lines (a throttled client trying again)
+//! from the rest, so a flood of cheap requests writes one INFO line per window, not one
+//! per request.
 
+use std::collections::HashMap;
 use std::fmt::{self, Display, Write};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// A value for a log line: escaped when written, or `-` when absent or hidden.
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +102,39 @@ pub fn write_escaped<W: Write + ?Sized>(out: &mut W, s: &str) -> fmt::Result {
     }
     out.write_str(rest)?;
     out.write_char('"')
+}
+
+/// Most keys `Repeats` remembers; beyond them every line counts as a repeat.
+const MAX_KEYS: usize = 100_000;
+
+/// Remembers, per key, when a line was last written at its full level, so the repeats
+/// within a window can go to DEBUG. Bounded: expired keys are forgotten when it fills.
+#[derive(Default)]
+pub struct Repeats {
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl Repeats {
+    /// True for the first event for `key` in `window`; false for the repeats (and for
+    /// new keys while `MAX_KEYS` keys are within their window).
+    pub fn first(&self, key: &str, window: Duration, now: Instant) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = seen.get_mut(key) {
+            if now.saturating_duration_since(*at) < window {
+                return false;
+            }
+            *at = now;
+            return true;
+        }
+        if seen.len() >= MAX_KEYS {
+            seen.retain(|_, at| now.saturating_duration_since(*at) < window);
+            if seen.len() >= MAX_KEYS {
+                return false;
+            }
+        }
+        seen.insert(key.to_owned(), now);
+        true
+    }
 }
 
 #[cfg(test)]
@@ -323,5 +363,31 @@ mod tests {
             assert_eq!(ips, ["203.0.113.5"], "{line}");
             assert_eq!(f[2].1, forged);
         }
+    }
+
+    #[test]
+    fn repeats_are_first_once_per_key_and_window() {
+        let r = Repeats::default();
+        let t0 = Instant::now();
+        let w = Duration::from_secs(60);
+        assert!(r.first("ip:192.0.2.7", w, t0));
+        assert!(!r.first("ip:192.0.2.7", w, t0 + Duration::from_secs(1)));
+        assert!(!r.first("ip:192.0.2.7", w, t0 + Duration::from_secs(59)));
+        assert!(r.first("ip:192.0.2.8", w, t0 + Duration::from_secs(1)));
+        assert!(r.first("ip:192.0.2.7", w, t0 + Duration::from_secs(60)));
+        assert!(!r.first("ip:192.0.2.7", w, t0 + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn repeats_stay_bounded_and_forget_expired_keys_when_full() {
+        let r = Repeats::default();
+        let t0 = Instant::now();
+        let w = Duration::from_secs(60);
+        for i in 0..MAX_KEYS {
+            assert!(r.first(&i.to_string(), w, t0));
+        }
+        assert!(!r.first("one more", w, t0), "full: a repeat");
+        assert!(r.first("one more", w, t0 + w), "the old keys expired");
+        assert!(r.seen.lock().expect("lock").len() <= MAX_KEYS);
     }
 }
