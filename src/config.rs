@@ -11,8 +11,19 @@
 //!
 //! Unknown keys are errors that name the key; a bad value names the key and what is
 //! accepted. Sizes are `500M`, `1G` or bytes; durations are `90d`, `72h`, `30m`, `10s`.
+//! Every value is parsed here, as the file loads, into the type its users need
+//! ([`SocketMode`], [`LogLevel`], [`IpNet`], [`Quota`], [`Seconds`]): a bad value stops
+//! the start with exit status 2, and a reload (SIGHUP) refuses it and keeps the old
+//! configuration. Nothing downstream parses a setting again.
+//!
+//! ```text
+//! [listen] socket_mode = "0666"          -> SocketMode(0o666)
+//! [listen.sockets.dict] mode = "0660"    -> this socket only (also owner, group)
+//! [http] trusted_proxies = ["10.0.0.0/8"] -> [IpNet]; "proxy.example" is an error
+//! ```
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -101,11 +112,14 @@ pub struct Listen {
     pub http_socket: Option<PathBuf>,
     /// Loopback HTTP auth API for Dovecot 2.4's Lua passdb/userdb: `127.0.0.1:port`.
     pub auth_http: Option<String>,
-    /// Octal permission bits of every socket file.
-    pub socket_mode: String,
+    /// Permission bits of every socket file without its own `[listen.sockets.*] mode`.
+    pub socket_mode: SocketMode,
     pub socket_owner: Option<String>,
     pub socket_group: Option<String>,
-    /// How many connections each listener serves at once.
+    /// Per-socket mode, owner and group, over the three above.
+    pub sockets: SocketOverrides,
+    /// How many connections each listener serves at once; when a line-protocol listener
+    /// is full, its longest-idle connection is closed to make room.
     pub max_connections: usize,
 }
 
@@ -118,28 +132,95 @@ impl Default for Listen {
             http: None,
             http_socket: None,
             auth_http: None,
-            socket_mode: "0660".into(),
+            socket_mode: SocketMode::default(),
             socket_owner: None,
             socket_group: None,
+            sockets: SocketOverrides::default(),
             max_connections: 1024,
         }
     }
 }
 
 impl Listen {
-    /// The socket mode as permission bits.
-    pub fn mode_bits(&self) -> Result<u32, ConfigError> {
-        let digits = self.socket_mode.trim_start_matches("0o");
-        match u32::from_str_radix(digits, 8) {
-            Ok(bits) if bits <= 0o777 => Ok(bits),
-            _ => Err(invalid(
-                "listen.socket_mode",
-                format!(
-                    "`{}` is not an octal permission such as \"0660\"",
-                    self.socket_mode
-                ),
-            )),
+    /// The effective permissions of one socket: its own settings, else the shared ones.
+    pub fn access(&self, own: &SocketAccess) -> SocketPerms {
+        SocketPerms {
+            mode: own.mode.unwrap_or(self.socket_mode),
+            owner: own.owner.clone().or_else(|| self.socket_owner.clone()),
+            group: own.group.clone().or_else(|| self.socket_group.clone()),
         }
+    }
+}
+
+/// `[listen.sockets.dict]` and the like: settings of one socket file that differ from
+/// `listen.socket_mode`, `socket_owner` and `socket_group`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocketOverrides {
+    pub dict: SocketAccess,
+    pub auth: SocketAccess,
+    pub policy: SocketAccess,
+    pub http_socket: SocketAccess,
+}
+
+/// One socket's own mode, owner and group; each absent one is the shared setting.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocketAccess {
+    pub mode: Option<SocketMode>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+/// The permissions a socket file is created with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketPerms {
+    pub mode: SocketMode,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+/// Permission bits of a socket file, written in octal: `"0660"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketMode(u32);
+
+impl SocketMode {
+    /// Reads `"0660"`, `"660"` or `"0o660"`; at most `0777`.
+    pub fn parse(s: &str) -> Result<SocketMode, String> {
+        let digits = s.trim_start_matches("0o");
+        match u32::from_str_radix(digits, 8) {
+            Ok(bits) if bits <= 0o777 => Ok(SocketMode(bits)),
+            _ => Err(format!("`{s}` is not an octal permission such as \"0660\"")),
+        }
+    }
+
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for SocketMode {
+    fn default() -> Self {
+        SocketMode(0o660)
+    }
+}
+
+impl fmt::Display for SocketMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl Serialize for SocketMode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SocketMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        SocketMode::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -404,8 +485,8 @@ impl Default for PolicyConfig {
 pub struct Http {
     /// The public base URL, e.g. `https://chat.example.org`, for sign-up links.
     pub public_url: Option<String>,
-    /// Peers whose `X-Forwarded-For` is believed (IP addresses).
-    pub trusted_proxies: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed: addresses or networks (`10.0.0.0/8`).
+    pub trusted_proxies: Vec<IpNet>,
     /// Largest request body accepted.
     pub max_body: Size,
     /// Time to receive a request's headers: from the connection's start, or from the
@@ -562,7 +643,8 @@ impl Default for Maintenance {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
-    pub level: String,
+    /// `error`, `warn`, `info`, `debug`, `trace` (or tracing directives).
+    pub level: LogLevel,
     /// Drop addresses, IPs and tokens from every log line.
     pub no_log: bool,
     /// Where lines go: `auto` (syslog unless stderr is a terminal), `syslog`, `stderr`.
@@ -574,7 +656,7 @@ pub struct Log {
 impl Default for Log {
     fn default() -> Self {
         Log {
-            level: "info".into(),
+            level: LogLevel::default(),
             no_log: false,
             target: LogTarget::Auto,
             syslog_socket: PathBuf::from("/dev/log"),
@@ -588,6 +670,133 @@ pub enum LogTarget {
     Auto,
     Syslog,
     Stderr,
+}
+
+/// A log level (or tracing filter directives), checked when the configuration loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLevel(String);
+
+impl LogLevel {
+    /// A level (`info`), or tracing directives where each bare word is a level
+    /// (`info,postern=debug`): a bare word that is no level is a mistake, not a target.
+    pub fn parse(s: &str) -> Result<LogLevel, String> {
+        let bad = || format!("`{s}`: accepted values: error, warn, info, debug, trace");
+        let levels = ["off", "error", "warn", "info", "debug", "trace"];
+        let bare_words_are_levels = s
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty() && !d.contains('='))
+            .all(|d| levels.contains(&d.to_ascii_lowercase().as_str()));
+        if !bare_words_are_levels {
+            return Err(bad());
+        }
+        tracing_subscriber::EnvFilter::try_new(s)
+            .map(|_| LogLevel(s.to_owned()))
+            .map_err(|_| bad())
+    }
+
+    /// The filter the logger installs.
+    pub fn filter(&self) -> tracing_subscriber::EnvFilter {
+        tracing_subscriber::EnvFilter::try_new(&self.0)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    }
+}
+
+impl Default for LogLevel {
+    fn default() -> Self {
+        LogLevel("info".into())
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for LogLevel {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        LogLevel::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An IP address or a network written `addr/len` (`http.trusted_proxies`). IPv4-mapped
+/// IPv6 addresses are kept as IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Result<IpNet, String> {
+        let bad = || format!("`{s}` is not an IP address or a network such as 10.0.0.0/8");
+        let t = s.trim();
+        let (addr, len) = match t.split_once('/') {
+            Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| bad())?)),
+            None => (t, None),
+        };
+        let addr = addr.parse::<IpAddr>().map_err(|_| bad())?.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = len.unwrap_or(max);
+        if len > max {
+            return Err(bad());
+        }
+        Ok(IpNet { addr, len })
+    }
+
+    /// Whether `ip` lies in this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), self.len),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), self.len),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], len: u8) -> bool {
+    let len = usize::from(len);
+    let (bytes, bits) = (len / 8, len % 8);
+    if a[..bytes] != b[..bytes] {
+        return false;
+    }
+    if bits == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - bits);
+    a[bytes] & mask == b[bytes] & mask
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let max = if self.addr.is_ipv4() { 32 } else { 128 };
+        if self.len == max {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.len)
+        }
+    }
+}
+
+impl Serialize for IpNet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpNet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        IpNet::parse(&s).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A byte size, written `16K`, `1M` or a number of bytes.
@@ -844,6 +1053,17 @@ impl Config {
         Ok(config)
     }
 
+    /// The defaults and the TOML `text` alone (no file, no environment), validated: what
+    /// the config fuzz target drives.
+    #[doc(hidden)]
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Checks what serde cannot: consistency between keys.
     pub fn validate(&mut self) -> Result<(), ConfigError> {
         if self.domains.is_empty() {
@@ -861,12 +1081,11 @@ impl Config {
         }
         let mut normalized = Vec::with_capacity(self.domains.len());
         for d in &self.domains {
-            let ascii = crate::accounts::address::normalize_domain(d)
+            let ascii = crate::domain::normalize(d)
                 .map_err(|e| invalid("domains", format!("`{d}`: {e}")))?;
             normalized.push(ascii);
         }
         self.domains = normalized;
-        self.listen.mode_bits()?;
         if let Some(url) = &self.http.public_url {
             let lower = url.to_ascii_lowercase();
             if !(lower.starts_with("https://") || lower.starts_with("http://")) {
@@ -923,12 +1142,6 @@ impl Config {
         if self.argon2.max_pending == 0 {
             return Err(invalid("argon2.max_pending", "must be at least 1"));
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|_| {
-            invalid(
-                "log.level",
-                "accepted values: error, warn, info, debug, trace",
-            )
-        })?;
         Ok(())
     }
 
@@ -1019,6 +1232,61 @@ mod tests {
         if !Path::new(MAILNAME).exists() {
             let e = load_str("domains = []\n").unwrap_err().to_string();
             assert!(e.contains("domains") && e.contains("/etc/mailname"), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_typed_values_are_errors_that_name_the_key() {
+        for (toml, key) in [
+            ("[listen]\nsocket_mode = \"0999\"\n", "listen.socket_mode"),
+            (
+                "[listen]\nsocket_mode = \"rw-rw----\"\n",
+                "listen.socket_mode",
+            ),
+            (
+                "[listen.sockets.dict]\nmode = \"01777\"\n",
+                "listen.sockets.dict.mode",
+            ),
+            ("[log]\nlevel = \"loud\"\n", "log.level"),
+            (
+                "[http]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+                "http.trusted_proxies",
+            ),
+            (
+                "[http]\ntrusted_proxies = [\"proxy.example\"]\n",
+                "http.trusted_proxies",
+            ),
+        ] {
+            let e = load_str(&format!("domains = [\"a.org\"]\n{toml}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+        }
+    }
+
+    #[test]
+    fn typed_values_load_and_show_as_written() {
+        let c = load_str(
+            "domains = [\"a.org\"]\n[listen]\nsocket_mode = \"0666\"\nsocket_group = \"mail\"\n\
+             [listen.sockets.dict]\nmode = \"0660\"\ngroup = \"dovecot\"\n\
+             [log]\nlevel = \"debug\"\n[http]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n",
+        )
+        .expect("ok");
+        let dict = c.listen.access(&c.listen.sockets.dict);
+        assert_eq!(dict.mode.bits(), 0o660);
+        assert_eq!(dict.group.as_deref(), Some("dovecot"));
+        let auth = c.listen.access(&c.listen.sockets.auth);
+        assert_eq!(auth.mode.bits(), 0o666);
+        assert_eq!(auth.group.as_deref(), Some("mail"));
+        assert!(c.http.trusted_proxies[1].contains("10.9.8.7".parse().expect("ip")));
+        assert!(!c.http.trusted_proxies[0].contains("127.0.0.2".parse().expect("ip")));
+        let shown = c.to_toml();
+        for line in [
+            "socket_mode = \"0666\"",
+            "level = \"debug\"",
+            "trusted_proxies = [\"127.0.0.1\",\"10.0.0.0/8\"]",
+        ] {
+            assert!(shown.contains(line), "{line} in {shown}");
         }
     }
 }

@@ -2,23 +2,28 @@
 //! in time (first login, `/new`, invites) and enforces blocklists, quotas and send rates
 //! by speaking the protocols Dovecot and Postfix already speak.
 //!
-//! Read the modules bottom-up; each uses only the ones listed below it:
+//! Read the modules bottom-up; each uses only the floors below its own (the `layers`
+//! test holds the code to this map: it is the one list of floors):
 //!
 //! ```text
-//! cli            the `postern` commands (an adapter: parses, calls accounts, prints)
-//! server         `postern serve`: binds the sockets, runs the sessions, shuts down cleanly
-//! web            /new sign-up and the admin pages (HTTP)
-//! dovecot_lua_api  loopback HTTP auth API for Dovecot 2.4's Lua passdb/userdb
-//! dovecot_dict   Dovecot dict proxy protocol: passdb, userdb, last_login, quota_clone
-//! dovecot_auth   Dovecot auth protocol for Postfix SMTP AUTH (SASL PLAIN, LOGIN)
-//! postfix_policy Postfix policy delegation: blocked, unknown, full, send rate
-//! accounts       the core: every rule (login, registration, userdb, operator actions)
-//! store          SQLite: schema, migrations, every query
-//! config         figment configuration; logging: syslog or stderr
-//! logfmt         log values: plain tokens as is, the rest quoted and escaped; no_log
-//! lines, tabescape  LF-line framing and 0x01 escaping shared by the Dovecot codecs
-//! conn           connection I/O shared by the socket sessions (idle, cancel, linger)
-//! qr             QR codes as SVG (web pages) and terminal text (the CLI)
+//! cli              the `postern` commands (an adapter: parses, calls accounts, prints)
+//! server           `postern serve`: the table of listeners, reload on SIGHUP, drain at stop
+//! web, dovecot_lua_api  HTTP: /new sign-up and the admin pages; the loopback auth API
+//!                  for Dovecot 2.4's Lua passdb/userdb
+//! dovecot_dict, dovecot_auth, postfix_policy  the line protocols: Dovecot dict proxy
+//!                  (passdb, userdb, last_login, quota_clone); Dovecot auth for Postfix
+//!                  SMTP AUTH (SASL PLAIN, LOGIN); Postfix policy delegation
+//! accounts         the core: every rule (login, registration, userdb, operator actions)
+//! store            the database behind one interface: `Store`, an enum over backends
+//!                  (SQLite in store/sqlite: schema, migrations, every query)
+//! logging          syslog or stderr
+//! config           figment configuration, every value parsed as it loads
+//! conn, lines, tabescape, qr, domain  connection I/O (Connection, the pool, PeerAddr);
+//!                  LF-line framing; 0x01 escaping; QR codes as SVG and terminal text;
+//!                  domain names (IDNA normalization)
+//! logfmt           log values: plain tokens as is, the rest quoted and escaped; no_log;
+//!                  repeated lines told apart
+//! codec_tests      (tests only) chunked replay shared by the codecs
 //! ```
 
 pub mod accounts;
@@ -27,9 +32,12 @@ pub mod cli;
 mod codec_tests;
 pub mod config;
 pub mod conn;
+pub mod domain;
 pub mod dovecot_auth;
 pub mod dovecot_dict;
 pub mod dovecot_lua_api;
+#[cfg(test)]
+mod layers;
 pub mod lines;
 pub mod logfmt;
 pub mod logging;

@@ -3,6 +3,8 @@
 //! `key=value` shape that fail2ban can match; never a password (the core never formats
 //! one), and with `log.no_log` no address, IP or code either (the core drops them).
 //!
+//! The level comes checked from the configuration ([`LogLevel`]); a reload swaps it in.
+//!
 //! ```text
 //! postern[812]: event=login result=fail reason=bad_password address=alice@example.org service=smtp ip=192.0.2.7
 //! postern[812]: event=register route=jit address=k3x9q2m1a@example.org service=dovecot ip=-
@@ -18,7 +20,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
-use crate::config::{Log, LogTarget};
+use crate::config::{Log, LogLevel, LogTarget};
 
 /// Changes the log level of the running process (configuration reload).
 #[derive(Clone)]
@@ -27,15 +29,16 @@ pub struct LogHandle {
 }
 
 impl LogHandle {
-    pub fn set_level(&self, level: &str) -> Result<(), String> {
-        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
-        self.filter.reload(filter).map_err(|e| e.to_string())
+    pub fn set_level(&self, level: &LogLevel) -> Result<(), String> {
+        self.filter
+            .reload(level.filter())
+            .map_err(|e| e.to_string())
     }
 }
 
 /// Installs the global logger; `None` if one is installed already (tests).
 pub fn init(config: &Log) -> Option<LogHandle> {
-    let filter = EnvFilter::try_new(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = config.level.filter();
     let (filter, handle) = reload::Layer::new(filter);
     let to_syslog = match config.target {
         LogTarget::Syslog => true,

@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 
 use super::address::{self, Address};
 use super::password::looks_like_supported_hash;
+use super::view::Quota;
 use super::{Accounts, AdminError, Route, Unavailable, UsageChange};
-use crate::store::{NewAccount, QueuedHome, QuotaMode, StoreStats};
+use crate::store::{NewAccount, QueuedHome, QuotaMode};
 
 /// The right to touch mail homes, which belong to the mail user rather than to whoever
 /// runs postern. The CLI run as root has it: it switches back to root around the
@@ -148,9 +149,22 @@ pub struct MaintenancePlan {
 /// Counts for `postern stats`, with quotas resolved against the configured default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stats {
-    pub store: StoreStats,
+    pub accounts: i64,
+    pub blocked_accounts: i64,
+    pub blocklist: i64,
+    pub admins: i64,
+    /// (created_via, created in the last day, created in the last week)
+    pub created: Vec<(String, i64, i64)>,
+    pub used_bytes: i64,
     /// Sum of the limited accounts' quotas.
     pub quota_bytes: u64,
+    pub unlimited_accounts: i64,
+    pub tokens_active: i64,
+    pub tokens_used_up: i64,
+    pub tokens_expired: i64,
+    pub tokens_revoked: i64,
+    /// Mail homes waiting in the removal queue.
+    pub homes_queued: i64,
 }
 
 /// One account to import: its address and its stored hash, as the other server had it.
@@ -187,7 +201,7 @@ impl Accounts {
             dry_run,
             ..MaintenanceReport::default()
         };
-        let queue = self.db(|s| s.queued_homes()).await?;
+        let queue = self.store.queued_homes().await?;
         for entry in queue {
             report
                 .queued_homes
@@ -261,7 +275,7 @@ impl Accounts {
             Ok(home) => DueOutcome::Deleted(home),
             // The entry stays queued: the next run tries again.
             Err(e) => DueOutcome::Deleted(Some(HomeOutcome {
-                address: deleted.account.address,
+                address: deleted.account.address.to_string(),
                 home: deleted.mail_queued.unwrap_or_default(),
                 result: HomeResult::Failed(e.to_string()),
             })),
@@ -275,8 +289,8 @@ impl Accounts {
         address: &str,
         rights: &impl MailHomeRights,
     ) -> Result<Option<HomeOutcome>, AdminError> {
-        let key = self.address_for(address)?.as_str().to_owned();
-        let Some(entry) = self.db(move |s| s.queued_home(&key)).await? else {
+        let address = self.address_for(address)?;
+        let Some(entry) = self.store.queued_home(address.as_str()).await? else {
             return Ok(None);
         };
         Ok(Some(self.handle_queued_home(entry, false, rights).await?))
@@ -284,7 +298,7 @@ impl Accounts {
 
     /// How many mail homes wait for removal.
     pub async fn queued_home_count(&self) -> Result<i64, Unavailable> {
-        Ok(self.db(|s| s.queued_home_count()).await?)
+        Ok(self.store.queued_home_count().await?)
     }
 
     /// Removes one queued mail home (`dry_run`: only checks it), unless its address has
@@ -295,8 +309,7 @@ impl Accounts {
         dry_run: bool,
         rights: &impl MailHomeRights,
     ) -> Result<HomeOutcome, AdminError> {
-        let key = entry.address.clone();
-        let result = if self.db(move |s| s.account(&key)).await?.is_some() {
+        let result = if self.store.account(&entry.address).await?.is_some() {
             HomeResult::Skipped
         } else {
             let root = address::home_root(&self.config().mailbox.home);
@@ -332,8 +345,7 @@ impl Accounts {
                 ),
             }
             if !matches!(result, HomeResult::Failed(_)) {
-                let done = entry.clone();
-                self.db(move |s| s.dequeue_home(&done)).await?;
+                self.store.dequeue_home(&entry).await?;
             }
         }
         Ok(HomeOutcome {
@@ -352,25 +364,17 @@ impl Accounts {
         let unused_before = m.delete_unused_after.map(before);
         let token_cutoff = before(m.token_grace);
         let stale_before = before(m.usage_stale_after);
-        let (inactive, unused, tokens, stale_usage) = self
-            .db(move |s| {
-                let inactive = match inactive_before {
-                    Some(t) => s.inactive_accounts(t)?,
-                    None => Vec::new(),
-                };
-                let mut unused = match unused_before {
-                    Some(t) => s.unused_accounts(t)?,
-                    None => Vec::new(),
-                };
-                unused.retain(|a| !inactive.contains(a));
-                Ok((
-                    inactive,
-                    unused,
-                    s.dead_tokens(token_cutoff)?,
-                    s.stale_usage(stale_before)?,
-                ))
-            })
-            .await?;
+        let inactive = match inactive_before {
+            Some(t) => self.store.inactive_accounts(t).await?,
+            None => Vec::new(),
+        };
+        let mut unused = match unused_before {
+            Some(t) => self.store.unused_accounts(t).await?,
+            None => Vec::new(),
+        };
+        unused.retain(|a| !inactive.contains(a));
+        let tokens = self.store.dead_tokens(token_cutoff).await?;
+        let stale_usage = self.store.stale_usage(stale_before).await?;
         let stale_usage = stale_usage
             .into_iter()
             .filter(|a| !inactive.contains(a) && !unused.contains(a))
@@ -385,18 +389,39 @@ impl Accounts {
 
     /// Deletes invites (ids from a plan).
     pub async fn purge_tokens(&self, ids: Vec<i64>) -> Result<usize, AdminError> {
-        let n = self.db(move |s| s.delete_tokens(&ids)).await?;
+        let n = self.store.delete_tokens(ids).await?;
         tracing::info!("event=token_purge count={n}");
         Ok(n)
     }
 
     pub async fn stats(&self, now: i64) -> Result<Stats, AdminError> {
-        let store = self.db(move |s| s.stats(now)).await?;
-        let default = self.config().quota.default.bytes().unwrap_or(0);
+        let store = self.store.stats(now).await?;
+        // Each group's quota by the one rule: a default or explicit 0 is unlimited.
+        let default = Quota::effective(QuotaMode::Default, self.config().quota.default.bytes());
         let quota_bytes = default
+            .limit
+            .unwrap_or(0)
             .saturating_mul(u64::try_from(store.default_quota_accounts).unwrap_or(0))
             .saturating_add(u64::try_from(store.explicit_quota_bytes).unwrap_or(0));
-        Ok(Stats { store, quota_bytes })
+        let mut unlimited_accounts = store.unlimited_accounts + store.explicit_zero_accounts;
+        if default.limit.is_none() {
+            unlimited_accounts += store.default_quota_accounts;
+        }
+        Ok(Stats {
+            accounts: store.accounts,
+            blocked_accounts: store.blocked_accounts,
+            blocklist: store.blocklist,
+            admins: store.admins,
+            created: store.created,
+            used_bytes: store.used_bytes,
+            quota_bytes,
+            unlimited_accounts,
+            tokens_active: store.tokens_active,
+            tokens_used_up: store.tokens_used_up,
+            tokens_expired: store.tokens_expired,
+            tokens_revoked: store.tokens_revoked,
+            homes_queued: store.homes_queued,
+        })
     }
 
     /// Imports accounts with the hashes another server stored (chatmail's SHA512-CRYPT,
@@ -431,24 +456,20 @@ impl Accounts {
         }
         let now = self.now();
         let wanted = rows.len();
-        let inserted = self
-            .db(move |s| {
-                let new: Vec<NewAccount<'_>> = rows
-                    .iter()
-                    .map(|(address, hash)| NewAccount {
-                        address,
-                        password_hash: hash,
-                        created_via: Route::Import.as_str(),
-                        now,
-                        token_hash: None,
-                        admin_if_none: false,
-                        admin: false,
-                        quota: QuotaMode::Default,
-                    })
-                    .collect();
-                s.insert_many(&new)
+        let new = rows
+            .into_iter()
+            .map(|(address, password_hash)| NewAccount {
+                address,
+                password_hash,
+                created_via: Route::Import.as_str(),
+                now,
+                token_hash: None,
+                admin_if_none: false,
+                admin: false,
+                quota: QuotaMode::Default,
             })
-            .await?;
+            .collect();
+        let inserted = self.store.insert_many(new).await?;
         report.imported = inserted;
         if inserted < wanted {
             report.skipped.push((

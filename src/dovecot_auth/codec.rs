@@ -106,6 +106,18 @@ pub enum DecodeError {
     UnknownCommand(String),
 }
 
+impl DecodeError {
+    /// Whether the connection closes after this error: an over-long line (the stream
+    /// cannot be resynchronised) or a command no client sends (Dovecot's auth server
+    /// closes on it too). A malformed line of a known command is skipped.
+    pub fn ends_session(&self) -> bool {
+        matches!(
+            self,
+            DecodeError::LineTooLong | DecodeError::UnknownCommand(_)
+        )
+    }
+}
+
 /// Reads requests from a byte buffer that the session fills from the socket.
 #[derive(Debug, Clone)]
 pub struct Codec {

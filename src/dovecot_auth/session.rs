@@ -1,6 +1,8 @@
 //! One auth-client connection (Postfix smtpd keeps one per process, across SMTP
 //! sessions): send the handshake, then run AUTH conversations, several at once, each
-//! answered under its own id as soon as the core has decided.
+//! answered under its own id as soon as the core has decided. The session is the state
+//! of one connection (conversations waiting for a CONT, password checks running) over
+//! the shared [`Connection`], which wakes it when a check finishes.
 //!
 //! ```text
 //! S: VERSION 1 2 / MECH PLAIN plaintext / MECH LOGIN plaintext / SPID / CUID / COOKIE / DONE
@@ -16,14 +18,14 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use rand::RngCore;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::{JoinError, JoinSet};
 
 use super::codec::{self, AuthRequest, DecodeError, Reply, Request};
 use super::sasl::{Conversation, Mechanism, SaslError, Step};
 use crate::accounts::password::Password;
 use crate::accounts::{Accounts, LoginContext, LoginOutcome};
+use crate::conn::{Connection, Decoder, Input, Lease};
 
 /// An auth client that says nothing for this long is disconnected (Postfix reconnects).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -36,73 +38,61 @@ const TEMP_REASON: &str = "Temporary authentication failure, try again later";
 
 static NEXT_CUID: AtomicU32 = AtomicU32::new(1);
 
-/// Serves one connection until the client closes it, misbehaves, or `cancel` fires
+impl Decoder for codec::Codec {
+    type Frame = Request;
+    type Error = DecodeError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, DecodeError> {
+        codec::Codec::decode(self, buf)
+    }
+
+    fn ends_session(error: &DecodeError) -> bool {
+        error.ends_session()
+    }
+}
+
+/// Serves one connection until the client closes it, misbehaves, or the lease ends
 /// (conversations already being checked are still answered).
-pub async fn run<S>(
-    mut stream: S,
-    accounts: Arc<Accounts>,
-    cancel: CancellationToken,
-) -> std::io::Result<()>
+pub async fn run<S>(stream: S, accounts: Arc<Accounts>, lease: Lease) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut out = Vec::with_capacity(1024);
-    handshake(&mut out);
-    stream.write_all(&out).await?;
-    out.clear();
-
-    let mut codec = codec::Codec::new();
-    let mut buf = BytesMut::with_capacity(4096);
-    let mut pending: HashMap<u32, Pending> = HashMap::new();
-    let mut checks: JoinSet<(u32, Vec<u8>)> = JoinSet::new();
-    loop {
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(request)) => {
-                    if !handle(request, &accounts, &mut pending, &mut checks, &mut out) {
-                        stream.write_all(&out).await?;
-                        return Ok(());
-                    }
-                }
-                Ok(None) => break,
-                Err(DecodeError::LineTooLong) => {
-                    stream.write_all(&out).await?;
-                    return Ok(());
-                }
-                Err(e @ DecodeError::UnknownCommand(_)) => {
-                    // Dovecot closes on a command a client never sends; so do we.
-                    tracing::debug!("event=auth_error error=\"{e}\"");
-                    stream.write_all(&out).await?;
-                    return Ok(());
-                }
-                Err(e) => tracing::debug!("event=auth_error error=\"{e}\""),
-            }
-        }
-        if !out.is_empty() {
-            stream.write_all(&out).await?;
-            out.clear();
-        }
-        tokio::select! {
-            read = tokio::time::timeout(IDLE_TIMEOUT, stream.read_buf(&mut buf)) => match read {
-                Ok(Ok(0)) | Err(_) => break,
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(e),
-            },
-            Some(done) = checks.join_next(), if !checks.is_empty() => {
-                if let Ok((_, reply)) = done {
-                    stream.write_all(&reply).await?;
+    let mut conn = Connection::new(stream, codec::Codec::new(), IDLE_TIMEOUT, lease);
+    handshake(conn.out());
+    conn.flush().await?;
+    let mut session = Session {
+        accounts,
+        pending: HashMap::new(),
+        checks: JoinSet::new(),
+    };
+    while let Some(input) = conn.next(session.checked()).await? {
+        match input {
+            Input::Frame(request) => {
+                if !session.handle(request, conn.out()) {
+                    conn.end();
                 }
             }
-            () = cancel.cancelled() => break,
+            Input::Malformed(e) => tracing::debug!("event=auth_error error=\"{e}\""),
+            Input::Woken(Ok(reply)) => conn.out().extend_from_slice(&reply),
+            Input::Woken(Err(_)) => {}
         }
     }
     // Answer what is being checked already, then close.
-    while let Some(done) = checks.join_next().await {
-        if let Ok((_, reply)) = done {
-            let _ = stream.write_all(&reply).await;
+    while let Some(done) = session.checks.join_next().await {
+        if let Ok(reply) = done {
+            conn.out().extend_from_slice(&reply);
         }
     }
-    Ok(())
+    conn.close().await
+}
+
+/// What one connection holds between requests.
+struct Session {
+    accounts: Arc<Accounts>,
+    /// Conversations waiting for the client's CONT, by request id.
+    pending: HashMap<u32, Pending>,
+    /// Password checks running; each gives the encoded reply.
+    checks: JoinSet<Vec<u8>>,
 }
 
 /// A conversation waiting for the client's CONT.
@@ -137,129 +127,118 @@ fn handshake(out: &mut Vec<u8>) {
     codec::encode(&Reply::Done, out);
 }
 
-/// Handles one request; false when the connection must close.
-fn handle(
-    request: Request,
-    accounts: &Arc<Accounts>,
-    pending: &mut HashMap<u32, Pending>,
-    checks: &mut JoinSet<(u32, Vec<u8>)>,
-    out: &mut Vec<u8>,
-) -> bool {
-    match request {
-        Request::Version { major, .. } => major == codec::PROTOCOL_MAJOR,
-        Request::Cpid { .. } => true,
-        Request::Cancel { id } => {
-            pending.remove(&id);
-            true
+impl Session {
+    /// The next finished password check; never, while none runs.
+    async fn checked(&mut self) -> Result<Vec<u8>, JoinError> {
+        match self.checks.join_next().await {
+            Some(done) => done,
+            None => std::future::pending().await,
         }
-        Request::Auth(auth) => {
-            start(auth, accounts, pending, checks, out);
-            true
+    }
+
+    /// Handles one request; false when the connection must close.
+    fn handle(&mut self, request: Request, out: &mut Vec<u8>) -> bool {
+        match request {
+            Request::Version { major, .. } => major == codec::PROTOCOL_MAJOR,
+            Request::Cpid { .. } => true,
+            Request::Cancel { id } => {
+                self.pending.remove(&id);
+                true
+            }
+            Request::Auth(auth) => {
+                self.start(auth, out);
+                true
+            }
+            Request::Cont { id, data } => {
+                let Some(mut p) = self.pending.remove(&id) else {
+                    fail(out, id, None, &[("reason", "Unknown request")]);
+                    return true;
+                };
+                let step = p.conversation.answer(&data);
+                let user = p.conversation.user().map(str::to_owned);
+                self.proceed(id, step, user, p, out);
+                true
+            }
         }
-        Request::Cont { id, data } => {
-            let Some(mut p) = pending.remove(&id) else {
-                fail(out, id, None, &[("reason", "Unknown request")]);
-                return true;
-            };
-            let step = p.conversation.answer(&data);
-            let user = p.conversation.user().map(str::to_owned);
-            proceed(id, step, user, p, accounts, pending, checks, out);
-            true
+    }
+
+    fn start(&mut self, auth: AuthRequest, out: &mut Vec<u8>) {
+        let id = auth.id;
+        if self.pending.contains_key(&id) {
+            fail(out, id, None, &[("reason", "Duplicate request id")]);
+            return;
+        }
+        if self.pending.len() + self.checks.len() >= MAX_IN_FLIGHT {
+            fail(
+                out,
+                id,
+                None,
+                &[("code", "temp_fail"), ("reason", TEMP_REASON)],
+            );
+            return;
+        }
+        let Some(mechanism) = Mechanism::parse(&auth.mech) else {
+            fail(
+                out,
+                id,
+                None,
+                &[("reason", "Unsupported authentication mechanism")],
+            );
+            return;
+        };
+        // Clients of protocol 1.0/1.1 (Postfix) send `resp=` empty to mean "no initial response".
+        let initial = auth.resp.as_deref().filter(|r| !r.is_empty());
+        let rip = auth.rip.as_deref().and_then(|ip| ip.parse().ok());
+        let service = auth.service.clone().unwrap_or_else(|| "-".into());
+        match Conversation::start(mechanism, initial) {
+            Ok((conversation, step)) => {
+                let p = Pending {
+                    conversation,
+                    service,
+                    rip,
+                };
+                self.proceed(id, Ok(step), None, p, out);
+            }
+            Err(e) => sasl_fail(out, id, None, e),
+        }
+    }
+
+    fn proceed(
+        &mut self,
+        id: u32,
+        step: Result<Step, SaslError>,
+        user: Option<String>,
+        p: Pending,
+        out: &mut Vec<u8>,
+    ) {
+        match step {
+            Err(e) => sasl_fail(out, id, user.as_deref(), e),
+            Ok(Step::Challenge(data)) => {
+                codec::encode(&Reply::Cont { id, data }, out);
+                self.pending.insert(id, p);
+            }
+            Ok(Step::Credentials { user, password }) => {
+                let accounts = self.accounts.clone();
+                self.checks
+                    .spawn(async move { check(&accounts, id, &user, &password, &p).await });
+            }
         }
     }
 }
 
-fn start(
-    auth: AuthRequest,
-    accounts: &Arc<Accounts>,
-    pending: &mut HashMap<u32, Pending>,
-    checks: &mut JoinSet<(u32, Vec<u8>)>,
-    out: &mut Vec<u8>,
-) {
-    let id = auth.id;
-    if pending.contains_key(&id) {
-        fail(out, id, None, &[("reason", "Duplicate request id")]);
-        return;
-    }
-    if pending.len() + checks.len() >= MAX_IN_FLIGHT {
-        fail(
-            out,
-            id,
-            None,
-            &[("code", "temp_fail"), ("reason", TEMP_REASON)],
-        );
-        return;
-    }
-    let Some(mechanism) = Mechanism::parse(&auth.mech) else {
-        fail(
-            out,
-            id,
-            None,
-            &[("reason", "Unsupported authentication mechanism")],
-        );
-        return;
-    };
-    // Clients of protocol 1.0/1.1 (Postfix) send `resp=` empty to mean "no initial response".
-    let initial = auth.resp.as_deref().filter(|r| !r.is_empty());
-    let rip = auth.rip.as_deref().and_then(|ip| ip.parse().ok());
-    let service = auth.service.clone().unwrap_or_else(|| "-".into());
-    match Conversation::start(mechanism, initial) {
-        Ok((conversation, step)) => {
-            let p = Pending {
-                conversation,
-                service,
-                rip,
-            };
-            proceed(id, Ok(step), None, p, accounts, pending, checks, out);
-        }
-        Err(e) => sasl_fail(out, id, None, e),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn proceed(
-    id: u32,
-    step: Result<Step, SaslError>,
-    user: Option<String>,
-    p: Pending,
-    accounts: &Arc<Accounts>,
-    pending: &mut HashMap<u32, Pending>,
-    checks: &mut JoinSet<(u32, Vec<u8>)>,
-    out: &mut Vec<u8>,
-) {
-    match step {
-        Err(e) => sasl_fail(out, id, user.as_deref(), e),
-        Ok(Step::Challenge(data)) => {
-            codec::encode(&Reply::Cont { id, data }, out);
-            pending.insert(id, p);
-        }
-        Ok(Step::Credentials { user, password }) => {
-            let accounts = accounts.clone();
-            checks.spawn(async move {
-                let mut reply = Vec::new();
-                check(
-                    &accounts, id, &user, &password, &p.service, p.rip, &mut reply,
-                )
-                .await;
-                (id, reply)
-            });
-        }
-    }
-}
-
+/// Asks the core about a finished conversation; the encoded reply.
 async fn check(
     accounts: &Accounts,
     id: u32,
     user: &str,
     password: &Password,
-    service: &str,
-    rip: Option<IpAddr>,
-    out: &mut Vec<u8>,
-) {
+    p: &Pending,
+) -> Vec<u8> {
     let ctx = LoginContext {
-        service,
-        remote_ip: rip,
+        service: &p.service,
+        remote_ip: p.rip,
     };
+    let mut out = Vec::new();
     match accounts.login(user, password, ctx).await {
         Ok(LoginOutcome::Accepted { address, .. }) => {
             codec::encode(
@@ -267,17 +246,18 @@ async fn check(
                     id,
                     fields: &[("user", &address)],
                 },
-                out,
+                &mut out,
             );
         }
-        Ok(LoginOutcome::Refused(_)) => fail(out, id, Some(user), &[("reason", FAIL_REASON)]),
+        Ok(LoginOutcome::Refused(_)) => fail(&mut out, id, Some(user), &[("reason", FAIL_REASON)]),
         Err(_) => fail(
-            out,
+            &mut out,
             id,
             Some(user),
             &[("code", "temp_fail"), ("reason", TEMP_REASON)],
         ),
     }
+    out
 }
 
 fn sasl_fail(out: &mut Vec<u8>, id: u32, user: Option<&str>, e: SaslError) {

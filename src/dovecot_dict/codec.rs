@@ -89,6 +89,13 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// Whether the connection closes after answering this error: only an over-long
+    /// line, after which the stream cannot be resynchronised. A malformed line was
+    /// consumed whole, so the next one decodes.
+    pub fn ends_session(&self) -> bool {
+        matches!(self, DecodeError::LineTooLong)
+    }
+
     /// Whether the client waits for an answer to the line that failed. Dovecot's client
     /// sends hellos and transaction commands without expecting a reply, so an `F` sent
     /// for one of those would be taken as the answer to its next lookup or commit
@@ -447,7 +454,7 @@ mod tests {
         }
 
         fn ends_session(e: &DecodeError) -> bool {
-            matches!(e, DecodeError::LineTooLong)
+            e.ends_session()
         }
     }
 

@@ -44,8 +44,8 @@ use subtle::ConstantTimeEq;
 
 use crate::accounts::password::Password;
 use crate::accounts::{Accounts, LoginContext, LoginOutcome, UserdbEntry};
+use crate::conn::PeerAddr;
 use crate::logfmt;
-use crate::server::http::PeerAddr;
 
 /// Largest request body accepted (a user name and a password fit many times over).
 const MAX_BODY: usize = 16 * 1024;

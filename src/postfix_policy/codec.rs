@@ -104,6 +104,15 @@ pub enum DecodeError {
     Malformed { reason: &'static str },
 }
 
+impl DecodeError {
+    /// Whether the connection closes after answering this error: a limit was broken
+    /// and the stream cannot be resynchronised. A malformed request was consumed
+    /// whole, so the next one decodes.
+    pub fn ends_session(&self) -> bool {
+        !matches!(self, DecodeError::Malformed { .. })
+    }
+}
+
 /// Reads requests from a byte buffer that the session fills from the socket.
 ///
 /// Lines stay in the buffer until their request is complete, and the codec remembers how
@@ -293,7 +302,7 @@ policy_context=
         }
 
         fn ends_session(e: &DecodeError) -> bool {
-            !matches!(e, DecodeError::Malformed { .. })
+            e.ends_session()
         }
     }
 

@@ -1,6 +1,7 @@
 //! One policy connection: Postfix keeps it open and sends one attribute block per
 //! decision; each gets exactly one `action=` reply. A block over the limits gets
-//! `DEFER_IF_PERMIT` and the connection closes.
+//! `DEFER_IF_PERMIT` and the connection closes. The session holds nothing between
+//! requests but the core; the shared [`Connection`] does the I/O.
 //!
 //! ```text
 //! C: request=smtpd_access_policy / protocol_state=RCPT / recipient=full@example.org / ... / (empty line)
@@ -11,71 +12,59 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::codec::{self, DecodeError, Reply, Request};
 use crate::accounts::{Accounts, PolicyRequest, PolicyVerdict};
 use crate::config::PolicyConfig;
-use crate::conn::{read_more, Read};
+use crate::conn::{Connection, Decoder, Lease};
 
 /// Postfix closes idle policy connections after 300 s (`smtpd_policy_service_max_idle`);
 /// this only reaps clients that vanished.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(900);
 
-/// Serves one connection until Postfix closes it, it breaks a limit, or `cancel` fires.
-pub async fn run<S>(
-    mut stream: S,
-    accounts: Arc<Accounts>,
-    cancel: CancellationToken,
-) -> std::io::Result<()>
+impl Decoder for codec::Codec {
+    type Frame = Request;
+    type Error = DecodeError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, DecodeError> {
+        codec::Codec::decode(self, buf)
+    }
+
+    fn ends_session(error: &DecodeError) -> bool {
+        error.ends_session()
+    }
+}
+
+/// Serves one connection until Postfix closes it, it breaks a limit, or the lease ends.
+pub async fn run<S>(stream: S, accounts: Arc<Accounts>, lease: Lease) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut codec = codec::Codec::new();
-    let mut buf = BytesMut::with_capacity(4096);
-    let mut out = Vec::with_capacity(256);
-    loop {
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(request)) => {
-                    let action = decide(&accounts, &request).await;
-                    codec::encode(&Reply { action: &action }, &mut out);
-                }
-                Ok(None) => break,
-                Err(e @ DecodeError::Malformed { .. }) => {
-                    tracing::debug!("event=policy_error error=\"{e}\"");
-                    let config = accounts.config();
-                    codec::encode(
-                        &Reply {
-                            action: &config.policy.defer_reply,
-                        },
-                        &mut out,
-                    );
-                }
-                Err(e) => {
+    let mut conn = Connection::new(stream, codec::Codec::new(), IDLE_TIMEOUT, lease);
+    while let Some(input) = conn.read_frame().await? {
+        match input {
+            Ok(request) => {
+                let action = decide(&accounts, &request).await;
+                codec::encode(&Reply { action: &action }, conn.out());
+            }
+            Err(e) => {
+                if e.ends_session() {
                     tracing::warn!("event=policy_error result=close error=\"{e}\"");
-                    let config = accounts.config();
-                    codec::encode(
-                        &Reply {
-                            action: &config.policy.defer_reply,
-                        },
-                        &mut out,
-                    );
-                    stream.write_all(&out).await?;
-                    crate::conn::linger(&mut stream).await;
-                    return Ok(());
+                } else {
+                    tracing::debug!("event=policy_error error=\"{e}\"");
                 }
+                let config = accounts.config();
+                codec::encode(
+                    &Reply {
+                        action: &config.policy.defer_reply,
+                    },
+                    conn.out(),
+                );
             }
         }
-        if !out.is_empty() {
-            stream.write_all(&out).await?;
-            out.clear();
-        }
-        if let Read::Done = read_more(&mut stream, &mut buf, IDLE_TIMEOUT, &cancel).await? {
-            return Ok(());
-        }
     }
+    conn.close().await
 }
 
 async fn decide(accounts: &Accounts, r: &Request) -> String {

@@ -1,6 +1,8 @@
 //! Serves an axum `Router` (the web pages, the Dovecot 2.4 auth API) on a TCP or Unix
 //! listener: HTTP/1.1 with keep-alive, a header and an idle timeout, a connection cap,
-//! the peer's address handed to handlers as a request extension, and a graceful stop.
+//! the peer's address handed to handlers as a request extension ([`PeerAddr`]), and a
+//! graceful stop. HTTP connections never count as idle in the listener's pool: these
+//! timeouts reap them instead.
 //!
 //! ```text
 //! listen.http = "127.0.0.1:8025"      -> web::router
@@ -40,10 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-/// The address of the peer that sent a request: `None` on a Unix socket (the reverse
-/// proxy in front). Handlers read it with `Extension<PeerAddr>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerAddr(pub Option<SocketAddr>);
+use crate::conn::{Lease, PeerAddr};
 
 /// A bound HTTP listener.
 pub enum HttpListener {
@@ -77,7 +76,7 @@ pub async fn serve(
 ) {
     let listener = &listener;
     let next = || accept(listener);
-    let serve = |(io, peer): (Io, Option<SocketAddr>), cancel: CancellationToken| {
+    let serve = |(io, peer): (Io, Option<SocketAddr>), lease: Lease| {
         let clock = Arc::new(Clock::new(timeouts()));
         let (started, answered) = (clock.clone(), clock.clone());
         // Requests on one HTTP/1.1 connection come one at a time: one flag serves them.
@@ -110,6 +109,7 @@ pub async fn serve(
         let service = TowerToHyperService::new(service);
         let io = TokioIo::new(TimedIo::new(io, clock));
         async move {
+            let cancel = lease.cancelled();
             let mut builder = hyper::server::conn::http1::Builder::new();
             // TimedIo keeps the time instead of hyper's header timer.
             builder.header_read_timeout(None).keep_alive(true);

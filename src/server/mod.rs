@@ -1,10 +1,21 @@
-//! `postern serve`: opens the database, binds every configured socket, tells systemd it
-//! is ready, serves until SIGTERM/SIGINT, then stops accepting, lets requests in flight
-//! finish (bounded by a deadline) and removes its socket files. SIGHUP re-reads the
-//! configuration and the auth API secret and applies them without dropping a connection.
+//! `postern serve`: opens the database, binds every configured listener, tells systemd
+//! it is ready, serves until SIGTERM/SIGINT, then stops accepting, lets requests in
+//! flight finish (bounded by a deadline) and removes its socket files. SIGHUP re-reads
+//! the configuration and the auth API secret and applies them without dropping a
+//! connection.
+//!
+//! The listeners are one table ([`listeners`]): what to bind (a Unix path or a TCP
+//! address) and which service runs on each connection. Everything is bound before
+//! anything is served; the socket files bound so far are removed by [`SocketFiles`]'s
+//! drop, whether the start fails half way or the daemon stops.
 //!
 //! ```text
-//! [listen] dict = "/run/postern/dict.sock"   -> dovecot_dict::session per connection
+//! [listen] dict = "/run/postern/dict.sock"      -> dovecot_dict::session per connection
+//!          auth = ".../postern/auth"            -> dovecot_auth::session
+//!          policy = ".../postern/policy"        -> postfix_policy::session
+//!          http = "127.0.0.1:8025", http_socket -> web::router (http.rs)
+//!          auth_http = "127.0.0.1:8026"         -> dovecot_lua_api::router
+//! event=start listeners=2 dict=/run/postern/dict.sock http=127.0.0.1:8025
 //! ```
 
 pub mod http;
@@ -15,17 +26,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::accounts::Accounts;
-use crate::config::{Config, ConfigError, Listen};
+use crate::config::{Config, ConfigError, Listen, SocketPerms};
+use crate::conn::{Lease, Pool};
 use crate::dovecot_dict::{self, handler::DictHandler};
 use crate::dovecot_lua_api::Secret;
 use crate::logging::LogHandle;
-use crate::store::{Store, StoreError};
 use crate::{dovecot_auth, postfix_policy};
 
 /// How long requests in flight may take to finish after a stop signal.
@@ -37,7 +47,7 @@ pub enum ServeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Open(#[from] crate::accounts::OpenError),
     #[error(transparent)]
     Hasher(#[from] crate::accounts::password::HasherError),
     #[error("socket {path}: {message}")]
@@ -57,154 +67,30 @@ pub async fn run(
     log: Option<LogHandle>,
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
-    let store = Store::open(&config.database.path)?;
-    let accounts = Arc::new(Accounts::new(config.clone(), store)?);
-    match accounts.promote_configured_admins().await {
-        Ok(promoted) => {
-            for a in promoted {
-                tracing::info!("event=admin_promote address={a}");
-            }
-        }
-        Err(e) => tracing::warn!("event=admin_promote result=tempfail error=\"{e}\""),
-    }
+    let signals = Signals::catch();
+    let accounts = open_accounts(&config)?;
+    promote_admins(&accounts).await;
 
-    // Bind everything first: a socket that cannot be bound stops the start before
-    // anything is served.
-    let listen = &config.listen;
+    let mut sockets = SocketFiles::default();
     let mut bound = Vec::new();
-    for (path, service) in [
-        (&listen.dict, Service::Dict),
-        (&listen.auth, Service::Auth),
-        (&listen.policy, Service::Policy),
-    ] {
-        if let Some(path) = path {
-            match bind_unix(path, listen) {
-                Ok(listener) => bound.push((path.clone(), service, listener)),
-                Err(e) => {
-                    for (p, _, _) in &bound {
-                        let _ = std::fs::remove_file(p);
-                    }
-                    return Err(e);
-                }
-            }
-        }
+    for listener in listeners(&config.listen) {
+        bound.push(listener.bind(&config, &mut sockets).await?);
     }
-    let mut http_bound = Vec::new();
-    let unbind = |bound: &Vec<(PathBuf, Service, UnixListener)>| {
-        for (p, _, _) in bound {
-            let _ = std::fs::remove_file(p);
-        }
-    };
-    if let Some(addr) = &listen.http {
-        match bind_tcp(addr).await {
-            Ok(l) => http_bound.push((HttpService::Web, http::HttpListener::Tcp(l))),
-            Err(e) => {
-                unbind(&bound);
-                return Err(e);
-            }
-        }
-    }
-    if let Some(path) = &listen.http_socket {
-        match bind_unix(path, listen) {
-            Ok(l) => {
-                bound.push((path.clone(), Service::HttpSocket, l));
-            }
-            Err(e) => {
-                unbind(&bound);
-                return Err(e);
-            }
-        }
-    }
-    let mut lua_secret = None;
-    if let Some(addr) = &listen.auth_http {
-        let path = &config.auth_http.secret_file;
-        let secret = match read_secret(path) {
-            Ok(s) => Arc::new(Secret::new(s)),
-            Err(message) => {
-                unbind(&bound);
-                return Err(ServeError::Secret {
-                    path: path.clone(),
-                    message,
-                });
-            }
-        };
-        lua_secret = Some(secret.clone());
-        match bind_tcp(addr).await {
-            Ok(l) => http_bound.push((HttpService::LuaApi(secret), http::HttpListener::Tcp(l))),
-            Err(e) => {
-                unbind(&bound);
-                return Err(e);
-            }
-        }
-    }
-    if bound.is_empty() && http_bound.is_empty() {
+    if bound.is_empty() {
         return Err(ServeError::NothingToServe);
     }
+    let names: Vec<String> = bound.iter().map(|b| b.listener.describe()).collect();
+    let lua_secret = bound.iter().find_map(|b| match &b.runs {
+        Runs::LuaApi(secret) => Some(secret.clone()),
+        _ => None,
+    });
 
+    tracing::info!("event=start listeners={} {}", names.len(), names.join(" "));
     let tracker = TaskTracker::new();
-    let dict = Arc::new(DictHandler::new(accounts.clone()));
-    let timeouts = {
-        let accounts = accounts.clone();
-        move || {
-            let config = accounts.config();
-            http::Timeouts {
-                header: config.http.header_timeout.duration(),
-                idle: config.http.idle_timeout.duration(),
-            }
-        }
-    };
-    let web = crate::web::router(accounts.clone());
-    for (service, listener) in http_bound {
-        let router = match service {
-            HttpService::Web => web.clone(),
-            HttpService::LuaApi(secret) => crate::dovecot_lua_api::router(accounts.clone(), secret),
-        };
-        tracker.spawn(http::serve(
-            listener,
-            router,
-            config.http.max_connections,
-            timeouts.clone(),
-            cancel.clone(),
-            tracker.clone(),
-        ));
+    let services = Services::new(&accounts);
+    for b in bound {
+        tracker.spawn(services.clone().serve(b, cancel.clone(), tracker.clone()));
     }
-    let mut sockets = Vec::new();
-    for (path, service, listener) in bound {
-        sockets.push(path);
-        let max = listen.max_connections;
-        let (c, t) = (cancel.clone(), tracker.clone());
-        match service {
-            Service::Dict => {
-                let dict = dict.clone();
-                tracker.spawn(accept_loop(listener, max, c, t, move |stream, cancel| {
-                    dovecot_dict::session::run(stream, dict.clone(), cancel)
-                }));
-            }
-            Service::Auth => {
-                let accounts = accounts.clone();
-                tracker.spawn(accept_loop(listener, max, c, t, move |stream, cancel| {
-                    dovecot_auth::session::run(stream, accounts.clone(), cancel)
-                }));
-            }
-            Service::Policy => {
-                let accounts = accounts.clone();
-                tracker.spawn(accept_loop(listener, max, c, t, move |stream, cancel| {
-                    postfix_policy::session::run(stream, accounts.clone(), cancel)
-                }));
-            }
-            Service::HttpSocket => {
-                tracker.spawn(http::serve(
-                    http::HttpListener::Unix(listener),
-                    web.clone(),
-                    config.http.max_connections,
-                    timeouts.clone(),
-                    c,
-                    t,
-                ));
-            }
-        }
-    }
-    tracing::info!("event=start listeners={}", sockets.len());
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
     let reload = Reload {
@@ -213,7 +99,7 @@ pub async fn run(
         log: log.as_ref(),
         secret: lua_secret.as_deref(),
     };
-    wait_for_stop(&reload, &cancel).await;
+    wait_for_stop(signals, &reload, &cancel).await;
 
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("event=stop");
@@ -225,28 +111,260 @@ pub async fn run(
     {
         tracing::warn!("event=stop result=deadline open_connections_dropped=true");
     }
-    for path in sockets {
-        let _ = std::fs::remove_file(path);
-    }
+    drop(sockets);
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy)]
+/// The core over the configured database.
+fn open_accounts(config: &Config) -> Result<Arc<Accounts>, ServeError> {
+    Ok(Arc::new(Accounts::open(config.clone())?))
+}
+
+/// Makes the accounts named by `registration.admin_usernames` administrators.
+async fn promote_admins(accounts: &Accounts) {
+    match accounts.promote_configured_admins().await {
+        Ok(promoted) => {
+            for a in promoted {
+                tracing::info!("event=admin_promote address={a}");
+            }
+        }
+        Err(e) => tracing::warn!("event=admin_promote result=tempfail error=\"{e}\""),
+    }
+}
+
+// ----- the listener table ----------------------------------------------------------------
+
+/// What runs on a listener's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Service {
     Dict,
     Auth,
     Policy,
-    HttpSocket,
+    /// `/new` and `/admin` (web::router).
+    Web,
+    /// Dovecot 2.4's Lua passdb/userdb API (dovecot_lua_api::router).
+    LuaApi,
 }
 
+/// Where a listener listens.
 #[derive(Debug, Clone)]
-enum HttpService {
+enum Address<'a> {
+    /// A Unix socket, created with these permissions.
+    Unix(&'a Path, SocketPerms),
+    /// `host:port`.
+    Tcp(&'a str),
+}
+
+/// One row of the table: a configured listener.
+#[derive(Debug, Clone)]
+struct Listener<'a> {
+    /// The `listen.*` key that configures it; it names the listener in the log.
+    key: &'static str,
+    service: Service,
+    address: Address<'a>,
+}
+
+/// Every configured listener, in the order they are bound.
+fn listeners(listen: &Listen) -> Vec<Listener<'_>> {
+    let s = &listen.sockets;
+    [
+        Listener::unix("dict", Service::Dict, &listen.dict, listen.access(&s.dict)),
+        Listener::unix("auth", Service::Auth, &listen.auth, listen.access(&s.auth)),
+        Listener::unix(
+            "policy",
+            Service::Policy,
+            &listen.policy,
+            listen.access(&s.policy),
+        ),
+        Listener::tcp("http", Service::Web, &listen.http),
+        Listener::unix(
+            "http_socket",
+            Service::Web,
+            &listen.http_socket,
+            listen.access(&s.http_socket),
+        ),
+        Listener::tcp("auth_http", Service::LuaApi, &listen.auth_http),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// A listener bound and ready to accept.
+struct Bound {
+    listener: BoundListener,
+    runs: Runs,
+}
+
+/// A [`Service`] with what it needs to answer.
+enum Runs {
+    Dict,
+    Auth,
+    Policy,
     Web,
+    /// With the auth API's shared secret.
     LuaApi(Arc<Secret>),
 }
 
-async fn bind_tcp(addr: &str) -> Result<tokio::net::TcpListener, ServeError> {
-    tokio::net::TcpListener::bind(addr)
+/// The socket of a bound listener, and the key and address it was configured with.
+enum BoundListener {
+    Unix(&'static str, PathBuf, UnixListener),
+    Tcp(&'static str, String, TcpListener),
+}
+
+impl BoundListener {
+    /// `key=address`, for the start line.
+    fn describe(&self) -> String {
+        match self {
+            BoundListener::Unix(key, path, _) => format!("{key}={}", path.display()),
+            BoundListener::Tcp(key, addr, _) => format!("{key}={addr}"),
+        }
+    }
+}
+
+impl<'a> Listener<'a> {
+    /// A Unix socket listener, if `path` is configured.
+    fn unix(
+        key: &'static str,
+        service: Service,
+        path: &'a Option<PathBuf>,
+        perms: SocketPerms,
+    ) -> Option<Self> {
+        let path = path.as_deref()?;
+        Some(Listener {
+            key,
+            service,
+            address: Address::Unix(path, perms),
+        })
+    }
+
+    /// A TCP listener, if `addr` is configured.
+    fn tcp(key: &'static str, service: Service, addr: &'a Option<String>) -> Option<Self> {
+        let addr = addr.as_deref()?;
+        Some(Listener {
+            key,
+            service,
+            address: Address::Tcp(addr),
+        })
+    }
+
+    /// Binds the listener (a socket file goes into `sockets`), and reads what its
+    /// service needs before it can answer (the auth API's secret).
+    async fn bind(&self, config: &Config, sockets: &mut SocketFiles) -> Result<Bound, ServeError> {
+        let runs = match self.service {
+            Service::Dict => Runs::Dict,
+            Service::Auth => Runs::Auth,
+            Service::Policy => Runs::Policy,
+            Service::Web => Runs::Web,
+            Service::LuaApi => {
+                let path = &config.auth_http.secret_file;
+                let secret = read_secret(path).map_err(|message| ServeError::Secret {
+                    path: path.clone(),
+                    message,
+                })?;
+                Runs::LuaApi(Arc::new(Secret::new(secret)))
+            }
+        };
+        let listener = match &self.address {
+            Address::Unix(path, access) => {
+                let l = bind_unix(path, access)?;
+                sockets.0.push(path.to_path_buf());
+                BoundListener::Unix(self.key, path.to_path_buf(), l)
+            }
+            Address::Tcp(addr) => {
+                BoundListener::Tcp(self.key, (*addr).to_owned(), bind_tcp(addr).await?)
+            }
+        };
+        Ok(Bound { listener, runs })
+    }
+}
+
+/// The socket files this run created; dropping it removes them.
+#[derive(Debug, Default)]
+pub struct SocketFiles(Vec<PathBuf>);
+
+impl Drop for SocketFiles {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// What the listeners' connections are served with, made once for all of them.
+struct Services {
+    accounts: Arc<Accounts>,
+    dict: Arc<DictHandler>,
+    web: axum::Router,
+}
+
+impl Services {
+    fn new(accounts: &Arc<Accounts>) -> Arc<Services> {
+        Arc::new(Services {
+            accounts: accounts.clone(),
+            dict: Arc::new(DictHandler::new(accounts.clone())),
+            web: crate::web::router(accounts.clone()),
+        })
+    }
+
+    /// Accepts and serves `bound`'s connections until `cancel` fires.
+    async fn serve(self: Arc<Self>, bound: Bound, cancel: CancellationToken, tracker: TaskTracker) {
+        let (max, http_max) = {
+            let config = self.accounts.config();
+            (config.listen.max_connections, config.http.max_connections)
+        };
+        let (c, t) = (cancel, tracker);
+        let (listener, router) = match (bound.runs, bound.listener) {
+            (Runs::Dict, BoundListener::Unix(.., l)) => {
+                let dict = self.dict.clone();
+                return accept_loop(l, max, c, t, move |stream, lease| {
+                    dovecot_dict::session::run(stream, dict.clone(), lease)
+                })
+                .await;
+            }
+            (Runs::Auth, BoundListener::Unix(.., l)) => {
+                let accounts = self.accounts.clone();
+                return accept_loop(l, max, c, t, move |stream, lease| {
+                    dovecot_auth::session::run(stream, accounts.clone(), lease)
+                })
+                .await;
+            }
+            (Runs::Policy, BoundListener::Unix(.., l)) => {
+                let accounts = self.accounts.clone();
+                return accept_loop(l, max, c, t, move |stream, lease| {
+                    postfix_policy::session::run(stream, accounts.clone(), lease)
+                })
+                .await;
+            }
+            // The table puts the line protocols on Unix sockets only.
+            (Runs::Dict | Runs::Auth | Runs::Policy, BoundListener::Tcp(..)) => return,
+            (Runs::Web, listener) => (http_listener(listener), self.web.clone()),
+            (Runs::LuaApi(secret), listener) => (
+                http_listener(listener),
+                crate::dovecot_lua_api::router(self.accounts.clone(), secret),
+            ),
+        };
+        let accounts = self.accounts.clone();
+        let timeouts = move || {
+            let config = accounts.config();
+            http::Timeouts {
+                header: config.http.header_timeout.duration(),
+                idle: config.http.idle_timeout.duration(),
+            }
+        };
+        http::serve(listener, router, http_max, timeouts, c, t).await;
+    }
+}
+
+fn http_listener(listener: BoundListener) -> http::HttpListener {
+    match listener {
+        BoundListener::Tcp(.., l) => http::HttpListener::Tcp(l),
+        BoundListener::Unix(.., l) => http::HttpListener::Unix(l),
+    }
+}
+
+async fn bind_tcp(addr: &str) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
         .await
         .map_err(|e| ServeError::Socket {
             path: PathBuf::from(addr),
@@ -274,14 +392,27 @@ struct Reload<'a> {
     secret: Option<&'a Secret>,
 }
 
+/// The stop and reload signals, caught from the start: a SIGHUP that arrives while the
+/// listeners are being bound (or right after READY) must reload, not kill the daemon.
+struct Signals(Option<[tokio::signal::unix::Signal; 3]>);
+
+impl Signals {
+    fn catch() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => Signals(Some([term, int, hup])),
+            _ => Signals(None),
+        }
+    }
+}
+
 /// Waits for SIGTERM, SIGINT or `cancel`; reloads on SIGHUP.
-async fn wait_for_stop(reload: &Reload<'_>, cancel: &CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+async fn wait_for_stop(signals: Signals, reload: &Reload<'_>, cancel: &CancellationToken) {
+    let Some([mut term, mut int, mut hup]) = signals.0 else {
         tracing::warn!("event=signals result=unavailable");
         cancel.cancelled().await;
         return;
@@ -364,7 +495,7 @@ async fn accept_loop<F, Fut>(
     tracker: TaskTracker,
     serve: F,
 ) where
-    F: Fn(UnixStream, CancellationToken) -> Fut,
+    F: Fn(tokio::net::UnixStream, Lease) -> Fut,
     Fut: Future<Output = std::io::Result<()>> + Send + 'static,
 {
     let listener = &listener;
@@ -372,9 +503,10 @@ async fn accept_loop<F, Fut>(
     serve_connections(accept, max, cancel, tracker, serve).await;
 }
 
-/// Takes connections from `accept` until cancelled, at most `max` at a time, and runs
-/// `serve` for each in its own task. A failing accept (out of file descriptors and the
-/// like) backs off instead of spinning.
+/// Takes connections from `accept` until cancelled and runs `serve` for each in its own
+/// task, holding a place in the listener's [`Pool`] of `max` (when it is full, the
+/// longest-idle connection makes room). A failing accept (out of file descriptors and
+/// the like) backs off instead of spinning.
 pub(crate) async fn serve_connections<C, A, AFut, F, Fut>(
     accept: A,
     max: usize,
@@ -384,18 +516,11 @@ pub(crate) async fn serve_connections<C, A, AFut, F, Fut>(
 ) where
     A: Fn() -> AFut,
     AFut: Future<Output = std::io::Result<C>>,
-    F: Fn(C, CancellationToken) -> Fut,
+    F: Fn(C, Lease) -> Fut,
     Fut: Future<Output = std::io::Result<()>> + Send + 'static,
 {
-    let permits = Arc::new(Semaphore::new(max.max(1)));
+    let pool = Pool::new(max);
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            () = cancel.cancelled() => return,
-        };
         let connection = tokio::select! {
             accepted = accept() => match accepted {
                 Ok(c) => c,
@@ -407,9 +532,11 @@ pub(crate) async fn serve_connections<C, A, AFut, F, Fut>(
             },
             () = cancel.cancelled() => return,
         };
-        let session = serve(connection, cancel.clone());
+        let Some(lease) = pool.lease(&cancel).await else {
+            return;
+        };
+        let session = serve(connection, lease);
         tracker.spawn(async move {
-            let _permit = permit;
             if let Err(e) = session.await {
                 tracing::debug!("event=connection result=error error=\"{e}\"");
             }
@@ -417,9 +544,9 @@ pub(crate) async fn serve_connections<C, A, AFut, F, Fut>(
     }
 }
 
-/// Binds a Unix socket with the configured mode, owner and group. A socket file left
-/// by a previous run is replaced only if nothing answers on it.
-pub fn bind_unix(path: &Path, listen: &Listen) -> Result<UnixListener, ServeError> {
+/// Binds a Unix socket with the given mode, owner and group. A socket file left by a
+/// previous run is replaced only if nothing answers on it.
+pub fn bind_unix(path: &Path, access: &SocketPerms) -> Result<UnixListener, ServeError> {
     let fail = |message: String| ServeError::Socket {
         path: path.to_owned(),
         message,
@@ -440,22 +567,29 @@ pub fn bind_unix(path: &Path, listen: &Listen) -> Result<UnixListener, ServeErro
         }
     }
     let listener = UnixListener::bind(path).map_err(|e| fail(e.to_string()))?;
-    let mode = listen.mode_bits()?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| fail(format!("cannot set mode: {e}")))?;
-    let uid = match &listen.socket_owner {
-        Some(name) => Some(lookup_user(name).map_err(fail)?),
+    if let Err(e) = set_access(path, access) {
+        let _ = std::fs::remove_file(path);
+        return Err(fail(e));
+    }
+    Ok(listener)
+}
+
+/// Gives a new socket file its mode, owner and group.
+fn set_access(path: &Path, access: &SocketPerms) -> Result<(), String> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(access.mode.bits()))
+        .map_err(|e| format!("cannot set mode: {e}"))?;
+    let uid = match &access.owner {
+        Some(name) => Some(lookup_user(name)?),
         None => None,
     };
-    let gid = match &listen.socket_group {
-        Some(name) => Some(lookup_group(name).map_err(fail)?),
+    let gid = match &access.group {
+        Some(name) => Some(lookup_group(name)?),
         None => None,
     };
     if uid.is_some() || gid.is_some() {
-        nix::unistd::chown(path, uid, gid)
-            .map_err(|e| fail(format!("cannot change owner: {e}")))?;
+        nix::unistd::chown(path, uid, gid).map_err(|e| format!("cannot change owner: {e}"))?;
     }
-    Ok(listener)
+    Ok(())
 }
 
 fn lookup_user(name: &str) -> Result<nix::unistd::Uid, String> {

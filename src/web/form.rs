@@ -30,6 +30,12 @@ impl Fields {
         )
     }
 
+    /// Every pair, in order: what the fuzz target re-encodes.
+    #[doc(hidden)]
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     /// The first value of `name`, as sent.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

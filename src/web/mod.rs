@@ -21,10 +21,14 @@
 mod admin;
 mod autoconfig;
 mod client;
-mod form;
+#[doc(hidden)]
+pub mod form;
 mod new;
 mod pages;
 mod session;
+
+#[doc(hidden)]
+pub use new::JsonRequest;
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -42,8 +46,7 @@ use axum::Router;
 use tower::util::MapResponseLayer;
 
 use crate::accounts::Accounts;
-use crate::logfmt;
-use crate::server::http::PeerAddr;
+use crate::conn::PeerAddr;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -64,13 +67,6 @@ impl AppState {
 
 /// The routes served on `listen.http` and `listen.http_socket`.
 pub fn router(accounts: Arc<Accounts>) -> Router {
-    let bad = client::invalid_proxies(&accounts.config().http.trusted_proxies);
-    if !bad.is_empty() {
-        tracing::warn!(
-            "event=config key=http.trusted_proxies ignored={}",
-            logfmt::value(bad.join(", "))
-        );
-    }
     let state = AppState(Arc::new(Inner {
         accounts,
         sessions: session::Sessions::default(),

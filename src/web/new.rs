@@ -40,10 +40,10 @@ use crate::logfmt;
 /// A JSON sign-up. Absent, null or blank fields mean "generate one" (no token).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct JsonRequest {
-    username: Option<String>,
-    password: Option<String>,
-    token: Option<String>,
+pub struct JsonRequest {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
 }
 
 /// What the client sent, whatever the encoding.

@@ -1,7 +1,7 @@
 //! The dict proxy service over its real Unix socket, driven the way Dovecot 2.3 drives
 //! it (one new connection per lookup, `H3` hello first).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::{accounts, passdb_once, DictClient, TestDaemon};
 
@@ -230,4 +230,25 @@ fn over_long_line_gets_f_and_the_connection_closes() {
     c.send(&huge);
     assert!(c.read_line().expect("reply").starts_with('F'));
     assert_eq!(c.read_line(), None);
+}
+
+// One local client holding every connection open and idle blocked the dict listener
+// for 300 s: a new lookup waited until an idle connection timed out.
+#[test]
+fn idle_connections_holding_the_cap_no_longer_starve_a_new_lookup() {
+    let d = TestDaemon::start_with("open", &[("POSTERN_LISTEN__MAX_CONNECTIONS", "16")]);
+    let mut idle: Vec<DictClient> = (0..16).map(|_| d.dict()).collect();
+    for c in &mut idle {
+        assert_eq!(c.userdb("nobody@example.org"), "N");
+    }
+    let asked = Instant::now();
+    assert_eq!(d.dict().userdb("nobody@example.org"), "N");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "answered after {:?}",
+        asked.elapsed()
+    );
+    // The connection idle longest made room; the others are still served.
+    assert_eq!(idle[0].read_line(), None);
+    assert_eq!(idle[15].userdb("nobody@example.org"), "N");
 }
