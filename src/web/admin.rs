@@ -324,12 +324,14 @@ async fn signin(
     let refuse = |status: StatusCode, address: Option<&str>, text: &str| {
         signin_response(&config, &headers, status, address, Some(text))
     };
-    if let Err(wait) = state.accounts().admit_admin_sign_in(client.ip) {
-        tracing::info!(
-            "event=admin_signin result=throttled ip={}",
-            logfmt::private_opt(client.ip, config.log.no_log)
-        );
-        let secs = wait.as_secs().max(1);
+    if let Err(throttled) = state.accounts().admit_admin_sign_in(client.ip) {
+        let ip = logfmt::private_opt(client.ip, config.log.no_log);
+        if throttled.news {
+            tracing::info!("event=admin_signin result=throttled ip={ip}");
+        } else {
+            tracing::debug!("event=admin_signin result=throttled ip={ip}");
+        }
+        let secs = throttled.wait.as_secs().max(1);
         let mut res = refuse(
             StatusCode::TOO_MANY_REQUESTS,
             None,

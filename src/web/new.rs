@@ -135,12 +135,14 @@ pub async fn submit(
         None
     };
 
-    if let Err(wait) = state.accounts().admit_signup(client.ip) {
-        tracing::info!(
-            "event=new result=throttled ip={}",
-            logfmt::private_opt(client.ip, state.accounts().config().log.no_log)
-        );
-        let secs = wait.as_secs().max(1);
+    if let Err(throttled) = state.accounts().admit_signup(client.ip) {
+        let ip = logfmt::private_opt(client.ip, config.log.no_log);
+        if throttled.news {
+            tracing::info!("event=new result=throttled ip={ip}");
+        } else {
+            tracing::debug!("event=new result=throttled ip={ip}");
+        }
+        let secs = throttled.wait.as_secs().max(1);
         let reason = format!("too many sign-ups from your network; try again in {secs} seconds.");
         let mut res = refuse(
             html,
