@@ -21,6 +21,8 @@
 //! conn, lines, tabescape, qr, domain  connection I/O (Connection, the pool, PeerAddr);
 //!                  LF-line framing; 0x01 escaping; QR codes as SVG and terminal text;
 //!                  domain names (IDNA normalization)
+//! logfmt           log values: plain tokens as is, the rest quoted and escaped; no_log;
+//!                  repeated lines told apart
 //! codec_tests      (tests only) chunked replay shared by the codecs
 //! ```
 
@@ -37,6 +39,7 @@ pub mod dovecot_lua_api;
 #[cfg(test)]
 mod layers;
 pub mod lines;
+pub mod logfmt;
 pub mod logging;
 pub mod postfix_policy;
 pub mod qr;

@@ -138,7 +138,7 @@ impl Accounts {
         tracing::info!(
             "event=register route={} address={}",
             user.route.as_str(),
-            self.shown(address.as_str())
+            self.private(address.as_str())
         );
         let row = self.user(address.as_str()).await?;
         Ok((row, generated.then_some(password)))
@@ -230,7 +230,7 @@ impl Accounts {
             return Err(AdminError::NotFound(address.to_string()));
         }
         self.cache.forget(address.as_str());
-        tracing::info!("event=passwd address={}", self.shown(address.as_str()));
+        tracing::info!("event=passwd address={}", self.private(address.as_str()));
         Ok((address, generated.then_some(password)))
     }
 
@@ -294,7 +294,7 @@ impl Accounts {
         self.cache.forget(address.as_str());
         tracing::info!(
             "event=delete address={} keep_mail={keep_mail} allow_reuse={allow_reuse} mail_home={}",
-            self.shown(address.as_str()),
+            self.private(address.as_str()),
             if keep_mail { "kept" } else { "queued" }
         );
         Ok(Deleted {
@@ -361,7 +361,7 @@ impl Accounts {
             .block(address.as_str(), reason.as_deref(), self.now())
             .await?;
         self.cache.forget(address.as_str());
-        tracing::info!("event=block address={}", self.shown(address.as_str()));
+        tracing::info!("event=block address={}", self.private(address.as_str()));
         Ok((address, added))
     }
 
@@ -369,7 +369,7 @@ impl Accounts {
     pub async fn blocklist_remove(&self, address: &str) -> Result<(Address, bool), AdminError> {
         let address = self.admin_address(address)?;
         let removed = self.store.unblock(address.as_str()).await?;
-        tracing::info!("event=unblock address={}", self.shown(address.as_str()));
+        tracing::info!("event=unblock address={}", self.private(address.as_str()));
         Ok((address, removed))
     }
 

@@ -137,7 +137,7 @@ impl TokenBuckets {
 
 /// The bucket a client counts against: its IPv4 address, its IPv6 /64 (one host usually
 /// has a whole /64), or one shared bucket when the address is unknown.
-fn client_key(ip: Option<IpAddr>) -> String {
+pub(super) fn client_key(ip: Option<IpAddr>) -> String {
     match ip {
         Some(IpAddr::V4(v4)) => v4.to_string(),
         Some(IpAddr::V6(v6)) => {

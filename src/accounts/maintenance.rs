@@ -24,6 +24,7 @@ use super::address::{self, Address};
 use super::password::looks_like_supported_hash;
 use super::view::Quota;
 use super::{Accounts, AdminError, Route, Unavailable, UsageChange};
+use crate::logfmt;
 use crate::store::{NewAccount, QueuedHome, QuotaMode};
 
 /// The right to touch mail homes, which belong to the mail user rather than to whoever
@@ -328,8 +329,8 @@ impl Accounts {
             }
         };
         if !dry_run {
-            let (address, home) = (self.shown(&entry.address), entry.home.to_string_lossy());
-            let home = self.shown(&home);
+            let home = entry.home.to_string_lossy();
+            let (address, home) = (self.private(&entry.address), self.private(&home));
             match &result {
                 HomeResult::Removed => {
                     tracing::info!("event=mail_home result=removed address={address} home={home}")
@@ -341,7 +342,8 @@ impl Accounts {
                     "event=mail_home result=skipped reason=account_exists address={address} home={home}"
                 ),
                 HomeResult::Failed(e) => tracing::warn!(
-                    "event=mail_home result=fail address={address} home={home} error=\"{e}\""
+                    "event=mail_home result=fail address={address} home={home} error={}",
+                    logfmt::value(e)
                 ),
             }
             if !matches!(result, HomeResult::Failed(_)) {

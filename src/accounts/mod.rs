@@ -28,9 +28,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, RegistrationMode};
+use crate::logfmt;
 use crate::store::{AccountRow, CreateRefusal, NewAccount, QuotaMode, Store, StoreError};
 use address::Address;
 use limits::{ClientLimiter, FailureLimiter, TokenBuckets};
@@ -198,7 +199,19 @@ pub struct Accounts {
     /// Admin sign-ins per client, `http.admin_logins_per_minute`.
     admin_sign_ins: ClientLimiter,
     dummy_hash: tokio::sync::OnceCell<String>,
+    /// Which throttled requests have had their INFO line in this window.
+    repeats: logfmt::Repeats,
     clock: Clock,
+}
+
+/// A request a per-client limit refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttled {
+    /// How long until this client may try again.
+    pub wait: Duration,
+    /// The first refusal for this client in this minute: logged at INFO; the repeats at
+    /// DEBUG.
+    pub news: bool,
 }
 
 impl Accounts {
@@ -227,6 +240,7 @@ impl Accounts {
             signups: ClientLimiter::default(),
             admin_sign_ins: ClientLimiter::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
+            repeats: logfmt::Repeats::default(),
             clock,
         })
     }
@@ -267,27 +281,69 @@ impl Accounts {
         Address::parse(user, &self.config().domains)
     }
 
-    /// Shown in logs in place of an address, IP or token when `log.no_log` is set.
-    fn shown<'a>(&self, s: &'a str) -> &'a str {
-        if self.config().log.no_log {
-            "-"
-        } else {
-            s
-        }
+    /// An address, username, IP or path for a log line: escaped, or `-` under
+    /// `log.no_log` (logfmt does both).
+    fn private<T: std::fmt::Display>(&self, value: T) -> logfmt::Shown<T> {
+        logfmt::private(value, self.config().log.no_log)
     }
 
     /// Counts one sign-up attempt from `client` against `http.new_per_minute`, before
-    /// anything else is looked at. `Err`: how long until this client may try again.
-    pub fn admit_signup(&self, client: Option<IpAddr>) -> Result<(), std::time::Duration> {
+    /// anything else is looked at.
+    pub fn admit_signup(&self, client: Option<IpAddr>) -> Result<(), Throttled> {
         let per_minute = self.config().http.new_per_minute;
-        self.signups.take(client, per_minute, Instant::now())
+        self.admit(&self.signups, "new", client, per_minute)
     }
 
     /// Counts one admin sign-in attempt from `client` against
-    /// `http.admin_logins_per_minute`. `Err`: how long until this client may try again.
-    pub fn admit_admin_sign_in(&self, client: Option<IpAddr>) -> Result<(), std::time::Duration> {
+    /// `http.admin_logins_per_minute`.
+    pub fn admit_admin_sign_in(&self, client: Option<IpAddr>) -> Result<(), Throttled> {
         let per_minute = self.config().http.admin_logins_per_minute;
-        self.admin_sign_ins.take(client, per_minute, Instant::now())
+        self.admit(&self.admin_sign_ins, "admin_signin", client, per_minute)
+    }
+
+    fn admit(
+        &self,
+        limiter: &ClientLimiter,
+        what: &str,
+        client: Option<IpAddr>,
+        per_minute: u32,
+    ) -> Result<(), Throttled> {
+        let now = Instant::now();
+        limiter.take(client, per_minute, now).map_err(|wait| {
+            let key = format!("{what} {}", limits::client_key(client));
+            Throttled {
+                wait,
+                news: self.repeats.first(&key, Duration::from_secs(60), now),
+            }
+        })
+    }
+
+    /// Whether a throttled login gets an INFO line: the first one for each throttled
+    /// account and each throttled client in a failure window does; the repeats go to
+    /// DEBUG, so guessing at a throttle cannot flood the log.
+    fn throttle_is_news(&self, user: &str, ip: Option<IpAddr>) -> bool {
+        let limits = &self.config().login;
+        let window = limits.failure_window.duration();
+        let now = Instant::now();
+        let mut news = false;
+        if let Ok(address) = self.parse(user) {
+            let address = address.as_str();
+            if self
+                .account_failures
+                .is_limited(address, limits.max_failures, now)
+            {
+                news |= self.repeats.first(&format!("login {address}"), window, now);
+            }
+        }
+        if let Some(ip) = ip.map(|ip| ip.to_string()) {
+            if self
+                .ip_failures
+                .is_limited(&ip, limits.max_failures_per_ip, now)
+            {
+                news |= self.repeats.first(&format!("login {ip}"), window, now);
+            }
+        }
+        news
     }
 
     /// The registration mode in force: the run-time setting if one is stored, else the
@@ -349,32 +405,36 @@ impl Accounts {
         ctx: &LoginContext<'_>,
         outcome: &Result<LoginOutcome, Unavailable>,
     ) {
-        let ip = ctx.remote_ip.map(|ip| ip.to_string());
-        let ip = self.shown(ip.as_deref().unwrap_or("-"));
-        let shown_user = self.shown(user);
+        let no_log = self.config().log.no_log;
+        let ip = logfmt::private_opt(ctx.remote_ip, no_log);
+        let user_shown = logfmt::private(user, no_log);
+        let service = logfmt::value(ctx.service);
+        // postern writes the client's address last on a failed login: the fail2ban
+        // filter takes it from there.
         match &outcome {
             Ok(LoginOutcome::Accepted { address, created }) => {
+                let address = logfmt::private(address, no_log);
                 if *created {
                     tracing::info!(
-                        "event=register route=jit address={} service={} ip={ip}",
-                        self.shown(address),
-                        ctx.service
+                        "event=register route=jit address={address} service={service} ip={ip}"
                     );
                 }
-                tracing::debug!(
-                    "event=login result=ok address={} service={} ip={ip}",
-                    self.shown(address),
-                    ctx.service
-                );
+                tracing::debug!("event=login result=ok address={address} service={service} ip={ip}");
             }
-            Ok(LoginOutcome::Refused(why)) => tracing::info!(
-                "event=login result=fail reason={} address={shown_user} service={} ip={ip}",
-                why.as_str(),
-                ctx.service
-            ),
+            Ok(LoginOutcome::Refused(why)) => {
+                let line = format!(
+                    "event=login result=fail reason={} address={user_shown} service={service} ip={ip}",
+                    why.as_str()
+                );
+                if *why != Refusal::Throttled || self.throttle_is_news(user, ctx.remote_ip) {
+                    tracing::info!("{line}");
+                } else {
+                    tracing::debug!("{line}");
+                }
+            }
             Err(e) => tracing::warn!(
-                "event=login result=tempfail address={shown_user} service={} ip={ip} error=\"{e}\"",
-                ctx.service
+                "event=login result=tempfail address={user_shown} service={service} ip={ip} error={}",
+                logfmt::value(e)
             ),
         }
     }
@@ -447,7 +507,7 @@ impl Accounts {
                             .replace_hash(row.id, &row.password_hash, &new)
                             .await?
                         {
-                            tracing::info!("event=rehash address={}", self.shown(&row.address));
+                            tracing::info!("event=rehash address={}", self.private(&row.address));
                             stored = new;
                         }
                     }
@@ -592,7 +652,7 @@ impl Accounts {
         let Ok(home) = address::mail_home(&config.mailbox.home, &address) else {
             tracing::warn!(
                 "event=userdb result=unsafe_home address={}",
-                self.shown(address.as_str())
+                self.private(address.as_str())
             );
             return Ok(None);
         };
@@ -652,7 +712,7 @@ impl Accounts {
             let Ok(address) = self.parse(&full) else {
                 tracing::warn!(
                     "event=admin_promote result=invalid name={}",
-                    self.shown(name)
+                    self.private(name)
                 );
                 continue;
             };

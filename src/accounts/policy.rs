@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use super::address::Address;
 use super::{Accounts, Unavailable};
+use crate::logfmt;
 
 /// What Postfix told us about one SMTP transaction step.
 #[derive(Debug, Clone, Copy, Default)]
@@ -61,12 +62,11 @@ impl Accounts {
                 tracing::info!(
                     "event=policy verdict={} sender={} recipient={}",
                     v.as_str(),
-                    self.shown(if req.sasl_username.is_empty() {
-                        "-"
-                    } else {
-                        req.sasl_username
-                    }),
-                    self.shown(req.recipient)
+                    logfmt::private_opt(
+                        Some(req.sasl_username).filter(|u| !u.is_empty()),
+                        self.config().log.no_log
+                    ),
+                    self.private(req.recipient)
                 );
             }
         }

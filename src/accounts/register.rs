@@ -14,6 +14,7 @@ use super::address::{self, Address, AddressError};
 use super::password::{self, Password, PasswordError};
 use super::{Accounts, Route, Unavailable};
 use crate::config::{PasswordRules, RegistrationMode};
+use crate::logfmt;
 use crate::store::{CreateRefusal, NewAccount, QuotaMode, TokenProblem};
 
 /// Exactly what closed mode answers, as operators know it.
@@ -111,7 +112,7 @@ impl Accounts {
     pub async fn register(&self, req: RegisterRequest) -> Result<Registered, RegisterError> {
         let outcome = self.register_inner(req).await;
         if let Err(e) = &outcome {
-            tracing::info!("event=register result=fail reason=\"{e}\"");
+            tracing::info!("event=register result=fail reason={}", logfmt::value(e));
         }
         outcome
     }
@@ -177,7 +178,7 @@ impl Accounts {
                     tracing::info!(
                         "event=register route={} address={}",
                         route.as_str(),
-                        self.shown(address.as_str())
+                        self.private(address.as_str())
                     );
                     self.cache.insert(address.as_str(), &password, &hash);
                     return Ok(Registered {

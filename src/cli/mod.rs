@@ -28,6 +28,7 @@ use crate::accounts::{
     Accounts, AdminError, NewUser, OpenError, QuotaSetting, Route, Unavailable, UsageChange,
 };
 use crate::config::{self, Config, RegistrationMode, Seconds};
+use crate::logfmt;
 use output::{account_json, block_json, print_json, token_json, when};
 
 /// Chatmail-style accounts for Dovecot + Postfix.
@@ -450,7 +451,7 @@ fn serve(cli: &Cli) -> Result<(), Failure> {
     runtime
         .block_on(crate::server::run(config, cli.config.clone(), log, cancel))
         .map_err(|e| {
-            tracing::error!("event=fatal error=\"{e}\"");
+            tracing::error!("event=fatal error={}", logfmt::value(&e));
             let code = match e {
                 crate::server::ServeError::Config(_)
                 | crate::server::ServeError::NothingToServe => 2,

@@ -26,6 +26,7 @@ use super::sasl::{Conversation, Mechanism, SaslError, Step};
 use crate::accounts::password::Password;
 use crate::accounts::{Accounts, LoginContext, LoginOutcome};
 use crate::conn::{Connection, Decoder, Input, Lease};
+use crate::logfmt;
 
 /// An auth client that says nothing for this long is disconnected (Postfix reconnects).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -72,7 +73,7 @@ where
                     conn.end();
                 }
             }
-            Input::Malformed(e) => tracing::debug!("event=auth_error error=\"{e}\""),
+            Input::Malformed(e) => tracing::debug!("event=auth_error error={}", logfmt::value(&e)),
             Input::Woken(Ok(reply)) => conn.out().extend_from_slice(&reply),
             Input::Woken(Err(_)) => {}
         }

@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::codec::{self, Command, CommitResult, DecodeError, Reply};
 use super::handler::{Committed, DictHandler, Lookup, Transactions, WriteValue};
 use crate::conn::{Connection, Decoder, Lease};
+use crate::logfmt;
 
 /// A dict client that says nothing for this long is disconnected.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -66,7 +67,7 @@ fn malformed(e: &DecodeError, out: &mut Vec<u8>) {
         codec::encode(&Reply::Fail("line too long"), out);
         return;
     }
-    tracing::debug!("event=dict_error error=\"{e}\"");
+    tracing::debug!("event=dict_error error={}", logfmt::value(&e));
     if answers_malformed(e) {
         codec::encode(&Reply::Fail("malformed command"), out);
     }
@@ -106,7 +107,7 @@ impl Session {
             },
             Command::Begin { id, user } => {
                 if let Err(why) = handler.begin(tx, id, user) {
-                    tracing::debug!("event=dict_error error=\"{why}\"");
+                    tracing::debug!("event=dict_error error={}", logfmt::value(&why));
                 }
             }
             Command::Set { id, key, value } => {
@@ -124,7 +125,10 @@ impl Session {
                     Committed::Ok => CommitResult::Ok,
                     Committed::NotFound => CommitResult::NotFound,
                     Committed::Failed(why) => {
-                        tracing::debug!("event=dict_commit result=fail error=\"{why}\"");
+                        tracing::debug!(
+                            "event=dict_commit result=fail error={}",
+                            logfmt::value(&why)
+                        );
                         CommitResult::Failed
                     }
                 };

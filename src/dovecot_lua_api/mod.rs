@@ -45,6 +45,7 @@ use subtle::ConstantTimeEq;
 use crate::accounts::password::Password;
 use crate::accounts::{Accounts, LoginContext, LoginOutcome, UserdbEntry};
 use crate::conn::PeerAddr;
+use crate::logfmt;
 
 /// Largest request body accepted (a user name and a password fit many times over).
 const MAX_BODY: usize = 16 * 1024;
@@ -224,12 +225,8 @@ async fn require_secret(State(api): State<Api>, req: Request, next: Next) -> Res
         .extensions()
         .get::<PeerAddr>()
         .and_then(|p| p.0)
-        .map(|a| a.ip().to_string());
-    let peer = match peer {
-        Some(_) if api.accounts.config().log.no_log => "-".to_owned(),
-        Some(ip) => ip,
-        None => "-".to_owned(),
-    };
+        .map(|a| a.ip());
+    let peer = logfmt::private_opt(peer, api.accounts.config().log.no_log);
     tracing::warn!("event=auth_api result=refused reason={why} peer={peer}");
     let mut response = Answer::error(status, reason).render(text);
     if status == StatusCode::UNAUTHORIZED {
@@ -342,7 +339,7 @@ async fn userdb(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resp
             Ok(Some(entry)) => userdb_answer(entry),
             Ok(None) => Answer::new(StatusCode::OK, "unknown"),
             Err(e) => {
-                tracing::warn!("event=userdb result=tempfail error=\"{e}\"");
+                tracing::warn!("event=userdb result=tempfail error={}", logfmt::value(&e));
                 Answer::tempfail()
             }
         },
@@ -376,7 +373,10 @@ async fn users(State(api): State<Api>, headers: HeaderMap) -> Response {
             a
         }
         Err(e) => {
-            tracing::warn!("event=userdb_list result=tempfail error=\"{e}\"");
+            tracing::warn!(
+                "event=userdb_list result=tempfail error={}",
+                logfmt::value(&e)
+            );
             Answer::tempfail()
         }
     };

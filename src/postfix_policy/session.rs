@@ -18,6 +18,7 @@ use super::codec::{self, DecodeError, Reply, Request};
 use crate::accounts::{Accounts, PolicyRequest, PolicyVerdict};
 use crate::config::PolicyConfig;
 use crate::conn::{Connection, Decoder, Lease};
+use crate::logfmt;
 
 /// Postfix closes idle policy connections after 300 s (`smtpd_policy_service_max_idle`);
 /// this only reaps clients that vanished.
@@ -50,9 +51,12 @@ where
             }
             Err(e) => {
                 if e.ends_session() {
-                    tracing::warn!("event=policy_error result=close error=\"{e}\"");
+                    tracing::warn!(
+                        "event=policy_error result=close error={}",
+                        logfmt::value(&e)
+                    );
                 } else {
-                    tracing::debug!("event=policy_error error=\"{e}\"");
+                    tracing::debug!("event=policy_error error={}", logfmt::value(&e));
                 }
                 let config = accounts.config();
                 codec::encode(
@@ -81,7 +85,7 @@ async fn decide(accounts: &Accounts, r: &Request) -> String {
     match verdict {
         Ok(v) => reply_for(&config.policy, v).to_owned(),
         Err(e) => {
-            tracing::warn!("event=policy result=tempfail error=\"{e}\"");
+            tracing::warn!("event=policy result=tempfail error={}", logfmt::value(&e));
             config.policy.defer_reply.clone()
         }
     }

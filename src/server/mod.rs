@@ -35,6 +35,7 @@ use crate::config::{Config, ConfigError, Listen, SocketPerms};
 use crate::conn::{Lease, Pool};
 use crate::dovecot_dict::{self, handler::DictHandler};
 use crate::dovecot_lua_api::Secret;
+use crate::logfmt;
 use crate::logging::LogHandle;
 use crate::{dovecot_auth, postfix_policy};
 
@@ -125,10 +126,14 @@ async fn promote_admins(accounts: &Accounts) {
     match accounts.promote_configured_admins().await {
         Ok(promoted) => {
             for a in promoted {
+                let a = logfmt::private(a, accounts.config().log.no_log);
                 tracing::info!("event=admin_promote address={a}");
             }
         }
-        Err(e) => tracing::warn!("event=admin_promote result=tempfail error=\"{e}\""),
+        Err(e) => tracing::warn!(
+            "event=admin_promote result=tempfail error={}",
+            logfmt::value(e)
+        ),
     }
 }
 
@@ -216,7 +221,9 @@ impl BoundListener {
     /// `key=address`, for the start line.
     fn describe(&self) -> String {
         match self {
-            BoundListener::Unix(key, path, _) => format!("{key}={}", path.display()),
+            BoundListener::Unix(key, path, _) => {
+                format!("{key}={}", logfmt::value(path.display()))
+            }
             BoundListener::Tcp(key, addr, _) => format!("{key}={addr}"),
         }
     }
@@ -443,7 +450,10 @@ impl Reload<'_> {
         }
         match loaded {
             Ok(new) => self.apply(new),
-            Err(e) => tracing::error!("event=reload result=fail kept=old error=\"{e}\""),
+            Err(e) => tracing::error!(
+                "event=reload result=fail kept=old error={}",
+                logfmt::value(e)
+            ),
         }
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     }
@@ -458,7 +468,10 @@ impl Reload<'_> {
         }
         if let Some(log) = log {
             if let Err(e) = log.set_level(&new.log.level) {
-                tracing::warn!("event=reload log_level=unchanged error=\"{e}\"");
+                tracing::warn!(
+                    "event=reload log_level=unchanged error={}",
+                    logfmt::value(e)
+                );
             }
         }
         let mode = new.registration.mode;
@@ -476,12 +489,13 @@ fn reload_secret(secret: &Secret, path: &Path) {
             secret.replace(new);
             tracing::info!(
                 "event=reload auth_http_secret=replaced file={}",
-                path.display()
+                logfmt::value(path.display())
             );
         }
         Err(e) => tracing::warn!(
-            "event=reload auth_http_secret=kept_old file={} error=\"{e}\"",
-            path.display()
+            "event=reload auth_http_secret=kept_old file={} error={}",
+            logfmt::value(path.display()),
+            logfmt::value(e)
         ),
     }
 }
@@ -525,7 +539,7 @@ pub(crate) async fn serve_connections<C, A, AFut, F, Fut>(
             accepted = accept() => match accepted {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!("event=accept result=fail error=\"{e}\"");
+                    tracing::warn!("event=accept result=fail error={}", logfmt::value(e));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -538,7 +552,7 @@ pub(crate) async fn serve_connections<C, A, AFut, F, Fut>(
         let session = serve(connection, lease);
         tracker.spawn(async move {
             if let Err(e) = session.await {
-                tracing::debug!("event=connection result=error error=\"{e}\"");
+                tracing::debug!("event=connection result=error error={}", logfmt::value(e));
             }
         });
     }

@@ -41,6 +41,7 @@ use crate::accounts::{
     Account, AdminError, AdminSignIn, LoginContext, NewUser, QuotaSource, Refusal, Route, Status,
 };
 use crate::config::{Config, RegistrationMode, Seconds};
+use crate::logfmt;
 
 /// Most accounts listed on one page; a search narrows the list.
 const LIST_LIMIT: usize = 500;
@@ -82,7 +83,10 @@ impl FromRequestParts<AppState> for Admin {
         match state.accounts().is_active_admin(&session.address).await {
             Ok(true) => Ok(Admin(session)),
             Err(AdminError::Unavailable(e)) => {
-                tracing::warn!("event=admin_page result=tempfail error=\"{e}\"");
+                tracing::warn!(
+                    "event=admin_page result=tempfail error={}",
+                    logfmt::value(&e)
+                );
                 Err(unavailable(&config))
             }
             _ => {
@@ -155,7 +159,10 @@ fn unavailable(config: &Config) -> Response {
 fn error_text(e: &AdminError) -> String {
     match e {
         AdminError::Unavailable(inner) => {
-            tracing::warn!("event=admin_action result=tempfail error=\"{inner}\"");
+            tracing::warn!(
+                "event=admin_action result=tempfail error={}",
+                logfmt::value(inner)
+            );
             "The account database is busy or unavailable; nothing was changed. Try again.".into()
         }
         AdminError::Blocked(a) => {
@@ -317,12 +324,14 @@ async fn signin(
     let refuse = |status: StatusCode, address: Option<&str>, text: &str| {
         signin_response(&config, &headers, status, address, Some(text))
     };
-    if let Err(wait) = state.accounts().admit_admin_sign_in(client.ip) {
-        tracing::info!(
-            "event=admin_signin result=throttled ip={}",
-            client.shown(&state)
-        );
-        let secs = wait.as_secs().max(1);
+    if let Err(throttled) = state.accounts().admit_admin_sign_in(client.ip) {
+        let ip = logfmt::private_opt(client.ip, config.log.no_log);
+        if throttled.news {
+            tracing::info!("event=admin_signin result=throttled ip={ip}");
+        } else {
+            tracing::debug!("event=admin_signin result=throttled ip={ip}");
+        }
+        let secs = throttled.wait.as_secs().max(1);
         let mut res = refuse(
             StatusCode::TOO_MANY_REQUESTS,
             None,
@@ -359,8 +368,8 @@ async fn signin(
         );
     };
     const WRONG: &str = "Wrong address or password.";
-    let shown_ip = client.shown(&state);
-    let shown_address = if config.log.no_log { "-" } else { address };
+    let shown_ip = logfmt::private_opt(client.ip, config.log.no_log);
+    let shown_address = logfmt::private(address, config.log.no_log);
     let ctx = LoginContext {
         service: "admin",
         remote_ip: client.ip,
@@ -407,7 +416,10 @@ async fn signin(
         ),
         Ok(AdminSignIn::Refused(_)) => refuse(StatusCode::FORBIDDEN, Some(address), WRONG),
         Err(e) => {
-            tracing::warn!("event=admin_signin result=tempfail error=\"{e}\"");
+            tracing::warn!(
+                "event=admin_signin result=tempfail error={}",
+                logfmt::value(&e)
+            );
             unavailable(&config)
         }
     }

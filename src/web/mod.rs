@@ -159,16 +159,6 @@ impl FromRequestParts<AppState> for Client {
     }
 }
 
-impl Client {
-    /// The address for a log line, unless `log.no_log` hides it.
-    fn shown(&self, state: &AppState) -> String {
-        match (state.accounts().config().log.no_log, self.ip) {
-            (false, Some(ip)) => ip.to_string(),
-            _ => "-".into(),
-        }
-    }
-}
-
 /// Why a request body was not read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BodyError {

@@ -35,6 +35,7 @@ use crate::accounts::password::Password;
 use crate::accounts::register::CLOSED_MESSAGE;
 use crate::accounts::{RegisterError, RegisterRequest};
 use crate::config::{Config, RegistrationMode};
+use crate::logfmt;
 
 /// A JSON sign-up. Absent, null or blank fields mean "generate one" (no token).
 #[derive(Debug, Default, Deserialize)]
@@ -134,9 +135,14 @@ pub async fn submit(
         None
     };
 
-    if let Err(wait) = state.accounts().admit_signup(client.ip) {
-        tracing::info!("event=new result=throttled ip={}", client.shown(&state));
-        let secs = wait.as_secs().max(1);
+    if let Err(throttled) = state.accounts().admit_signup(client.ip) {
+        let ip = logfmt::private_opt(client.ip, config.log.no_log);
+        if throttled.news {
+            tracing::info!("event=new result=throttled ip={ip}");
+        } else {
+            tracing::debug!("event=new result=throttled ip={ip}");
+        }
+        let secs = throttled.wait.as_secs().max(1);
         let reason = format!("too many sign-ups from your network; try again in {secs} seconds.");
         let mut res = refuse(
             html,
@@ -221,7 +227,7 @@ pub async fn submit(
         }
         Err(e) => {
             if let RegisterError::Unavailable(inner) = &e {
-                tracing::warn!("event=new result=tempfail error=\"{inner}\"");
+                tracing::warn!("event=new result=tempfail error={}", logfmt::value(inner));
             }
             refuse(
                 html,
@@ -300,7 +306,7 @@ pub async fn page(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
             signup_page(&config, mode, &form).into_response()
         }
         Err(e) => {
-            tracing::warn!("event=new_page result=tempfail error=\"{e}\"");
+            tracing::warn!("event=new_page result=tempfail error={}", logfmt::value(&e));
             let body = pages::layout(
                 "Try again later",
                 true,

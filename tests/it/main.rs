@@ -9,6 +9,7 @@ mod deltachat;
 mod dict;
 mod dovecot;
 mod dovecot24;
+mod fail2ban;
 mod package;
 mod policy;
 mod postfix;

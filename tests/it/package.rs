@@ -483,6 +483,8 @@ fn debian_package_installs_a_working_hardened_service_and_purges_cleanly() {
         "/usr/share/doc/postern/examples/auth-postern.conf.ext",
         "/usr/share/doc/postern/examples/postfix-main.cf",
         "/usr/share/doc/postern/examples/dovecot24.conf",
+        "/usr/share/doc/postern/examples/fail2ban/filter.d/postern.conf",
+        "/usr/share/doc/postern/examples/fail2ban/jail.d/postern.conf",
         "/usr/share/postern/dovecot/postern.lua",
         "/usr/share/doc/postern/install.md",
         "/usr/share/doc/postern/security.md",
