@@ -9,6 +9,7 @@ mod deltachat;
 mod dict;
 mod dovecot;
 mod dovecot24;
+mod faults;
 mod package;
 mod policy;
 mod postfix;

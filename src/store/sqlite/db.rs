@@ -100,23 +100,33 @@ pub fn marker_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Errors after which a connection may stay broken (opened read-only, a failed write
-/// to a full disk, an I/O error): every idle connection is dropped and fresh ones are
-/// opened, so fixing the cause recovers without a restart.
-fn spoils_connections(e: &StoreError) -> bool {
+/// What an error says about the connection that saw it.
+#[derive(PartialEq)]
+enum Aftermath {
+    /// Usable again (a full disk: the statement was rolled back, and a fresh connection
+    /// could not even be opened while the disk is full).
+    Keep,
+    /// This connection may be broken (an I/O error): open another next time.
+    Drop,
+    /// Every connection may be stuck with it (opened read-only, or before the file's
+    /// permissions changed): drop them all, so fixing the cause recovers without a
+    /// restart.
+    DropAll,
+}
+
+fn aftermath(e: &StoreError) -> Aftermath {
     use rusqlite::ErrorCode as C;
     match e {
-        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
-            f.code,
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => match f.code {
             C::ReadOnly
-                | C::DiskFull
-                | C::SystemIoFailure
-                | C::PermissionDenied
-                | C::CannotOpen
-                | C::DatabaseCorrupt
-                | C::NotADatabase
-        ),
-        _ => false,
+            | C::PermissionDenied
+            | C::CannotOpen
+            | C::DatabaseCorrupt
+            | C::NotADatabase => Aftermath::DropAll,
+            C::SystemIoFailure => Aftermath::Drop,
+            _ => Aftermath::Keep,
+        },
+        _ => Aftermath::Keep,
     }
 }
 
@@ -396,11 +406,15 @@ impl Db {
         }
         let out = f(&mut conn);
         if let Err(e) = &out {
-            if spoils_connections(e) {
-                if let Ok(mut idle) = self.idle.lock() {
-                    idle.clear();
+            match aftermath(e) {
+                Aftermath::Keep => {}
+                Aftermath::Drop => return out,
+                Aftermath::DropAll => {
+                    if let Ok(mut idle) = self.idle.lock() {
+                        idle.clear();
+                    }
+                    return out;
                 }
-                return out;
             }
         }
         let restored = !no_wait || conn.busy_timeout(BUSY_TIMEOUT).is_ok();
