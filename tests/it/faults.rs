@@ -498,3 +498,31 @@ fn kill_9_during_creations_lost_accounts_that_were_answered_ok() {
         assert!(again.starts_with('O'), "{user} told OK, now: {again}");
     }
 }
+
+#[test]
+fn missing_directory_and_not_a_database_exited_temporary_and_were_restarted() {
+    let d0 = TestDaemon::configure("open", &[]);
+    let missing = d0.dir.join("nowhere/postern.db");
+    let garbage = d0.dir.join("garbage.db");
+    std::fs::write(&garbage, vec![b'x'; 8192]).expect("write");
+    for db in [&missing, &garbage] {
+        let dbenv = db.display().to_string();
+        let d = TestDaemon::configure("open", &[("POSTERN_DATABASE__PATH", &dbenv)]);
+        let (code, log) = serve_refuses(&d);
+        assert_eq!(code, Some(4), "serve on {dbenv}: {log}");
+        let out = d.cli(&["user", "list"]);
+        assert_eq!(out.status.code(), Some(4), "user list on {dbenv}: {out:?}");
+    }
+    assert!(!missing.parent().expect("dir").exists());
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/postern.service"
+    ))
+    .expect("unit");
+    assert!(
+        unit.lines()
+            .any(|l| l.starts_with("RestartPreventExitStatus=")
+                && l.split([' ', '=']).any(|c| c == "4")),
+        "systemd restarts on status 4"
+    );
+}
