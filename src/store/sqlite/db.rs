@@ -15,7 +15,7 @@
 use std::cell::Cell;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,8 @@ struct Watch {
     next_check: AtomicU64,
     /// Why the file at the path is no longer the one opened, while that lasts.
     lost: Mutex<Option<String>>,
+    /// Whether `lost` holds a reason: the fast path reads only this.
+    is_lost: AtomicBool,
     next_reminder: AtomicU64,
     /// Serializes opening (migrations, marker).
     opening: Mutex<()>,
@@ -145,6 +147,7 @@ impl Db {
                 started: Instant::now(),
                 next_check: AtomicU64::new(0),
                 lost: Mutex::new(None),
+                is_lost: AtomicBool::new(false),
                 next_reminder: AtomicU64::new(0),
                 opening: Mutex::new(()),
             },
@@ -316,15 +319,23 @@ impl Db {
         let due = force || due_time;
         let Some(&opened) = self.watch.identity.get() else {
             return if due_time {
-                self.init()
+                self.init()?;
+                tracing::warn!(
+                    "event=database result=open path=\"{}\"",
+                    self.path.display()
+                );
+                Ok(())
             } else {
                 Err(StoreError::Open {
                     path: self.path.clone(),
-                    message: "not open yet".into(),
+                    message: "could not be opened yet, trying again every second".into(),
                     permanent: false,
                 })
             };
         };
+        if !due && !self.watch.is_lost.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let mut lost = self.watch.lost.lock().map_err(|_| StoreError::Worker)?;
         if due {
             let why = match identity_of(&self.path) {
@@ -343,6 +354,7 @@ impl Db {
                         self.path.display()
                     );
                     *lost = Some(why.to_owned());
+                    self.watch.is_lost.store(true, Ordering::Relaxed);
                     self.watch
                         .next_reminder
                         .store(now + REMIND_EVERY.as_millis() as u64, Ordering::Relaxed);
@@ -367,6 +379,7 @@ impl Db {
                         self.path.display()
                     );
                     *lost = None;
+                    self.watch.is_lost.store(false, Ordering::Relaxed);
                 }
                 (None, false) => {}
             }
