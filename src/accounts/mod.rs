@@ -356,6 +356,11 @@ impl Accounts {
             .unwrap_or(self.config().registration.mode))
     }
 
+    /// Fails while the database cannot serve (deleted or replaced file, not yet open).
+    pub fn check_database(&self) -> Result<(), Unavailable> {
+        Ok(self.store.check()?)
+    }
+
     // ----- login ----------------------------------------------------------------------
 
     /// Checks a login, creating the account just in time when registration is open.
@@ -502,13 +507,17 @@ impl Accounts {
                     let mut stored = row.password_hash.clone();
                     if rehash {
                         let new = self.hasher.hash(password).await?;
-                        if self
+                        match self
                             .store
                             .replace_hash(row.id, &row.password_hash, &new)
-                            .await?
+                            .await
                         {
-                            tracing::info!("event=rehash address={}", self.private(&row.address));
-                            stored = new;
+                            Ok(true) => {
+                                tracing::info!("event=rehash address={}", self.private(&row.address));
+                                stored = new;
+                            }
+                            Ok(false) => {}
+                            Err(e) => self.bookkeeping_failed("rehash", &row.address, &e),
                         }
                     }
                     self.cache.insert(&row.address, password, &stored);
@@ -520,9 +529,13 @@ impl Accounts {
             .last_login
             .is_none_or(|t| now - t >= LOGIN_WRITE_INTERVAL)
         {
-            self.store
+            if let Err(e) = self
+                .store
                 .record_login(row.id, now, LOGIN_WRITE_INTERVAL)
-                .await?;
+                .await
+            {
+                self.bookkeeping_failed("last_login", &row.address, &e);
+            }
         }
         Ok(LoginOutcome::Accepted {
             address: row.address,
@@ -585,9 +598,13 @@ impl Accounts {
         match created {
             Ok(c) => {
                 self.cache.insert(address.as_str(), password, &hash);
-                self.store
+                if let Err(e) = self
+                    .store
                     .record_login(c.id, now, LOGIN_WRITE_INTERVAL)
-                    .await?;
+                    .await
+                {
+                    self.bookkeeping_failed("last_login", address.as_str(), &e);
+                }
                 Ok(LoginOutcome::Accepted {
                     address: address.as_str().to_owned(),
                     created: true,
@@ -601,6 +618,16 @@ impl Accounts {
             Err(CreateRefusal::Blocked) => Ok(LoginOutcome::Refused(Refusal::Blocked)),
             Err(CreateRefusal::Token(_)) => Ok(LoginOutcome::Refused(Refusal::Unknown)),
         }
+    }
+
+    /// A write that only keeps records (last login, a re-hash) failed: the login it
+    /// belongs to goes on.
+    fn bookkeeping_failed(&self, what: &str, address: &str, e: &StoreError) {
+        tracing::warn!(
+            "event=bookkeeping result=fail write={what} address={} error={}",
+            self.private(address),
+            logfmt::value(e)
+        );
     }
 
     /// Verifies `password` against a throwaway hash, so refusing an unknown address

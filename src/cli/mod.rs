@@ -455,6 +455,7 @@ fn serve(cli: &Cli) -> Result<(), Failure> {
             let code = match e {
                 crate::server::ServeError::Config(_)
                 | crate::server::ServeError::NothingToServe => 2,
+                crate::server::ServeError::Open(OpenError::Store(ref e)) if e.is_permanent() => 4,
                 _ => 1,
             };
             Failure {
@@ -479,7 +480,7 @@ fn admin_command(cli: &Cli) -> Result<(), Failure> {
         .as_owner(|| Accounts::open(config))
         .map_err(|e| match e {
             OpenError::Store(e) => Failure {
-                code: 3,
+                code: if e.is_permanent() { 4 } else { 3 },
                 message: e.to_string(),
             },
             OpenError::Hasher(e) => Failure::usage(format!("argon2: {e}")),

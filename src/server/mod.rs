@@ -116,9 +116,22 @@ pub async fn run(
     Ok(())
 }
 
-/// The core over the configured database.
+/// The core over the configured database. A database that cannot be opened for now
+/// (read-only, full, locked) does not stop the start: requests get temporary failures
+/// until it opens. A timer looks at the file once a second, so a deleted or replaced
+/// database is named in the log even while no request comes.
 fn open_accounts(config: &Config) -> Result<Arc<Accounts>, ServeError> {
-    Ok(Arc::new(Accounts::open(config.clone())?))
+    let store = crate::store::Store::open_degraded(&config.database)
+        .map_err(crate::accounts::OpenError::Store)?;
+    let accounts = Arc::new(Accounts::new(config.clone(), store)?);
+    let watched = Arc::downgrade(&accounts);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        while let Some(accounts) = (tick.tick().await, watched.upgrade()).1 {
+            let _ = accounts.check_database();
+        }
+    });
+    Ok(accounts)
 }
 
 /// Makes the accounts named by `registration.admin_usernames` administrators.

@@ -23,13 +23,22 @@ pub mod sqlite;
 pub use sqlite::Sqlite;
 
 /// A database failure. Callers treat every one as temporary: nothing is created,
-/// deleted or unblocked on an error path.
+/// deleted or unblocked on an error path. [`StoreError::is_permanent`] tells the
+/// failures at start that waiting cannot fix (exit status 4).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("database {path}: {message}")]
-    Open { path: PathBuf, message: String },
+    Open {
+        path: PathBuf,
+        message: String,
+        permanent: bool,
+    },
+    /// The database file was deleted or replaced under the running process, or at start
+    /// its marker names a database that is not there.
+    #[error("database {path} lost: {message}")]
+    Lost { path: PathBuf, message: String },
     #[error("database worker stopped")]
     Worker,
     #[error("database schema version {found} is newer than this postern understands ({known})")]
@@ -46,6 +55,19 @@ impl StoreError {
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
                 if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
         )
+    }
+
+    /// Waiting or restarting cannot fix it: a missing directory, a file that is not a
+    /// database, a lost or replaced database, a schema newer than this binary.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            StoreError::Open { permanent, .. } => *permanent,
+            StoreError::Lost { .. } | StoreError::TooNew { .. } => true,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == ErrorCode::NotADatabase
+            }
+            _ => false,
+        }
     }
 }
 
@@ -195,6 +217,21 @@ impl Store {
     /// date.
     pub fn open(database: &config::Database) -> Result<Store> {
         Ok(Store::Sqlite(Sqlite::open(&database.path)?))
+    }
+
+    /// Like [`open`](Store::open) for `serve`: a temporary failure (read-only or full file
+    /// system, a lock) starts a store that answers temporary failures and keeps trying to
+    /// open; only a permanent one is returned.
+    pub fn open_degraded(database: &config::Database) -> Result<Store> {
+        Ok(Store::Sqlite(Sqlite::open_degraded(&database.path)?))
+    }
+
+    /// Fails while the database cannot serve: its file deleted or replaced under the
+    /// process, or not opened yet (cheap: looks at the file at most once a second).
+    pub fn check(&self) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.check(),
+        }
     }
 
     /// Where the database lives, for messages.

@@ -10,6 +10,7 @@ mod dict;
 mod dovecot;
 mod dovecot24;
 mod fail2ban;
+mod faults;
 mod package;
 mod policy;
 mod postfix;

@@ -13,12 +13,15 @@
 //! ```
 
 use std::cell::Cell;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
+use crate::logfmt;
 use super::migrations;
 use crate::store::{
     AccountRow, BlockEntry, CreateRefusal, Created, NewAccount, QueuedHome, QuotaMode, Result,
@@ -38,16 +41,42 @@ impl Drop for NoWaitGuard {
         NO_WAIT.set(false);
     }
 }
-/// The SQLite database. Holds a few connections and hands one to each call.
+/// The SQLite database. Holds a few connections and hands one to each call, and watches
+/// that the file it opened is still the one at its path.
 pub struct Db {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    watch: Watch,
+}
+
+/// What [`Db`] knows about its file between calls: its identity once opened, and when
+/// to look at the path again (at most once a [`CHECK_EVERY`], so a point read costs no
+/// extra system call).
+struct Watch {
+    /// (device, inode) of the file the connections use; unset until the database is open.
+    identity: OnceLock<(u64, u64)>,
+    started: Instant,
+    /// Milliseconds since `started` at which the path is looked at next.
+    next_check: AtomicU64,
+    /// Why the file at the path is no longer the one opened, while that lasts.
+    lost: Mutex<Option<String>>,
+    /// Whether `lost` holds a reason: the fast path reads only this.
+    is_lost: AtomicBool,
+    next_reminder: AtomicU64,
+    /// Serializes opening (migrations, marker).
+    opening: Mutex<()>,
 }
 
 const MAX_IDLE: usize = 16;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of the database file each connection maps (larger files read the rest).
 const MMAP_SIZE: i64 = 256 << 20;
+/// How often the path's identity is compared with the open file's.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often a lost database is named in the log again.
+const REMIND_EVERY: Duration = Duration::from_secs(60);
+/// The settings key of the id shared by a database and its marker file.
+const ID_SETTING: &str = "database_id";
 
 /// `SELECT` of every account column and its blocklist entry (what [`account_from_row`]
 /// reads), followed by `$rest`: one literal, so no query text is built per call.
@@ -67,30 +96,192 @@ macro_rules! select_accounts {
 /// One account by address.
 const SELECT_ACCOUNT: &str = select_accounts!("WHERE a.address = ?1");
 
+/// The marker kept beside the database: `postern.db.id` for `postern.db`.
+pub fn marker_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".id");
+    PathBuf::from(name)
+}
+
+/// What an error says about the connection that saw it.
+#[derive(PartialEq)]
+enum Aftermath {
+    /// Usable again (a full disk: the statement was rolled back, and a fresh connection
+    /// could not even be opened while the disk is full).
+    Keep,
+    /// This connection may be broken (an I/O error): open another next time.
+    Drop,
+    /// Every connection may be stuck with it (opened read-only, or before the file's
+    /// permissions changed): drop them all, so fixing the cause recovers without a
+    /// restart.
+    DropAll,
+}
+
+fn aftermath(e: &StoreError) -> Aftermath {
+    use rusqlite::ErrorCode as C;
+    match e {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => match f.code {
+            C::ReadOnly
+            | C::PermissionDenied
+            | C::CannotOpen
+            | C::DatabaseCorrupt
+            | C::NotADatabase => Aftermath::DropAll,
+            C::SystemIoFailure => Aftermath::Drop,
+            _ => Aftermath::Keep,
+        },
+        _ => Aftermath::Keep,
+    }
+}
+
+fn identity_of(path: &Path) -> std::io::Result<(u64, u64)> {
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
+}
+
 impl Db {
-    /// Opens (creating if needed) the database and brings its schema up to date.
-    pub fn open(path: &Path) -> Result<Db> {
-        let store = Db {
+    fn unopened(path: &Path) -> Db {
+        Db {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
-        };
-        let mut conn = store.connect()?;
-        migrations::apply(&mut conn)?;
-        store.put(conn);
+            watch: Watch {
+                identity: OnceLock::new(),
+                started: Instant::now(),
+                next_check: AtomicU64::new(0),
+                lost: Mutex::new(None),
+                is_lost: AtomicBool::new(false),
+                next_reminder: AtomicU64::new(0),
+                opening: Mutex::new(()),
+            },
+        }
+    }
+
+    /// Opens the database and brings its schema up to date. Creates it only on a first
+    /// start: a marker file beside it ([`marker_path`]) names the database postern
+    /// made, and a marker without its database, or with another one, is refused as
+    /// [`StoreError::Lost`] instead of starting over empty.
+    pub fn open(path: &Path) -> Result<Db> {
+        let store = Db::unopened(path);
+        store.init()?;
         Ok(store)
+    }
+
+    /// Like [`open`](Db::open), but a temporary failure (a read-only or full file
+    /// system, a lock) leaves a database that answers every call with that kind of
+    /// error and tries to open again, at most once a second, until it succeeds.
+    pub fn open_degraded(path: &Path) -> Result<Db> {
+        let store = Db::unopened(path);
+        match store.init() {
+            Err(e) if !e.is_permanent() => {
+                tracing::error!(
+                    "event=database result=unavailable path={} error={} \
+                     answering temporary failures until it opens",
+                    logfmt::value(path.display()),
+                    logfmt::value(&e)
+                );
+                Ok(store)
+            }
+            done => done.map(|()| store),
+        }
+    }
+
+    /// Opens the file, migrates it and checks it against its marker; records its
+    /// identity.
+    fn init(&self) -> Result<()> {
+        let _opening = self.watch.opening.lock().map_err(|_| StoreError::Worker)?;
+        if self.watch.identity.get().is_some() {
+            return Ok(());
+        }
+        let open_error = |message: String, permanent: bool| StoreError::Open {
+            path: self.path.clone(),
+            message,
+            permanent,
+        };
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(open_error(
+                    format!("directory {} does not exist", dir.display()),
+                    true,
+                ));
+            }
+        }
+        let marker_file = marker_path(&self.path);
+        let marker = match std::fs::read_to_string(&marker_file) {
+            Ok(s) => Some(s.trim().to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(open_error(format!("{}: {e}", marker_file.display()), false)),
+        };
+        let exists = self.path.exists();
+        if let (false, Some(id)) = (exists, &marker) {
+            return Err(StoreError::Lost {
+                path: self.path.clone(),
+                message: format!(
+                    "the file is gone but {} names database {id}: restore the database \
+                     from a backup, or remove the marker to start over with an empty one",
+                    marker_file.display()
+                ),
+            });
+        }
+        let mut conn = self.connect(!exists)?;
+        migrations::apply(&mut conn)?;
+        let stored: Option<String> = conn
+            .query_row(
+                "SELECT value FROM settings WHERE key = ?1",
+                [ID_SETTING],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match (stored, marker) {
+            (Some(stored), Some(marker)) if stored == marker => {}
+            (stored, Some(marker)) => {
+                return Err(StoreError::Lost {
+                    path: self.path.clone(),
+                    message: format!(
+                        "it is not the database {} names ({marker}, found {}): put the \
+                         right file back, or remove the marker to use this one",
+                        marker_file.display(),
+                        stored.as_deref().unwrap_or("none")
+                    ),
+                })
+            }
+            (stored, None) => {
+                let id = match stored {
+                    Some(id) => id,
+                    None => {
+                        let id = format!("{:032x}", rand::random::<u128>());
+                        conn.execute(
+                            "INSERT INTO settings (key, value) VALUES (?1, ?2)",
+                            params![ID_SETTING, id],
+                        )?;
+                        id
+                    }
+                };
+                std::fs::write(&marker_file, format!("{id}\n"))
+                    .map_err(|e| open_error(format!("{}: {e}", marker_file.display()), false))?;
+            }
+        }
+        let identity = identity_of(&self.path)
+            .map_err(|e| open_error(format!("cannot stat the file: {e}"), false))?;
+        let _ = self.watch.identity.set(identity);
+        self.put(conn);
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn connect(&self) -> Result<Connection> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    fn connect(&self, create: bool) -> Result<Connection> {
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
         let conn =
             Connection::open_with_flags(&self.path, flags).map_err(|e| StoreError::Open {
                 path: self.path.clone(),
+                permanent: matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::NotADatabase)
+                ),
                 message: e.to_string(),
             })?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -111,6 +302,101 @@ impl Db {
         }
     }
 
+    /// Fails while the file at the path is not the one opened (deleted, replaced), or
+    /// the database could not be opened yet. Looks at the path at most once a
+    /// [`CHECK_EVERY`]; between looks it costs a clock read and an atomic load.
+    pub fn check(&self) -> Result<()> {
+        self.look(false)
+    }
+
+    /// [`check`](Db::check); `force` looks at the path whatever the time (before writes).
+    fn look(&self, force: bool) -> Result<()> {
+        let now = u64::try_from(self.watch.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let due_time = now >= self.watch.next_check.load(Ordering::Relaxed);
+        if due_time {
+            self.watch
+                .next_check
+                .store(now + CHECK_EVERY.as_millis() as u64, Ordering::Relaxed);
+        }
+        let due = force || due_time;
+        let Some(&opened) = self.watch.identity.get() else {
+            return if due_time {
+                self.init()?;
+                tracing::warn!(
+                    "event=database result=open path={}",
+                    logfmt::value(self.path.display())
+                );
+                Ok(())
+            } else {
+                Err(StoreError::Open {
+                    path: self.path.clone(),
+                    message: "could not be opened yet, trying again every second".into(),
+                    permanent: false,
+                })
+            };
+        };
+        if !due && !self.watch.is_lost.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut lost = self.watch.lost.lock().map_err(|_| StoreError::Worker)?;
+        if due {
+            let why = match identity_of(&self.path) {
+                Ok(id) if id == opened => None,
+                Ok(_) => Some("replaced by another file"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("deleted"),
+                // Cannot tell (a directory made unreadable): the queries will say.
+                Err(_) => None,
+            };
+            match (why, lost.is_some()) {
+                (Some(why), false) => {
+                    tracing::error!(
+                        "event=database result=lost path={} reason={} every \
+                         request is answered with a temporary failure; restore the file \
+                         and restart postern",
+                        logfmt::value(self.path.display()),
+                        logfmt::value(why)
+                    );
+                    *lost = Some(why.to_owned());
+                    self.watch.is_lost.store(true, Ordering::Relaxed);
+                    self.watch
+                        .next_reminder
+                        .store(now + REMIND_EVERY.as_millis() as u64, Ordering::Relaxed);
+                    if let Ok(mut idle) = self.idle.lock() {
+                        idle.clear();
+                    }
+                }
+                (Some(why), true) => {
+                    if now >= self.watch.next_reminder.load(Ordering::Relaxed) {
+                        tracing::error!(
+                            "event=database result=still_lost path={} reason={}",
+                            logfmt::value(self.path.display()),
+                            logfmt::value(why)
+                        );
+                        self.watch
+                            .next_reminder
+                            .store(now + REMIND_EVERY.as_millis() as u64, Ordering::Relaxed);
+                    }
+                }
+                (None, true) => {
+                    tracing::warn!(
+                        "event=database result=back path={}",
+                        logfmt::value(self.path.display())
+                    );
+                    *lost = None;
+                    self.watch.is_lost.store(false, Ordering::Relaxed);
+                }
+                (None, false) => {}
+            }
+        }
+        match &*lost {
+            None => Ok(()),
+            Some(why) => Err(StoreError::Lost {
+                path: self.path.clone(),
+                message: why.clone(),
+            }),
+        }
+    }
+
     /// Runs `f` with SQLite's lock waits off: a call that would wait for another
     /// connection's lock fails at once with an error for which
     /// [`StoreError::is_busy`] holds. For reads on an async thread, which must never wait
@@ -121,17 +407,33 @@ impl Db {
         f(self)
     }
 
+    /// Runs `f` on a pooled connection. Point reads (without waiting, on an async
+    /// thread) look at the file's identity at most once a second; every other call
+    /// (writes, scans, on the blocking pool) looks first.
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let no_wait = NO_WAIT.get();
+        self.look(!no_wait)?;
         let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let mut conn = match pooled {
             Some(c) => c,
-            None => self.connect()?,
+            None => self.connect(false)?,
         };
-        let no_wait = NO_WAIT.get();
         if no_wait {
             conn.busy_timeout(Duration::ZERO)?;
         }
         let out = f(&mut conn);
+        if let Err(e) = &out {
+            match aftermath(e) {
+                Aftermath::Keep => {}
+                Aftermath::Drop => return out,
+                Aftermath::DropAll => {
+                    if let Ok(mut idle) = self.idle.lock() {
+                        idle.clear();
+                    }
+                    return out;
+                }
+            }
+        }
         let restored = !no_wait || conn.busy_timeout(BUSY_TIMEOUT).is_ok();
         // A connection that saw an error may be mid-transaction; drop rather than reuse.
         if restored && (out.is_ok() || conn.is_autocommit()) {
@@ -850,5 +1152,71 @@ mod tests {
             .expect("waits for the lock");
         release.join().expect("join");
         assert_eq!(store.setting("k").expect("read").as_deref(), Some("v"));
+    }
+
+    #[test]
+    fn a_deleted_database_is_not_created_again_on_the_next_start() {
+        let (dir, store) = store();
+        store.set_setting("k", Some("v")).expect("write");
+        drop(store);
+        let path = dir.path().join("t.db");
+        assert!(marker_path(&path).exists());
+        Db::open(&path).expect("the same database opens again");
+        for f in ["t.db", "t.db-wal", "t.db-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(f));
+        }
+        let err = Db::open(&path).err().expect("refused");
+        assert!(
+            matches!(err, StoreError::Lost { .. }) && err.is_permanent(),
+            "{err}"
+        );
+        assert!(!path.exists(), "no fresh database was made");
+    }
+
+    #[test]
+    fn a_replaced_database_is_refused_at_start() {
+        let (dir, store) = store();
+        drop(store);
+        let other = tempfile::tempdir().expect("tempdir");
+        drop(Db::open(&other.path().join("t.db")).expect("another database"));
+        let path = dir.path().join("t.db");
+        for f in ["t.db-wal", "t.db-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(f));
+        }
+        std::fs::copy(other.path().join("t.db"), &path).expect("replace");
+        let err = Db::open(&path).err().expect("refused");
+        assert!(err.is_permanent(), "{err}");
+    }
+
+    #[test]
+    fn a_missing_directory_is_permanent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = Db::open(&dir.path().join("nope/t.db"))
+            .err()
+            .expect("refused");
+        assert!(err.is_permanent(), "{err}");
+    }
+
+    #[test]
+    fn a_database_deleted_under_the_open_store_fails_every_call_and_is_not_recreated() {
+        let (dir, store) = store();
+        store.set_setting("k", Some("v")).expect("write");
+        std::fs::remove_file(dir.path().join("t.db")).expect("delete");
+        let err = store
+            .set_setting("k", Some("w"))
+            .expect_err("writes refused");
+        assert!(matches!(err, StoreError::Lost { .. }), "{err}");
+        let err = store.setting("k").expect_err("reads refused");
+        assert!(matches!(err, StoreError::Lost { .. }), "{err}");
+        assert!(!dir.path().join("t.db").exists());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_permanent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        std::fs::write(&path, vec![b'x'; 8192]).expect("write");
+        let err = Db::open(&path).err().expect("refused");
+        assert!(err.is_permanent(), "{err}");
     }
 }

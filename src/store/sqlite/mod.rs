@@ -37,8 +37,21 @@ impl Sqlite {
         })
     }
 
+    /// Like [`open`](Sqlite::open), but starts on a temporary failure and keeps trying
+    /// ([`Db::open_degraded`]).
+    pub fn open_degraded(path: &Path) -> Result<Sqlite> {
+        Ok(Sqlite {
+            db: Arc::new(Db::open_degraded(path)?),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         self.db.path()
+    }
+
+    /// Whether the file is still the one opened ([`Db::check`]).
+    pub fn check(&self) -> Result<()> {
+        self.db.check()
     }
 
     /// Runs `f` on the blocking pool.

@@ -145,7 +145,8 @@ target = "stderr"
         }
     }
 
-    fn spawn(&mut self) {
+    /// Starts `postern serve` (again, after `stop`) and waits until it listens.
+    pub fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.join("postern.log")).expect("log file");
         let child = self
             .command()
