@@ -1141,7 +1141,6 @@ async fn owner_from_a_new_address_gets_in_while_50_addresses_guess() {
     }
     // Sustained: every guesser has had (or missed) its first turn as a fresh client.
     tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
-    let asked = Instant::now();
     let owner = a
         .login(
             "alice@example.org",
@@ -1150,14 +1149,10 @@ async fn owner_from_a_new_address_gets_in_while_50_addresses_guess() {
         )
         .await
         .expect("ok");
-    let waited = asked.elapsed();
     assert_eq!(owner, accepted("alice@example.org", false));
-    // Accepted, so its turn came within the 1 s wait that would refuse it (the owner
-    // goes before every guesser); the rest is this debug build's argon2 on a busy host.
-    assert!(
-        waited < std::time::Duration::from_millis(3000),
-        "{waited:?}"
-    );
+    // Accepted, not Throttled: its turn came within the 1 s slow_wait (the owner goes
+    // before every guesser). Wall-clock time here is this debug build's argon2 on a
+    // busy host, so it is not asserted.
     let known = a
         .login("alice@example.org", &pw("right password"), home)
         .await
