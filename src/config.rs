@@ -289,6 +289,10 @@ pub struct Registration {
     pub admin_usernames: Vec<String>,
     /// Length of generated local parts (`/new` with an empty body).
     pub random_local_length: usize,
+    /// Just-in-time creations per client IP per minute (SMTP AUTH, Lua API; 0: no limit).
+    pub jit_per_minute: u32,
+    /// New accounts per hour across every route but the operator's (0: no limit).
+    pub max_new_per_hour: u32,
     pub username: UsernameRules,
     pub password: PasswordRules,
 }
@@ -301,6 +305,8 @@ impl Default for Registration {
             first_account_is_admin: true,
             admin_usernames: Vec::new(),
             random_local_length: 9,
+            jit_per_minute: 10,
+            max_new_per_hour: 0,
             username: UsernameRules::default(),
             password: PasswordRules::default(),
         }

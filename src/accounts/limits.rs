@@ -429,6 +429,17 @@ mod tests {
     }
 
     #[test]
+    fn hourly_cap_counts_per_hour_and_zero_is_off() {
+        let cap = HourlyCap::default();
+        let t0 = Instant::now();
+        assert_eq!(cap.take(2, t0), Ok(()));
+        assert_eq!(cap.take(2, t0), Ok(()));
+        assert!(cap.take(2, t0 + Duration::from_secs(10)).is_err());
+        assert_eq!(cap.take(2, t0 + Duration::from_secs(3601)), Ok(()));
+        assert_eq!(HourlyCap::default().take(0, t0), Ok(()));
+    }
+
+    #[test]
     fn client_limiter_allows_per_minute_then_refills() {
         let l = ClientLimiter::default();
         let t0 = Instant::now();
@@ -448,5 +459,35 @@ mod tests {
         assert_eq!(l.take(None, 1, t0), Ok(()));
         assert!(l.take(None, 1, t0).is_err());
         assert_eq!(l.take(a, 0, t0), Ok(()));
+    }
+}
+
+/// Events counted in fixed hours: the global cap on new accounts.
+#[derive(Default)]
+pub struct HourlyCap {
+    state: Mutex<Option<(u32, Instant)>>,
+}
+
+impl HourlyCap {
+    /// Counts one event unless `max` were counted in the current hour (`max == 0`: no
+    /// limit). `Err`: how long until the hour ends.
+    pub fn take(&self, max: u32, now: Instant) -> Result<(), Duration> {
+        if max == 0 {
+            return Ok(());
+        }
+        let hour = Duration::from_secs(3600);
+        let mut state = match self.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (count, start) = match *state {
+            Some((n, start)) if now.saturating_duration_since(start) < hour => (n, start),
+            _ => (0, now),
+        };
+        if count >= max {
+            return Err(hour.saturating_sub(now.saturating_duration_since(start)));
+        }
+        *state = Some((count + 1, start));
+        Ok(())
     }
 }

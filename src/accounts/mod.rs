@@ -33,7 +33,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::config::{Config, RegistrationMode};
 use crate::store::{AccountRow, CreateRefusal, NewAccount, QuotaMode, Store, StoreError};
 use address::Address;
-use limits::{client_key, Admission, ClientLimiter, FailureLimiter, Guard, TokenBuckets};
+use limits::{
+    client_key, Admission, ClientLimiter, FailureLimiter, Guard, HourlyCap, TokenBuckets,
+};
 use password::{Busy, Hasher, HasherError, Password, Verdict, VerifiedCache};
 use view::Quota;
 
@@ -198,6 +200,10 @@ pub struct Accounts {
     signups: ClientLimiter,
     /// Admin sign-ins per client, `http.admin_logins_per_minute`.
     admin_sign_ins: ClientLimiter,
+    /// Just-in-time creations per client, `registration.jit_per_minute`.
+    jit_creations: ClientLimiter,
+    /// New accounts per hour on every route, `registration.max_new_per_hour`.
+    new_per_hour: HourlyCap,
     dummy_hash: tokio::sync::OnceCell<String>,
     clock: Clock,
 }
@@ -231,6 +237,8 @@ impl Accounts {
             send_limiter: TokenBuckets::default(),
             signups: ClientLimiter::default(),
             admin_sign_ins: ClientLimiter::default(),
+            jit_creations: ClientLimiter::default(),
+            new_per_hour: HourlyCap::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
             clock,
         })
@@ -293,6 +301,26 @@ impl Accounts {
     pub fn admit_admin_sign_in(&self, client: Option<IpAddr>) -> Result<(), std::time::Duration> {
         let per_minute = self.config().http.admin_logins_per_minute;
         self.admin_sign_ins.take(client, per_minute, Instant::now())
+    }
+
+    /// Counts one account about to be created by `route` for `client` against the
+    /// creation limits: `registration.jit_per_minute` per client IP for just-in-time
+    /// creations that carry one (SMTP AUTH, the Lua API; the dict passdb carries none),
+    /// and `registration.max_new_per_hour` across every route but the operator's. The
+    /// one place register and just-in-time creation ask. `Err`: how long to wait.
+    pub fn admit_creation(
+        &self,
+        route: Route,
+        client: Option<IpAddr>,
+    ) -> Result<(), std::time::Duration> {
+        let config = self.config();
+        let now = Instant::now();
+        if route == Route::Jit && client.is_some() {
+            self.jit_creations
+                .take(client, config.registration.jit_per_minute, now)?;
+        }
+        self.new_per_hour
+            .take(config.registration.max_new_per_hour, now)
     }
 
     /// The registration mode in force: the run-time setting if one is stored, else the
@@ -452,7 +480,7 @@ impl Accounts {
             match row {
                 Some(row) => self.verify_existing(row, password, &client).await?,
                 None if may_create => {
-                    self.login_create(address.clone(), password, &client)
+                    self.login_create(address.clone(), password, ip, &client)
                         .await?
                 }
                 None => {
@@ -522,6 +550,7 @@ impl Accounts {
         &self,
         address: Address,
         password: &Password,
+        ip: Option<IpAddr>,
         client: &str,
     ) -> Result<LoginOutcome, Unavailable> {
         let config = self.config();
@@ -535,6 +564,13 @@ impl Accounts {
         {
             self.spend_dummy_hash(password).await;
             return Ok(LoginOutcome::Refused(Refusal::Invalid));
+        }
+        if self.admit_creation(Route::Jit, ip).is_err() {
+            tracing::info!(
+                "event=register route=jit result=limited address={}",
+                self.shown(address.as_str())
+            );
+            return Ok(LoginOutcome::Refused(Refusal::Throttled));
         }
         // One creation per address at a time in this process; the others wait, then
         // find the account and verify against it (a cache hit when the password matches).

@@ -1258,3 +1258,70 @@ async fn every_refusal_costs_one_argon2_check_and_throttled_none() {
         (AdminSignIn::Refused(Refusal::Unknown), 1)
     );
 }
+
+// One client created 300 accounts in seconds over SMTP AUTH: just-in-time creation had no
+// limit per client, while /new allowed 10 a minute.
+#[tokio::test]
+async fn jit_creations_from_one_client_were_unlimited() {
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.registration.jit_per_minute = 3;
+    let a = f.accounts();
+    let client = from("192.0.2.50");
+    for i in 0..3 {
+        let r = a
+            .login(
+                &format!("new{i}@example.org"),
+                &pw("long enough pw"),
+                client,
+            )
+            .await
+            .expect("ok");
+        assert_eq!(r, accepted(&format!("new{i}@example.org"), true));
+    }
+    let r = a
+        .login("new3@example.org", &pw("long enough pw"), client)
+        .await
+        .expect("ok");
+    assert_eq!(r, LoginOutcome::Refused(Refusal::Throttled));
+    assert!(a.user("new3@example.org").await.is_err());
+    // Another client may still create; an existing account still logs in.
+    let r = a
+        .login(
+            "other@example.org",
+            &pw("long enough pw"),
+            from("198.51.100.50"),
+        )
+        .await
+        .expect("ok");
+    assert_eq!(r, accepted("other@example.org", true));
+    let r = a
+        .login("new0@example.org", &pw("long enough pw"), client)
+        .await
+        .expect("ok");
+    assert_eq!(r, accepted("new0@example.org", false));
+}
+
+#[tokio::test]
+async fn max_new_per_hour_caps_every_route_but_the_operator() {
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.registration.max_new_per_hour = 2;
+    let a = f.accounts();
+    assert_eq!(
+        login(&a, "one@example.org", "long enough pw").await,
+        accepted("one@example.org", true)
+    );
+    a.register(RegisterRequest::default())
+        .await
+        .expect("second");
+    assert!(matches!(
+        a.register(RegisterRequest::default()).await,
+        Err(RegisterError::Limited)
+    ));
+    assert_eq!(
+        login(&a, "three@example.org", "long enough pw").await,
+        LoginOutcome::Refused(Refusal::Throttled)
+    );
+    // The dict route (no client IP) is capped too; the operator is not.
+    assert!(a.user("three@example.org").await.is_err());
+    add_admin(&a, "boss@example.org", "boss password").await;
+}
