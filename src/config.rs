@@ -289,6 +289,10 @@ pub struct Registration {
     pub admin_usernames: Vec<String>,
     /// Length of generated local parts (`/new` with an empty body).
     pub random_local_length: usize,
+    /// Just-in-time creations per client IP per minute (SMTP AUTH, Lua API; 0: no limit).
+    pub jit_per_minute: u32,
+    /// New accounts per hour across every route but the operator's (0: no limit).
+    pub max_new_per_hour: u32,
     pub username: UsernameRules,
     pub password: PasswordRules,
 }
@@ -301,6 +305,8 @@ impl Default for Registration {
             first_account_is_admin: true,
             admin_usernames: Vec::new(),
             random_local_length: 9,
+            jit_per_minute: 10,
+            max_new_per_hour: 0,
             username: UsernameRules::default(),
             password: PasswordRules::default(),
         }
@@ -405,8 +411,11 @@ pub struct Argon2Config {
     pub memory_kib: u32,
     pub iterations: u32,
     pub parallelism: u32,
-    /// How long a verified (address, password) pair skips argon2.
+    /// How long a verified (address, password) pair skips argon2 after its last use.
     pub cache_ttl: Seconds,
+    /// A cached pair is checked with argon2 again at the latest this long after its
+    /// last check, however often it is used.
+    pub cache_max_age: Seconds,
     /// Password hashes waiting for a core; beyond this, logins fail temporarily.
     pub max_pending: usize,
 }
@@ -418,6 +427,7 @@ impl Default for Argon2Config {
             iterations: 2,
             parallelism: 1,
             cache_ttl: Seconds(3600),
+            cache_max_age: Seconds(7 * 86400),
             max_pending: 256,
         }
     }
@@ -427,12 +437,17 @@ impl Default for Argon2Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoginLimits {
-    /// Failed logins per account within `failure_window` before further tries are
-    /// refused without checking the password (0: no limit).
+    /// Failed logins per (account, client) within `failure_window` before that client's
+    /// further tries are refused without checking the password; more than this many from
+    /// all clients together put the account in slow mode (0: no limit).
     pub max_failures: u32,
-    /// The same per client IP, where the protocol tells it.
+    /// Failed logins per client IP across accounts, where the protocol tells it.
     pub max_failures_per_ip: u32,
     pub failure_window: Seconds,
+    /// In slow mode, one password check per account per this many milliseconds.
+    pub slow_interval_ms: u64,
+    /// In slow mode, how long a login waits for its turn before it is refused.
+    pub slow_wait_ms: u64,
 }
 
 impl Default for LoginLimits {
@@ -441,6 +456,8 @@ impl Default for LoginLimits {
             max_failures: 10,
             max_failures_per_ip: 30,
             failure_window: Seconds(600),
+            slow_interval_ms: 3000,
+            slow_wait_ms: 6000,
         }
     }
 }

@@ -2,8 +2,14 @@
 //! rate of authenticated senders. Per process, bounded in size, forgotten at restart.
 //!
 //! ```text
-//! failures   more than max_failures in failure_window -> refused without argon2
-//!            until the window passes (a known-good device in the cache still gets in)
+//! guard      per (account, client): more than max_failures in failure_window ->
+//!            that client is refused without argon2; per account: more than
+//!            max_failures from all clients -> slow mode, one argon2 check per
+//!            slow_interval (clients without failures go first; clients that got in
+//!            lately skip the line)
+//! failures   per client IP across accounts: max_failures_per_ip
+//! creations  per client: just-in-time creations (registration.jit_per_minute);
+//!            all routes: new accounts per hour (registration.max_new_per_hour)
 //! buckets    token bucket per key: the send rate per sender (burst, refilled at
 //!            send_per_minute; one token per message, Postfix's `instance`, not per
 //!            recipient); per client IP (IPv6: per /64) for sign-ups and admin
@@ -66,6 +72,216 @@ impl FailureLimiter {
         if let Ok(mut map) = self.map.lock() {
             map.remove(key);
         }
+    }
+}
+
+/// The client key of every request that carries no IP.
+pub const UNKNOWN_CLIENT: &str = "unknown";
+/// Clients remembered per account as having logged in lately.
+const KNOWN_PER_ACCOUNT: usize = 8;
+/// How long a client that logged in stays known to skip slow mode.
+const KNOWN_FOR: Duration = Duration::from_secs(30 * 86400);
+/// How often a waiting login looks again whether its turn has come.
+const POLL: Duration = Duration::from_millis(25);
+
+/// What the guard says about a password check that is about to happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Check the password now.
+    Go,
+    /// The account is in slow mode: wait for a turn (`Guard::turn`).
+    Rationed { fresh: bool },
+    /// Refuse without checking.
+    Refused,
+}
+
+struct Ration {
+    next: Instant,
+    /// Logins from clients without failures waiting for a turn: they go first.
+    fresh_waiting: u32,
+}
+
+/// The guessing limits of accounts: failures per (account, client), failures per
+/// account, clients that logged in lately, and the turns of accounts in slow mode.
+pub struct Guard {
+    pairs: FailureLimiter,
+    accounts: FailureLimiter,
+    known: Mutex<HashMap<String, Vec<(String, Instant)>>>,
+    rations: Mutex<HashMap<String, Ration>>,
+}
+
+fn pair_key(account: &str, client: &str) -> String {
+    format!("{account}\0{client}")
+}
+
+impl Guard {
+    pub fn new(window: Duration) -> Guard {
+        Guard {
+            pairs: FailureLimiter::new(window),
+            accounts: FailureLimiter::new(window),
+            known: Mutex::new(HashMap::new()),
+            rations: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Decides whether `client` may have `account`'s password checked now.
+    pub fn admit(&self, account: &str, client: &str, max: u32, now: Instant) -> Admission {
+        if max == 0 {
+            return Admission::Go;
+        }
+        let pair = pair_key(account, client);
+        if self.pairs.is_limited(&pair, max, now) {
+            return Admission::Refused;
+        }
+        if self.is_known(account, client, now) {
+            return Admission::Go;
+        }
+        if self
+            .accounts
+            .is_limited(account, max.saturating_add(1), now)
+        {
+            return Admission::Rationed {
+                fresh: !self.pairs.is_limited(&pair, 1, now),
+            };
+        }
+        Admission::Go
+    }
+
+    /// Counts a password check about to be made as a failure, before it runs, so
+    /// concurrent guesses cannot all slip in before the first one is counted; a good
+    /// login takes its client's count back (`record_success`).
+    pub fn record_attempt(&self, account: &str, client: &str, now: Instant) {
+        self.pairs.record_failure(&pair_key(account, client), now);
+        self.accounts.record_failure(account, now);
+    }
+
+    /// A good login: this client's failures are forgotten and it is known from now on.
+    /// The account's own count stays, so a login by the owner does not hand guessers a
+    /// new set of fast tries.
+    /// A login that found no turn in time: its client is no longer fresh, so it cannot
+    /// stay ahead of the line by never being checked.
+    pub fn record_missed_turn(&self, account: &str, client: &str, now: Instant) {
+        self.pairs.record_failure(&pair_key(account, client), now);
+    }
+
+    /// The shared "unknown" client (no IP) is never remembered: it is everyone.
+    pub fn record_success(&self, account: &str, client: &str, now: Instant) {
+        self.pairs.clear(&pair_key(account, client));
+        if client == UNKNOWN_CLIENT {
+            return;
+        }
+        let Ok(mut known) = self.known.lock() else {
+            return;
+        };
+        if known.len() >= MAX_KEYS && !known.contains_key(account) {
+            known.retain(|_, v| v.iter().any(|(_, at)| now.duration_since(*at) < KNOWN_FOR));
+            if known.len() >= MAX_KEYS {
+                return;
+            }
+        }
+        let clients = known.entry(account.to_owned()).or_default();
+        clients.retain(|(c, at)| c != client && now.duration_since(*at) < KNOWN_FOR);
+        if clients.len() >= KNOWN_PER_ACCOUNT {
+            clients.remove(0);
+        }
+        clients.push((client.to_owned(), now));
+    }
+
+    /// Forgets everything about an account (deleted, password changed).
+    pub fn forget(&self, account: &str) {
+        self.accounts.clear(account);
+        if let Ok(mut known) = self.known.lock() {
+            known.remove(account);
+        }
+    }
+
+    fn is_known(&self, account: &str, client: &str, now: Instant) -> bool {
+        let Ok(known) = self.known.lock() else {
+            return false;
+        };
+        known.get(account).is_some_and(|v| {
+            v.iter()
+                .any(|(c, at)| c == client && now.duration_since(*at) < KNOWN_FOR)
+        })
+    }
+
+    /// Takes the account's next turn if it is free at `now`: `Err` says how long to wait
+    /// before asking again. A fresh client takes a turn before any client with failures.
+    pub fn try_turn(
+        &self,
+        account: &str,
+        fresh: bool,
+        interval: Duration,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let mut rations = match self.rations.lock() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if rations.len() >= MAX_KEYS && !rations.contains_key(account) {
+            rations.retain(|_, r| r.fresh_waiting > 0 || r.next > now);
+            if rations.len() >= MAX_KEYS {
+                return Err(interval.max(POLL));
+            }
+        }
+        let r = rations.entry(account.to_owned()).or_insert(Ration {
+            next: now,
+            fresh_waiting: 0,
+        });
+        if now >= r.next && (fresh || r.fresh_waiting == 0) {
+            r.next = now + interval;
+            return Ok(());
+        }
+        Err(r.next.saturating_duration_since(now).max(POLL))
+    }
+
+    fn waiting(&self, account: &str, fresh: bool, enter: bool) {
+        if !fresh {
+            return;
+        }
+        let mut rations = match self.rations.lock() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(r) = rations.get_mut(account) {
+            r.fresh_waiting = if enter {
+                r.fresh_waiting.saturating_add(1)
+            } else {
+                r.fresh_waiting.saturating_sub(1)
+            };
+        }
+    }
+
+    /// Waits at most `wait` for the account's next turn; false: none came in time.
+    pub async fn turn(
+        &self,
+        account: &str,
+        fresh: bool,
+        interval: Duration,
+        wait: Duration,
+    ) -> bool {
+        let deadline = Instant::now() + wait;
+        let mut entered = false;
+        let got = loop {
+            let now = Instant::now();
+            match self.try_turn(account, fresh, interval, now) {
+                Ok(()) => break true,
+                Err(after) => {
+                    if now + after > deadline {
+                        break false;
+                    }
+                    if !entered {
+                        self.waiting(account, fresh, true);
+                        entered = true;
+                    }
+                    tokio::time::sleep(after.min(POLL)).await;
+                }
+            }
+        };
+        if entered {
+            self.waiting(account, fresh, false);
+        }
+        got
     }
 }
 
@@ -137,14 +353,14 @@ impl TokenBuckets {
 
 /// The bucket a client counts against: its IPv4 address, its IPv6 /64 (one host usually
 /// has a whole /64), or one shared bucket when the address is unknown.
-pub(super) fn client_key(ip: Option<IpAddr>) -> String {
+pub fn client_key(ip: Option<IpAddr>) -> String {
     match ip {
         Some(IpAddr::V4(v4)) => v4.to_string(),
         Some(IpAddr::V6(v6)) => {
             let s = v6.segments();
             format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
         }
-        None => "unknown".into(),
+        None => UNKNOWN_CLIENT.into(),
     }
 }
 
@@ -213,6 +429,17 @@ mod tests {
     }
 
     #[test]
+    fn hourly_cap_counts_per_hour_and_zero_is_off() {
+        let cap = HourlyCap::default();
+        let t0 = Instant::now();
+        assert_eq!(cap.take(2, t0), Ok(()));
+        assert_eq!(cap.take(2, t0), Ok(()));
+        assert!(cap.take(2, t0 + Duration::from_secs(10)).is_err());
+        assert_eq!(cap.take(2, t0 + Duration::from_secs(3601)), Ok(()));
+        assert_eq!(HourlyCap::default().take(0, t0), Ok(()));
+    }
+
+    #[test]
     fn client_limiter_allows_per_minute_then_refills() {
         let l = ClientLimiter::default();
         let t0 = Instant::now();
@@ -232,5 +459,35 @@ mod tests {
         assert_eq!(l.take(None, 1, t0), Ok(()));
         assert!(l.take(None, 1, t0).is_err());
         assert_eq!(l.take(a, 0, t0), Ok(()));
+    }
+}
+
+/// Events counted in fixed hours: the global cap on new accounts.
+#[derive(Default)]
+pub struct HourlyCap {
+    state: Mutex<Option<(u32, Instant)>>,
+}
+
+impl HourlyCap {
+    /// Counts one event unless `max` were counted in the current hour (`max == 0`: no
+    /// limit). `Err`: how long until the hour ends.
+    pub fn take(&self, max: u32, now: Instant) -> Result<(), Duration> {
+        if max == 0 {
+            return Ok(());
+        }
+        let hour = Duration::from_secs(3600);
+        let mut state = match self.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (count, start) = match *state {
+            Some((n, start)) if now.saturating_duration_since(start) < hour => (n, start),
+            _ => (0, now),
+        };
+        if count >= max {
+            return Err(hour.saturating_sub(now.saturating_duration_since(start)));
+        }
+        *state = Some((count + 1, start));
+        Ok(())
     }
 }

@@ -34,7 +34,9 @@ use crate::config::{Config, RegistrationMode};
 use crate::logfmt;
 use crate::store::{AccountRow, CreateRefusal, NewAccount, QuotaMode, Store, StoreError};
 use address::Address;
-use limits::{ClientLimiter, FailureLimiter, TokenBuckets};
+use limits::{
+    client_key, Admission, ClientLimiter, FailureLimiter, Guard, HourlyCap, TokenBuckets,
+};
 use password::{Busy, Hasher, HasherError, Password, Verdict, VerifiedCache};
 use view::Quota;
 
@@ -191,13 +193,18 @@ pub struct Accounts {
     hasher: Hasher,
     cache: VerifiedCache,
     creating: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    account_failures: FailureLimiter,
+    /// Failures per (account, client) and per account; slow mode (`login.*`).
+    guard: Guard,
     ip_failures: FailureLimiter,
     send_limiter: TokenBuckets,
     /// Sign-ups (`/new`) per client, `http.new_per_minute`.
     signups: ClientLimiter,
     /// Admin sign-ins per client, `http.admin_logins_per_minute`.
     admin_sign_ins: ClientLimiter,
+    /// Just-in-time creations per client, `registration.jit_per_minute`.
+    jit_creations: ClientLimiter,
+    /// New accounts per hour on every route, `registration.max_new_per_hour`.
+    new_per_hour: HourlyCap,
     dummy_hash: tokio::sync::OnceCell<String>,
     /// Which throttled requests have had their INFO line in this window.
     repeats: logfmt::Repeats,
@@ -230,15 +237,21 @@ impl Accounts {
         let window = config.login.failure_window.duration();
         Ok(Accounts {
             hasher: Hasher::new(&config.argon2)?,
-            cache: VerifiedCache::new(config.argon2.cache_ttl.duration(), CACHE_ENTRIES),
+            cache: VerifiedCache::new(
+                config.argon2.cache_ttl.duration(),
+                config.argon2.cache_max_age.duration(),
+                CACHE_ENTRIES,
+            ),
             config: RwLock::new(Arc::new(config)),
             store,
             creating: Mutex::new(HashMap::new()),
-            account_failures: FailureLimiter::new(window),
+            guard: Guard::new(window),
             ip_failures: FailureLimiter::new(window),
             send_limiter: TokenBuckets::default(),
             signups: ClientLimiter::default(),
             admin_sign_ins: ClientLimiter::default(),
+            jit_creations: ClientLimiter::default(),
+            new_per_hour: HourlyCap::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
             repeats: logfmt::Repeats::default(),
             clock,
@@ -319,31 +332,35 @@ impl Accounts {
     }
 
     /// Whether a throttled login gets an INFO line: the first one for each throttled
-    /// account and each throttled client in a failure window does; the repeats go to
-    /// DEBUG, so guessing at a throttle cannot flood the log.
+    /// account and client pair in a failure window does; the repeats go to DEBUG, so
+    /// guessing at a throttle cannot flood the log.
     fn throttle_is_news(&self, user: &str, ip: Option<IpAddr>) -> bool {
-        let limits = &self.config().login;
-        let window = limits.failure_window.duration();
+        let window = self.config().login.failure_window.duration();
+        let account = self
+            .parse(user)
+            .map_or_else(|_| user.to_owned(), |a| a.as_str().to_owned());
+        let key = format!("login {account} {}", client_key(ip));
+        self.repeats.first(&key, window, Instant::now())
+    }
+
+    /// Counts one account about to be created by `route` for `client` against the
+    /// creation limits: `registration.jit_per_minute` per client IP for just-in-time
+    /// creations that carry one (SMTP AUTH, the Lua API; the dict passdb carries none),
+    /// and `registration.max_new_per_hour` across every route but the operator's. The
+    /// one place register and just-in-time creation ask. `Err`: how long to wait.
+    pub fn admit_creation(
+        &self,
+        route: Route,
+        client: Option<IpAddr>,
+    ) -> Result<(), std::time::Duration> {
+        let config = self.config();
         let now = Instant::now();
-        let mut news = false;
-        if let Ok(address) = self.parse(user) {
-            let address = address.as_str();
-            if self
-                .account_failures
-                .is_limited(address, limits.max_failures, now)
-            {
-                news |= self.repeats.first(&format!("login {address}"), window, now);
-            }
+        if route == Route::Jit && client.is_some() {
+            self.jit_creations
+                .take(client, config.registration.jit_per_minute, now)?;
         }
-        if let Some(ip) = ip.map(|ip| ip.to_string()) {
-            if self
-                .ip_failures
-                .is_limited(&ip, limits.max_failures_per_ip, now)
-            {
-                news |= self.repeats.first(&format!("login {ip}"), window, now);
-            }
-        }
-        news
+        self.new_per_hour
+            .take(config.registration.max_new_per_hour, now)
     }
 
     /// The registration mode in force: the run-time setting if one is stored, else the
@@ -444,6 +461,15 @@ impl Accounts {
         }
     }
 
+    /// Password verifications asked of the hasher so far (real and dummy hashes alike).
+    pub fn argon2_verifications(&self) -> u64 {
+        self.hasher.verifications()
+    }
+
+    /// Every refusal but `Throttled` costs exactly one argon2 verification (the dummy
+    /// hash where there is no real one to check), so timing does not tell an unknown,
+    /// blocked, invalid or closed-mode refusal from a wrong password. `Throttled` costs
+    /// none: it depends only on what the client itself did.
     async fn login_inner(
         &self,
         user: &str,
@@ -451,59 +477,91 @@ impl Accounts {
         ip: Option<IpAddr>,
         may_create: bool,
     ) -> Result<LoginOutcome, Unavailable> {
-        let ip = ip.map(|ip| ip.to_string());
-        let outcome = match self.parse(user) {
-            Err(_) => LoginOutcome::Refused(Refusal::Unknown),
-            Ok(_) if password.expose().is_empty() => LoginOutcome::Refused(Refusal::BadPassword),
-            Ok(address) => match self.store.account(address.as_str()).await? {
-                Some(row) => self.verify_existing(row, password, ip.as_deref()).await?,
-                None if may_create => self.login_create(address, password, ip.as_deref()).await?,
+        let client = client_key(ip);
+        let limits = self.config().login.clone();
+        let now = Instant::now();
+        if ip.is_some()
+            && self
+                .ip_failures
+                .is_limited(&client, limits.max_failures_per_ip, now)
+        {
+            return Ok(LoginOutcome::Refused(Refusal::Throttled));
+        }
+        let Ok(address) = self.parse(user) else {
+            self.spend_dummy_hash(password).await;
+            if ip.is_some() {
+                self.ip_failures.record_failure(&client, now);
+            }
+            return Ok(LoginOutcome::Refused(Refusal::Unknown));
+        };
+        let row = self.store.account(address.as_str()).await?;
+        let cached = row.as_ref().is_some_and(|r| {
+            r.blocked.is_none() && self.cache.check(&r.address, password, &r.password_hash)
+        });
+        if !cached {
+            match self
+                .guard
+                .admit(address.as_str(), &client, limits.max_failures, now)
+            {
+                Admission::Go => {}
+                Admission::Refused => return Ok(LoginOutcome::Refused(Refusal::Throttled)),
+                Admission::Rationed { fresh } => {
+                    let interval = std::time::Duration::from_millis(limits.slow_interval_ms);
+                    let wait = std::time::Duration::from_millis(limits.slow_wait_ms);
+                    if !self
+                        .guard
+                        .turn(address.as_str(), fresh, interval, wait)
+                        .await
+                    {
+                        self.guard
+                            .record_missed_turn(address.as_str(), &client, Instant::now());
+                        return Ok(LoginOutcome::Refused(Refusal::Throttled));
+                    }
+                }
+            }
+            self.guard
+                .record_attempt(address.as_str(), &client, Instant::now());
+        }
+        let outcome = if password.expose().is_empty() {
+            self.spend_dummy_hash(password).await;
+            LoginOutcome::Refused(Refusal::BadPassword)
+        } else {
+            match row {
+                Some(row) => self.verify_existing(row, password, &client).await?,
+                None if may_create => {
+                    self.login_create(address.clone(), password, ip, &client)
+                        .await?
+                }
                 None => {
                     self.spend_dummy_hash(password).await;
                     LoginOutcome::Refused(Refusal::Unknown)
                 }
-            },
+            }
         };
-        if let (LoginOutcome::Refused(Refusal::BadPassword | Refusal::Unknown), Some(ip)) =
-            (&outcome, &ip)
+        if let (LoginOutcome::Refused(Refusal::BadPassword | Refusal::Unknown), Some(_)) =
+            (&outcome, ip)
         {
-            self.ip_failures.record_failure(ip, Instant::now());
+            self.ip_failures.record_failure(&client, Instant::now());
         }
         Ok(outcome)
     }
 
-    /// Checks a password against an existing account. A pair already in the verified
-    /// cache gets in even while the account is throttled, so an attacker's guessing
-    /// does not lock the owner's known devices out.
+    /// Checks a password against an existing account (its admission already decided):
+    /// a pair in the verified cache gets in without argon2.
     async fn verify_existing(
         &self,
         row: AccountRow,
         password: &Password,
-        ip: Option<&str>,
+        client: &str,
     ) -> Result<LoginOutcome, Unavailable> {
         if row.blocked.is_some() {
+            self.spend_dummy_hash(password).await;
             return Ok(LoginOutcome::Refused(Refusal::Blocked));
         }
         if !self.cache.check(&row.address, password, &row.password_hash) {
-            let limits = &self.config().login;
-            let now = Instant::now();
-            if self
-                .account_failures
-                .is_limited(&row.address, limits.max_failures, now)
-                || ip.is_some_and(|ip| {
-                    self.ip_failures
-                        .is_limited(ip, limits.max_failures_per_ip, now)
-                })
-            {
-                return Ok(LoginOutcome::Refused(Refusal::Throttled));
-            }
             match self.hasher.verify(password, &row.password_hash).await? {
-                Verdict::Mismatch => {
-                    self.account_failures.record_failure(&row.address, now);
-                    return Ok(LoginOutcome::Refused(Refusal::BadPassword));
-                }
+                Verdict::Mismatch => return Ok(LoginOutcome::Refused(Refusal::BadPassword)),
                 Verdict::Match { rehash } => {
-                    self.account_failures.clear(&row.address);
                     let mut stored = row.password_hash.clone();
                     if rehash {
                         let new = self.hasher.hash(password).await?;
@@ -524,6 +582,8 @@ impl Accounts {
                 }
             }
         }
+        self.guard
+            .record_success(&row.address, client, Instant::now());
         let now = self.now();
         if row
             .last_login
@@ -547,24 +607,34 @@ impl Accounts {
         &self,
         address: Address,
         password: &Password,
-        ip: Option<&str>,
+        ip: Option<IpAddr>,
+        client: &str,
     ) -> Result<LoginOutcome, Unavailable> {
         let config = self.config();
         if !config.registration.jit || self.registration_mode().await? != RegistrationMode::Open {
+            self.spend_dummy_hash(password).await;
             return Ok(LoginOutcome::Refused(Refusal::Unknown));
         }
         if address.check_rules(&config.registration.username).is_err()
             || password::check_rules(password, &config.registration.password).is_err()
             || address::mail_home(&config.mailbox.home, &address).is_err()
         {
+            self.spend_dummy_hash(password).await;
             return Ok(LoginOutcome::Refused(Refusal::Invalid));
+        }
+        if self.admit_creation(Route::Jit, ip).is_err() {
+            tracing::info!(
+                "event=register route=jit result=limited address={}",
+                self.private(address.as_str())
+            );
+            return Ok(LoginOutcome::Refused(Refusal::Throttled));
         }
         // One creation per address at a time in this process; the others wait, then
         // find the account and verify against it (a cache hit when the password matches).
         let lock = self.creation_lock(address.as_str());
         let outcome = {
             let _held = lock.lock().await;
-            self.create_locked(&address, password, &config, ip).await
+            self.create_locked(&address, password, client).await
         };
         self.release_creation_lock(address.as_str(), lock);
         outcome
@@ -574,11 +644,10 @@ impl Accounts {
         &self,
         address: &Address,
         password: &Password,
-        config: &Config,
-        ip: Option<&str>,
+        client: &str,
     ) -> Result<LoginOutcome, Unavailable> {
         if let Some(row) = self.store.account(address.as_str()).await? {
-            return self.verify_existing(row, password, ip).await;
+            return self.verify_existing(row, password, client).await;
         }
         let hash = self.hasher.hash(password).await?;
         let now = self.now();
@@ -590,7 +659,7 @@ impl Accounts {
                 created_via: Route::Jit.as_str(),
                 now,
                 token_hash: None,
-                admin_if_none: config.registration.first_account_is_admin,
+                admin_if_none: false,
                 admin: false,
                 quota: QuotaMode::Default,
             })
@@ -598,6 +667,8 @@ impl Accounts {
         match created {
             Ok(c) => {
                 self.cache.insert(address.as_str(), password, &hash);
+                self.guard
+                    .record_success(address.as_str(), client, Instant::now());
                 if let Err(e) = self
                     .store
                     .record_login(c.id, now, LOGIN_WRITE_INTERVAL)
@@ -612,7 +683,7 @@ impl Accounts {
             }
             // Another process (or host) created it meanwhile: verify against that one.
             Err(CreateRefusal::Exists) => match self.store.account(address.as_str()).await? {
-                Some(row) => self.verify_existing(row, password, ip).await,
+                Some(row) => self.verify_existing(row, password, client).await,
                 None => Ok(LoginOutcome::Refused(Refusal::Unknown)),
             },
             Err(CreateRefusal::Blocked) => Ok(LoginOutcome::Refused(Refusal::Blocked)),

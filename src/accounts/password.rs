@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -109,6 +110,8 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct Hasher {
     params: Params,
     queue: SyncSender<Job>,
+    /// Password verifications started (real or dummy hash): what the tests count.
+    verifications: AtomicU64,
 }
 
 impl Hasher {
@@ -144,7 +147,11 @@ impl Hasher {
                 })
                 .map_err(HasherError::Spawn)?;
         }
-        Ok(Hasher { params, queue })
+        Ok(Hasher {
+            params,
+            queue,
+            verifications: AtomicU64::new(0),
+        })
     }
 
     /// Hashes a new password as an argon2id PHC string.
@@ -159,8 +166,14 @@ impl Hasher {
         let params = self.params.clone();
         let password = password.clone();
         let stored = stored.to_owned();
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         self.run(move || verify_with(&params, &password, &stored))
             .await
+    }
+
+    /// How many verifications this hasher has been asked for since it started.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// The same as `hash`, on the calling thread (the CLI, the load tool).
@@ -340,10 +353,13 @@ pub fn verify_with(params: &Params, password: &Password, stored: &str) -> Verdic
 /// mobile clients do not pay a hash per login. Entries hold a keyed hash of the pair
 /// (random key per process: nothing here can be turned back into a password offline)
 /// and a fingerprint of the stored hash they were checked against, so a password change
-/// made by another process (the CLI) invalidates them on the next lookup.
+/// made by another process (the CLI) invalidates them on the next lookup. Each hit
+/// renews an entry for `ttl` (a device in use stays known), but never beyond `max_age`
+/// after the argon2 check that made it.
 pub struct VerifiedCache {
     key: [u8; 32],
     ttl: Duration,
+    max_age: Duration,
     max_entries: usize,
     map: Mutex<HashMap<String, Vec<Entry>>>,
 }
@@ -352,17 +368,20 @@ struct Entry {
     tag: [u8; 32],
     stored: [u8; 16],
     until: Instant,
+    /// `until` is never renewed past this.
+    cap: Instant,
 }
 
 type HmacSha256 = Hmac<Sha256>;
 
 impl VerifiedCache {
-    pub fn new(ttl: Duration, max_entries: usize) -> Self {
+    pub fn new(ttl: Duration, max_age: Duration, max_entries: usize) -> Self {
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
         VerifiedCache {
             key,
             ttl,
+            max_age: max_age.max(ttl),
             max_entries,
             map: Mutex::new(HashMap::new()),
         }
@@ -385,38 +404,54 @@ impl VerifiedCache {
         out
     }
 
-    /// True when this pair was verified against this very stored hash within the TTL.
+    /// True when this pair was verified against this very stored hash and used within
+    /// the TTL since; a hit renews the entry.
     pub fn check(&self, address: &str, password: &Password, stored: &str) -> bool {
+        self.check_at(address, password, stored, Instant::now())
+    }
+
+    fn check_at(&self, address: &str, password: &Password, stored: &str, now: Instant) -> bool {
         if self.ttl.is_zero() {
             return false;
         }
         let tag = self.tag(address, password);
         let fp = Self::fingerprint(stored);
-        let now = Instant::now();
-        let Ok(map) = self.map.lock() else {
+        let Ok(mut map) = self.map.lock() else {
             return false;
         };
-        map.get(address).is_some_and(|entries| {
-            entries
-                .iter()
-                .any(|e| e.tag == tag && e.stored == fp && e.until > now)
-        })
+        let Some(entries) = map.get_mut(address) else {
+            return false;
+        };
+        match entries
+            .iter_mut()
+            .find(|e| e.tag == tag && e.stored == fp && e.until > now)
+        {
+            Some(e) => {
+                e.until = (now + self.ttl).min(e.cap);
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn insert(&self, address: &str, password: &Password, stored: &str) {
+        self.insert_at(address, password, stored, Instant::now());
+    }
+
+    fn insert_at(&self, address: &str, password: &Password, stored: &str, now: Instant) {
         if self.ttl.is_zero() {
             return;
         }
         let entry = Entry {
             tag: self.tag(address, password),
             stored: Self::fingerprint(stored),
-            until: Instant::now() + self.ttl,
+            until: now + self.ttl,
+            cap: now + self.max_age,
         };
         let Ok(mut map) = self.map.lock() else {
             return;
         };
         if map.len() >= self.max_entries && !map.contains_key(address) {
-            let now = Instant::now();
             map.retain(|_, v| v.iter().any(|e| e.until > now));
             if map.len() >= self.max_entries {
                 map.clear();
@@ -573,7 +608,7 @@ mod tests {
 
     #[test]
     fn cache_hits_only_the_same_pair_and_stored_hash() {
-        let cache = VerifiedCache::new(Duration::from_secs(60), 100);
+        let cache = VerifiedCache::new(Duration::from_secs(60), Duration::from_secs(60), 100);
         let pw = Password::new("pw-one-123");
         cache.insert("a@x.org", &pw, "$argon2id$A");
         assert!(cache.check("a@x.org", &pw, "$argon2id$A"));
@@ -583,6 +618,41 @@ mod tests {
         assert!(!cache.check("a@x.org", &pw, "$argon2id$B"));
         cache.forget("a@x.org");
         assert!(!cache.check("a@x.org", &pw, "$argon2id$A"));
+    }
+
+    // A cached login expired `cache_ttl` after its argon2 check however often it was
+    // used, so guessing that kept the account throttled then locked the owner out.
+    #[test]
+    fn cache_entry_renewed_on_use_until_its_absolute_cap() {
+        let minute = Duration::from_secs(60);
+        let cache = VerifiedCache::new(minute, 5 * minute, 100);
+        let pw = Password::new("pw-one-123");
+        let t0 = Instant::now();
+        cache.insert_at("a@x.org", &pw, "$h", t0);
+        // Used every 50 s: still known after four minutes, past the 60 s TTL.
+        for i in 1..=4u32 {
+            assert!(cache.check_at("a@x.org", &pw, "$h", t0 + i * 50 * Duration::from_secs(1)));
+        }
+        // Unused for longer than the TTL: forgotten.
+        assert!(!cache.check_at(
+            "a@x.org",
+            &pw,
+            "$h",
+            t0 + 200 * Duration::from_secs(1) + 2 * minute
+        ));
+        // In use, but the absolute cap ends it.
+        cache.insert_at("b@x.org", &pw, "$h", t0);
+        let mut t = t0;
+        while t < t0 + 5 * minute - Duration::from_secs(30) {
+            t += Duration::from_secs(30);
+            assert!(cache.check_at("b@x.org", &pw, "$h", t));
+        }
+        assert!(!cache.check_at(
+            "b@x.org",
+            &pw,
+            "$h",
+            t0 + 5 * minute + Duration::from_secs(1)
+        ));
     }
 
     #[tokio::test]

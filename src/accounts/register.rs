@@ -55,6 +55,9 @@ pub enum RegisterError {
     Taken,
     #[error("the server cannot register accounts right now, please try again later.")]
     Unavailable(#[from] Unavailable),
+    /// `registration.max_new_per_hour` was reached.
+    #[error("too many new accounts right now, please try again later.")]
+    Limited,
 }
 
 fn token_text(p: TokenProblem) -> &'static str {
@@ -153,6 +156,9 @@ impl Accounts {
             };
             address.check_rules(&config.registration.username)?;
             address::mail_home(&config.mailbox.home, &address)?;
+            if self.admit_creation(route, None).is_err() {
+                return Err(RegisterError::Limited);
+            }
             let hash = self
                 .hasher
                 .hash(&password)
@@ -167,7 +173,7 @@ impl Accounts {
                     created_via: route.as_str(),
                     now,
                     token_hash: token,
-                    admin_if_none: config.registration.first_account_is_admin,
+                    admin_if_none: false,
                     admin: false,
                     quota: QuotaMode::Default,
                 })

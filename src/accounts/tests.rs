@@ -65,6 +65,18 @@ async fn login(a: &Accounts, user: &str, password: &str) -> LoginOutcome {
         .expect("no temporary failure")
 }
 
+async fn add_admin(a: &Accounts, address: &str, password: &str) {
+    a.add_user(NewUser {
+        address: address.into(),
+        password: Some(pw(password)),
+        quota: QuotaSetting::Default,
+        admin: true,
+        route: Route::Cli,
+    })
+    .await
+    .expect("add admin");
+}
+
 fn accepted(address: &str, created: bool) -> LoginOutcome {
     LoginOutcome::Accepted {
         address: address.into(),
@@ -94,8 +106,8 @@ async fn jit_creates_on_first_login_then_verifies() {
     assert!(row.password_hash.starts_with("$argon2id$"));
     assert!(!row.password_hash.contains("first password"));
     assert_eq!(row.first_login, Some(1_800_000_000));
-    // The first account becomes admin (first_account_is_admin), the next one does not.
-    assert!(row.admin);
+    // No just-in-time account becomes admin, not even the first one.
+    assert!(!row.admin);
     login(&a, "bob@example.org", "first password").await;
     assert!(!a.user("bob@example.org").await.expect("exists").admin);
 }
@@ -544,7 +556,7 @@ async fn maintenance_deletes_due_accounts_with_their_homes_at_once() {
     let mut f = Fixture::new(RegistrationMode::Open);
     f.config.maintenance.delete_inactive_after = Some(Seconds(90 * 86400));
     let a = f.accounts();
-    login(&a, "boss@example.org", "long enough pw").await; // the administrator: never due
+    add_admin(&a, "boss@example.org", "long enough pw").await; // the administrator: never due
     let old = with_mail(&a, "old@example.org").await;
     let later = a.now() + 91 * 86400;
 
@@ -906,7 +918,7 @@ async fn maintenance_plan_picks_exactly_what_is_due() {
 async fn admin_sign_in_never_creates_and_needs_the_admin_flag() {
     let f = Fixture::new(RegistrationMode::Open);
     let a = f.accounts();
-    login(&a, "boss@example.org", "boss password").await; // first account: admin
+    add_admin(&a, "boss@example.org", "boss password").await;
     login(&a, "worker@example.org", "worker password").await;
     let ctx = LoginContext::default();
     let sign_in = |u: &'static str, p: &'static str| {
@@ -1006,4 +1018,310 @@ async fn a_quota_of_0_from_an_older_version_is_unlimited_everywhere() {
 /// The account as the store holds it, hash included (what no view shows).
 async fn stored_row(a: &Accounts, address: &str) -> AccountRow {
     a.store.account(address).await.expect("db").expect("stored")
+}
+
+fn from(ip: &str) -> LoginContext<'static> {
+    LoginContext {
+        service: "smtp",
+        remote_ip: Some(ip.parse().expect("ip")),
+    }
+}
+
+/// A closed-mode core with alice, argon2 checks counted, no cache, and slow mode scaled
+/// down to 40 ms turns and a 1 s wait.
+async fn guarded(max_failures: u32) -> (Fixture, Arc<Accounts>) {
+    let mut f = Fixture::new(RegistrationMode::Closed);
+    f.config.login.max_failures = max_failures;
+    f.config.login.max_failures_per_ip = 1000;
+    f.config.login.slow_interval_ms = 40;
+    f.config.login.slow_wait_ms = 1000;
+    f.config.argon2.cache_ttl = crate::config::Seconds(0);
+    let a = f.accounts();
+    a.add_user(NewUser {
+        address: "alice@example.org".into(),
+        password: Some(pw("right password")),
+        quota: QuotaSetting::Default,
+        admin: false,
+        route: Route::Cli,
+    })
+    .await
+    .expect("add");
+    (f, a)
+}
+
+// After `login.max_failures` guesses the whole account was refused without a check, so
+// an owner whose cached login had expired was locked out for as long as guessing went on.
+#[tokio::test]
+async fn guessing_locked_the_owner_out_once_the_cache_expired() {
+    let (_f, a) = guarded(3).await;
+    for i in 0..12 {
+        let r = a
+            .login(
+                "alice@example.org",
+                &pw("wrong guess"),
+                from(&format!("192.0.2.{i}")),
+            )
+            .await
+            .expect("ok");
+        assert_ne!(r, accepted("alice@example.org", false));
+    }
+    let r = a
+        .login(
+            "alice@example.org",
+            &pw("right password"),
+            from("198.51.100.9"),
+        )
+        .await
+        .expect("ok");
+    assert_eq!(r, accepted("alice@example.org", false));
+}
+
+#[tokio::test]
+async fn a_client_over_its_failures_is_refused_without_argon2_others_are_not() {
+    let (_f, a) = guarded(3).await;
+    let guesser = from("192.0.2.1");
+    for _ in 0..3 {
+        let r = a
+            .login("alice@example.org", &pw("wrong guess"), guesser)
+            .await
+            .expect("ok");
+        assert_eq!(r, LoginOutcome::Refused(Refusal::BadPassword));
+    }
+    let before = a.argon2_verifications();
+    for _ in 0..20 {
+        let r = a
+            .login("alice@example.org", &pw("right password"), guesser)
+            .await
+            .expect("ok");
+        assert_eq!(r, LoginOutcome::Refused(Refusal::Throttled));
+    }
+    assert_eq!(a.argon2_verifications(), before, "throttled: no argon2");
+    // One IPv6 /64 is one client; another client is not affected.
+    let r = a
+        .login(
+            "alice@example.org",
+            &pw("right password"),
+            from("2001:db8::1"),
+        )
+        .await
+        .expect("ok");
+    assert_eq!(r, accepted("alice@example.org", false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn owner_from_a_new_address_gets_in_while_50_addresses_guess() {
+    let (_f, a) = guarded(10).await;
+    // The owner logged in from home before: that client skips slow mode.
+    let home = from("203.0.113.5");
+    assert_eq!(
+        a.login("alice@example.org", &pw("right password"), home)
+            .await
+            .expect("ok"),
+        accepted("alice@example.org", false)
+    );
+    let start = a.argon2_verifications();
+    let began = Instant::now();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut guessers = Vec::new();
+    for i in 0..50 {
+        let (a, stop) = (a.clone(), stop.clone());
+        guessers.push(tokio::spawn(async move {
+            let ctx = from(&format!("192.0.2.{}", i + 1));
+            let mut n = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                let r = a
+                    .login("alice@example.org", &pw(&format!("guess {i} {n}")), ctx)
+                    .await
+                    .expect("ok");
+                assert_ne!(r, accepted("alice@example.org", false));
+                n += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }));
+    }
+    // Sustained: every guesser has had (or missed) its first turn as a fresh client.
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    let owner = a
+        .login(
+            "alice@example.org",
+            &pw("right password"),
+            from("198.51.100.77"),
+        )
+        .await
+        .expect("ok");
+    assert_eq!(owner, accepted("alice@example.org", false));
+    // Accepted, not Throttled: its turn came within the 1 s slow_wait (the owner goes
+    // before every guesser). Wall-clock time here is this debug build's argon2 on a
+    // busy host, so it is not asserted.
+    let known = a
+        .login("alice@example.org", &pw("right password"), home)
+        .await
+        .expect("ok");
+    assert_eq!(known, accepted("alice@example.org", false));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    stop.store(true, Ordering::SeqCst);
+    for g in guessers {
+        g.await.expect("guesser");
+    }
+    // Documented bound: max_failures + 1 checks at once, then one per slow_interval
+    // (plus the first turn), plus the owner's two logins.
+    let elapsed_ms = u64::try_from(began.elapsed().as_millis()).expect("ms");
+    let bound = 11 + elapsed_ms / 40 + 1 + 2;
+    let done = a.argon2_verifications() - start;
+    assert!(done <= bound, "{done} argon2 checks, bound {bound}");
+    assert!(done >= 11, "guessing was checked at all: {done}");
+}
+
+#[tokio::test]
+async fn every_refusal_costs_one_argon2_check_and_throttled_none() {
+    let (_f, a) = guarded(2).await;
+    a.block_user("alice@example.org", None)
+        .await
+        .expect("block");
+    a.add_user(NewUser {
+        address: "bob@example.org".into(),
+        password: Some(pw("bobs password")),
+        quota: QuotaSetting::Default,
+        admin: true,
+        route: Route::Cli,
+    })
+    .await
+    .expect("add");
+    a.blocklist_add("gone@example.org", None)
+        .await
+        .expect("block");
+    let cost = |user: &'static str, p: &'static str, ip: &'static str| {
+        let a = a.clone();
+        async move {
+            let before = a.argon2_verifications();
+            let r = a.login(user, &pw(p), from(ip)).await.expect("ok");
+            (r, a.argon2_verifications() - before)
+        }
+    };
+    let refused = |why| LoginOutcome::Refused(why);
+    // Closed mode: an unknown address, a blocked account, an address on the blocklist,
+    // a name that does not parse, an empty and a wrong password.
+    assert_eq!(
+        cost("nobody@example.org", "long enough pw", "192.0.2.1").await,
+        (refused(Refusal::Unknown), 1)
+    );
+    assert_eq!(
+        cost("alice@example.org", "right password", "192.0.2.2").await,
+        (refused(Refusal::Blocked), 1)
+    );
+    assert_eq!(
+        cost("gone@example.org", "long enough pw", "192.0.2.3").await,
+        (refused(Refusal::Unknown), 1)
+    );
+    assert_eq!(
+        cost("not an address", "long enough pw", "192.0.2.4").await,
+        (refused(Refusal::Unknown), 1)
+    );
+    assert_eq!(
+        cost("bob@example.org", "", "192.0.2.5").await,
+        (refused(Refusal::BadPassword), 1)
+    );
+    assert_eq!(
+        cost("bob@example.org", "wrong guess", "192.0.2.6").await,
+        (refused(Refusal::BadPassword), 1)
+    );
+    // Throttled: no check at all.
+    cost("bob@example.org", "wrong guess", "192.0.2.6").await;
+    assert_eq!(
+        cost("bob@example.org", "wrong guess", "192.0.2.6").await,
+        (refused(Refusal::Throttled), 0)
+    );
+    // Open mode: a name the rules refuse, and the address on the blocklist.
+    a.set_registration_mode(Some(RegistrationMode::Open))
+        .await
+        .expect("mode");
+    assert_eq!(
+        cost("postmaster@example.org", "long enough pw", "192.0.2.7").await,
+        (refused(Refusal::Invalid), 1)
+    );
+    assert_eq!(
+        cost("short@example.org", "short", "192.0.2.8").await,
+        (refused(Refusal::Invalid), 1)
+    );
+    // The admin page's sign-in: unknown, and not an administrator.
+    let before = a.argon2_verifications();
+    let r = a
+        .admin_sign_in(
+            "nobody@example.org",
+            &pw("long enough pw"),
+            from("192.0.2.9"),
+        )
+        .await
+        .expect("ok");
+    assert_eq!(
+        (r, a.argon2_verifications() - before),
+        (AdminSignIn::Refused(Refusal::Unknown), 1)
+    );
+}
+
+// One client created 300 accounts in seconds over SMTP AUTH: just-in-time creation had no
+// limit per client, while /new allowed 10 a minute.
+#[tokio::test]
+async fn jit_creations_from_one_client_were_unlimited() {
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.registration.jit_per_minute = 3;
+    let a = f.accounts();
+    let client = from("192.0.2.50");
+    for i in 0..3 {
+        let r = a
+            .login(
+                &format!("new{i}@example.org"),
+                &pw("long enough pw"),
+                client,
+            )
+            .await
+            .expect("ok");
+        assert_eq!(r, accepted(&format!("new{i}@example.org"), true));
+    }
+    let r = a
+        .login("new3@example.org", &pw("long enough pw"), client)
+        .await
+        .expect("ok");
+    assert_eq!(r, LoginOutcome::Refused(Refusal::Throttled));
+    assert!(a.user("new3@example.org").await.is_err());
+    // Another client may still create; an existing account still logs in.
+    let r = a
+        .login(
+            "other@example.org",
+            &pw("long enough pw"),
+            from("198.51.100.50"),
+        )
+        .await
+        .expect("ok");
+    assert_eq!(r, accepted("other@example.org", true));
+    let r = a
+        .login("new0@example.org", &pw("long enough pw"), client)
+        .await
+        .expect("ok");
+    assert_eq!(r, accepted("new0@example.org", false));
+}
+
+#[tokio::test]
+async fn max_new_per_hour_caps_every_route_but_the_operator() {
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.registration.max_new_per_hour = 2;
+    let a = f.accounts();
+    assert_eq!(
+        login(&a, "one@example.org", "long enough pw").await,
+        accepted("one@example.org", true)
+    );
+    a.register(RegisterRequest::default())
+        .await
+        .expect("second");
+    assert!(matches!(
+        a.register(RegisterRequest::default()).await,
+        Err(RegisterError::Limited)
+    ));
+    assert_eq!(
+        login(&a, "three@example.org", "long enough pw").await,
+        LoginOutcome::Refused(Refusal::Throttled)
+    );
+    // The dict route (no client IP) is capped too; the operator is not.
+    assert!(a.user("three@example.org").await.is_err());
+    add_admin(&a, "boss@example.org", "boss password").await;
 }

@@ -84,6 +84,7 @@ fn status_of(e: &RegisterError) -> StatusCode {
         }
         RegisterError::Taken => StatusCode::CONFLICT,
         RegisterError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        RegisterError::Limited => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 
