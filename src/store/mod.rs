@@ -22,7 +22,11 @@ use rusqlite::{
     params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
 };
 
+pub mod copy;
 mod migrations;
+pub mod postgres;
+#[cfg(test)]
+pub mod test_pg;
 
 /// A database failure. Callers treat every one as temporary: nothing is created,
 /// deleted or unblocked on an error path.
@@ -36,6 +40,14 @@ pub enum StoreError {
     Worker,
     #[error("database schema version {found} is newer than this postern understands ({known})")]
     TooNew { found: i64, known: i64 },
+    #[error("database: {}", postgres::describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("database: {}", postgres::describe_pool(.0))]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database url: {0}")]
+    Options(String),
+    #[error("{0}")]
+    Copy(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
