@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use postern::accounts::password::{Hasher, Password};
-use postern::config::Argon2Config;
+use postern::config::{Argon2Config, Database};
 use postern::store::{NewAccount, QuotaMode, Store};
 
 const PASSWORD: &str = "benchmark password";
@@ -107,14 +107,18 @@ fn main() {
         .expect("argon2")
         .hash_blocking(&Password::new(PASSWORD));
     {
-        let store = Store::open(&db).expect("store");
+        let store = Store::open(&Database::sqlite(db.clone())).expect("store");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         let addresses: Vec<String> = (0..o.accounts).map(address).collect();
         for chunk in addresses.chunks(10_000) {
-            let rows: Vec<NewAccount<'_>> = chunk
+            let rows: Vec<NewAccount> = chunk
                 .iter()
                 .map(|a| NewAccount {
-                    address: a,
-                    password_hash: &hash,
+                    address: a.clone(),
+                    password_hash: hash.clone(),
                     created_via: "import",
                     now: 1_800_000_000,
                     token_hash: None,
@@ -123,7 +127,7 @@ fn main() {
                     quota: QuotaMode::Default,
                 })
                 .collect();
-            store.insert_many(&rows).expect("insert");
+            runtime.block_on(store.insert_many(rows)).expect("insert");
         }
     }
 

@@ -71,17 +71,81 @@ pub struct Config {
     pub log: Log,
 }
 
+/// Where the accounts live: a SQLite file (`path`, the default) or a PostgreSQL database
+/// shared by several hosts (`url`); never both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Database {
-    pub path: PathBuf,
+    /// The SQLite file; unset: [`Database::DEFAULT_PATH`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// A libpq connection URL (`postgresql://...`): selects PostgreSQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A file holding the PostgreSQL password (instead of one in the URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL connections this process keeps at most.
+    pub pool_size: usize,
 }
 
 impl Default for Database {
     fn default() -> Self {
         Database {
-            path: PathBuf::from("/var/lib/postern/postern.db"),
+            path: None,
+            url: None,
+            password_file: None,
+            pool_size: 16,
         }
+    }
+}
+
+impl Database {
+    pub const DEFAULT_PATH: &'static str = "/var/lib/postern/postern.db";
+
+    /// A SQLite database at `path`.
+    pub fn sqlite(path: impl Into<PathBuf>) -> Database {
+        Database {
+            path: Some(path.into()),
+            ..Database::default()
+        }
+    }
+
+    /// The SQLite file (the configured one or the default).
+    pub fn sqlite_path(&self) -> &Path {
+        self.path
+            .as_deref()
+            .unwrap_or(Path::new(Database::DEFAULT_PATH))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.path.is_some() && self.url.is_some() {
+            return Err(invalid(
+                "database.url",
+                "`database.path` (SQLite) and `database.url` (PostgreSQL) are both set; keep one",
+            ));
+        }
+        if let Some(url) = &self.url {
+            if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+                return Err(invalid(
+                    "database.url",
+                    "a PostgreSQL URL starts with postgresql:// \
+                     (postgresql://USER@HOST/DATABASE or postgresql:///DATABASE?host=/run/postgresql)",
+                ));
+            }
+        } else if self.password_file.is_some() {
+            return Err(invalid(
+                "database.password_file",
+                "is for PostgreSQL: set `database.url` too",
+            ));
+        }
+        if self.pool_size == 0 || self.pool_size > 1000 {
+            return Err(invalid(
+                "database.pool_size",
+                format!("{} is not between 1 and 1000", self.pool_size),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -866,6 +930,7 @@ impl Config {
             normalized.push(ascii);
         }
         self.domains = normalized;
+        self.database.validate()?;
         self.listen.mode_bits()?;
         if let Some(url) = &self.http.public_url {
             let lower = url.to_ascii_lowercase();

@@ -13,7 +13,8 @@
 //! dovecot_auth   Dovecot auth protocol for Postfix SMTP AUTH (SASL PLAIN, LOGIN)
 //! postfix_policy Postfix policy delegation: blocked, unknown, full, send rate
 //! accounts       the core: every rule (login, registration, userdb, operator actions)
-//! store          SQLite: schema, migrations, every query
+//! store          the database behind one interface: `Store`, an enum over backends
+//!                (SQLite in store/sqlite: schema, migrations, every query)
 //! config         figment configuration; logging: syslog or stderr
 //! lines, tabescape  LF-line framing and 0x01 escaping shared by the Dovecot codecs
 //! conn           connection I/O shared by the socket sessions (idle, cancel, linger)

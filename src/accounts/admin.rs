@@ -119,20 +119,17 @@ impl Accounts {
             .await
             .map_err(Unavailable::from)?;
         let now = self.now();
-        let addr = address.as_str().to_owned();
-        let admin_if_none = config.registration.first_account_is_admin;
         let created = self
-            .db(move |s| {
-                s.create_account(&NewAccount {
-                    address: &addr,
-                    password_hash: &hash,
-                    created_via: user.route.as_str(),
-                    now,
-                    token_hash: None,
-                    admin_if_none,
-                    admin: user.admin,
-                    quota: user.quota,
-                })
+            .store
+            .create_account(NewAccount {
+                address: address.as_str().to_owned(),
+                password_hash: hash,
+                created_via: user.route.as_str(),
+                now,
+                token_hash: None,
+                admin_if_none: config.registration.first_account_is_admin,
+                admin: user.admin,
+                quota: user.quota,
             })
             .await?;
         match created {
@@ -153,8 +150,8 @@ impl Accounts {
     /// One account, blocked or not.
     pub async fn user(&self, address: &str) -> Result<AccountRow, AdminError> {
         let address = self.admin_address(address)?;
-        let key = address.as_str().to_owned();
-        self.db(move |s| s.account(&key))
+        self.store
+            .account(address.as_str())
             .await?
             .ok_or_else(|| AdminError::NotFound(address.to_string()))
     }
@@ -168,9 +165,7 @@ impl Accounts {
         let search = search
             .map(|s| s.trim().to_lowercase())
             .filter(|s| !s.is_empty());
-        Ok(self
-            .db(move |s| s.accounts(blocked_only, search.as_deref()))
-            .await?)
+        Ok(self.store.accounts(blocked_only, search).await?)
     }
 
     /// The quota an account has now, in bytes (`None`: unlimited).
@@ -202,8 +197,11 @@ impl Accounts {
             .hash(&password)
             .await
             .map_err(Unavailable::from)?;
-        let key = address.as_str().to_owned();
-        if !self.db(move |s| s.set_password_hash(&key, &hash)).await? {
+        if !self
+            .store
+            .set_password_hash(address.as_str(), &hash)
+            .await?
+        {
             return Err(AdminError::NotFound(address.to_string()));
         }
         self.cache.forget(address.as_str());
@@ -254,11 +252,15 @@ impl Accounts {
         } else {
             Some(address::mail_home(&self.config().mailbox.home, &address)?)
         };
-        let key = address.as_str().to_owned();
-        let now = self.now();
-        let queue = home.clone();
         let row = self
-            .db(move |s| s.delete_account(&key, allow_reuse, "deleted", now, queue.as_deref()))
+            .store
+            .delete_account(
+                address.as_str(),
+                allow_reuse,
+                "deleted",
+                self.now(),
+                home.as_deref(),
+            )
             .await?
             .ok_or_else(|| AdminError::NotFound(address.to_string()))?;
         self.cache.forget(address.as_str());
@@ -293,8 +295,7 @@ impl Accounts {
 
     pub async fn set_user_quota(&self, address: &str, quota: QuotaMode) -> Result<(), AdminError> {
         let address = self.admin_address(address)?;
-        let key = address.as_str().to_owned();
-        if !self.db(move |s| s.set_quota(&key, quota)).await? {
+        if !self.store.set_quota(address.as_str(), quota).await? {
             return Err(AdminError::NotFound(address.to_string()));
         }
         Ok(())
@@ -302,8 +303,7 @@ impl Accounts {
 
     pub async fn set_user_admin(&self, address: &str, admin: bool) -> Result<(), AdminError> {
         let address = self.admin_address(address)?;
-        let key = address.as_str().to_owned();
-        if !self.db(move |s| s.set_admin(&key, admin)).await? {
+        if !self.store.set_admin(address.as_str(), admin).await? {
             return Err(AdminError::NotFound(address.to_string()));
         }
         Ok(())
@@ -318,10 +318,9 @@ impl Accounts {
         reason: Option<String>,
     ) -> Result<bool, AdminError> {
         let address = self.admin_address(address)?;
-        let key = address.as_str().to_owned();
-        let now = self.now();
         let added = self
-            .db(move |s| s.block(&key, reason.as_deref(), now))
+            .store
+            .block(address.as_str(), reason.as_deref(), self.now())
             .await?;
         self.cache.forget(address.as_str());
         tracing::info!("event=block address={}", self.shown(address.as_str()));
@@ -331,14 +330,13 @@ impl Accounts {
     /// Takes an address off the blocklist. True when it was there.
     pub async fn blocklist_remove(&self, address: &str) -> Result<bool, AdminError> {
         let address = self.admin_address(address)?;
-        let key = address.as_str().to_owned();
-        let removed = self.db(move |s| s.unblock(&key)).await?;
+        let removed = self.store.unblock(address.as_str()).await?;
         tracing::info!("event=unblock address={}", self.shown(address.as_str()));
         Ok(removed)
     }
 
     pub async fn blocklist(&self) -> Result<Vec<BlockEntry>, AdminError> {
-        Ok(self.db(|s| s.blocklist()).await?)
+        Ok(self.store.blocklist().await?)
     }
 
     // ----- invites --------------------------------------------------------------------
@@ -357,10 +355,12 @@ impl Accounts {
             expires_in.map(|d| now.saturating_add(i64::try_from(d.0).unwrap_or(i64::MAX)));
         let uses = i64::from(uses.max(1));
         let id = self
-            .db(move |s| s.create_token(&hash, comment.as_deref(), uses, expires_at, now))
+            .store
+            .create_token(&hash, comment.as_deref(), uses, expires_at, now)
             .await?;
         let row = self
-            .db(move |s| s.token(Some(id), None))
+            .store
+            .token(Some(id), None)
             .await?
             .ok_or_else(|| AdminError::NoToken(id.to_string()))?;
         tracing::info!("event=token_create id={id} uses={uses}");
@@ -368,23 +368,23 @@ impl Accounts {
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenRow>, AdminError> {
-        Ok(self.db(|s| s.tokens()).await?)
+        Ok(self.store.tokens().await?)
     }
 
     /// Revokes an invite named by its id or its code.
     pub async fn revoke_token(&self, code_or_id: &str) -> Result<TokenRow, AdminError> {
-        let arg = code_or_id.trim().to_owned();
-        let id = arg.parse::<i64>().ok();
-        let hash = hash_code(&arg);
+        let arg = code_or_id.trim();
+        let hash = hash_code(arg);
         let row = self
-            .db(move |s| s.token(id, Some(&hash)))
+            .store
+            .token(arg.parse::<i64>().ok(), Some(&hash))
             .await?
             .ok_or_else(|| AdminError::NoToken(code_or_id.to_owned()))?;
-        let now = self.now();
         let id = row.id;
-        self.db(move |s| s.revoke_token(id, now)).await?;
+        self.store.revoke_token(id, self.now()).await?;
         tracing::info!("event=token_revoke id={id}");
-        self.db(move |s| s.token(Some(id), None))
+        self.store
+            .token(Some(id), None)
             .await?
             .ok_or_else(|| AdminError::NoToken(code_or_id.to_owned()))
     }
@@ -402,7 +402,8 @@ impl Accounts {
         &self,
         mode: Option<RegistrationMode>,
     ) -> Result<RegistrationMode, AdminError> {
-        self.db(move |s| s.set_setting(MODE_SETTING, mode.map(RegistrationMode::as_str)))
+        self.store
+            .set_setting(MODE_SETTING, mode.map(RegistrationMode::as_str))
             .await?;
         let now = self.registration_mode().await?;
         tracing::info!("event=registration_mode mode={now}");
@@ -412,7 +413,8 @@ impl Accounts {
     /// The run-time override, if one is set.
     pub async fn registration_override(&self) -> Result<Option<RegistrationMode>, AdminError> {
         Ok(self
-            .db(|s| s.setting(MODE_SETTING))
+            .store
+            .setting(MODE_SETTING)
             .await?
             .as_deref()
             .and_then(RegistrationMode::parse))

@@ -187,7 +187,7 @@ impl Accounts {
             dry_run,
             ..MaintenanceReport::default()
         };
-        let queue = self.db(|s| s.queued_homes()).await?;
+        let queue = self.store.queued_homes().await?;
         for entry in queue {
             report
                 .queued_homes
@@ -275,8 +275,8 @@ impl Accounts {
         address: &str,
         rights: &impl MailHomeRights,
     ) -> Result<Option<HomeOutcome>, AdminError> {
-        let key = self.address_for(address)?.as_str().to_owned();
-        let Some(entry) = self.db(move |s| s.queued_home(&key)).await? else {
+        let address = self.address_for(address)?;
+        let Some(entry) = self.store.queued_home(address.as_str()).await? else {
             return Ok(None);
         };
         Ok(Some(self.handle_queued_home(entry, false, rights).await?))
@@ -284,7 +284,7 @@ impl Accounts {
 
     /// How many mail homes wait for removal.
     pub async fn queued_home_count(&self) -> Result<i64, Unavailable> {
-        Ok(self.db(|s| s.queued_home_count()).await?)
+        Ok(self.store.queued_home_count().await?)
     }
 
     /// Removes one queued mail home (`dry_run`: only checks it), unless its address has
@@ -295,8 +295,7 @@ impl Accounts {
         dry_run: bool,
         rights: &impl MailHomeRights,
     ) -> Result<HomeOutcome, AdminError> {
-        let key = entry.address.clone();
-        let result = if self.db(move |s| s.account(&key)).await?.is_some() {
+        let result = if self.store.account(&entry.address).await?.is_some() {
             HomeResult::Skipped
         } else {
             let root = address::home_root(&self.config().mailbox.home);
@@ -332,8 +331,7 @@ impl Accounts {
                 ),
             }
             if !matches!(result, HomeResult::Failed(_)) {
-                let done = entry.clone();
-                self.db(move |s| s.dequeue_home(&done)).await?;
+                self.store.dequeue_home(&entry).await?;
             }
         }
         Ok(HomeOutcome {
@@ -352,25 +350,17 @@ impl Accounts {
         let unused_before = m.delete_unused_after.map(before);
         let token_cutoff = before(m.token_grace);
         let stale_before = before(m.usage_stale_after);
-        let (inactive, unused, tokens, stale_usage) = self
-            .db(move |s| {
-                let inactive = match inactive_before {
-                    Some(t) => s.inactive_accounts(t)?,
-                    None => Vec::new(),
-                };
-                let mut unused = match unused_before {
-                    Some(t) => s.unused_accounts(t)?,
-                    None => Vec::new(),
-                };
-                unused.retain(|a| !inactive.contains(a));
-                Ok((
-                    inactive,
-                    unused,
-                    s.dead_tokens(token_cutoff)?,
-                    s.stale_usage(stale_before)?,
-                ))
-            })
-            .await?;
+        let inactive = match inactive_before {
+            Some(t) => self.store.inactive_accounts(t).await?,
+            None => Vec::new(),
+        };
+        let mut unused = match unused_before {
+            Some(t) => self.store.unused_accounts(t).await?,
+            None => Vec::new(),
+        };
+        unused.retain(|a| !inactive.contains(a));
+        let tokens = self.store.dead_tokens(token_cutoff).await?;
+        let stale_usage = self.store.stale_usage(stale_before).await?;
         let stale_usage = stale_usage
             .into_iter()
             .filter(|a| !inactive.contains(a) && !unused.contains(a))
@@ -385,13 +375,13 @@ impl Accounts {
 
     /// Deletes invites (ids from a plan).
     pub async fn purge_tokens(&self, ids: Vec<i64>) -> Result<usize, AdminError> {
-        let n = self.db(move |s| s.delete_tokens(&ids)).await?;
+        let n = self.store.delete_tokens(ids).await?;
         tracing::info!("event=token_purge count={n}");
         Ok(n)
     }
 
     pub async fn stats(&self, now: i64) -> Result<Stats, AdminError> {
-        let store = self.db(move |s| s.stats(now)).await?;
+        let store = self.store.stats(now).await?;
         let default = self.config().quota.default.bytes().unwrap_or(0);
         let quota_bytes = default
             .saturating_mul(u64::try_from(store.default_quota_accounts).unwrap_or(0))
@@ -431,24 +421,20 @@ impl Accounts {
         }
         let now = self.now();
         let wanted = rows.len();
-        let inserted = self
-            .db(move |s| {
-                let new: Vec<NewAccount<'_>> = rows
-                    .iter()
-                    .map(|(address, hash)| NewAccount {
-                        address,
-                        password_hash: hash,
-                        created_via: Route::Import.as_str(),
-                        now,
-                        token_hash: None,
-                        admin_if_none: false,
-                        admin: false,
-                        quota: QuotaMode::Default,
-                    })
-                    .collect();
-                s.insert_many(&new)
+        let new = rows
+            .into_iter()
+            .map(|(address, password_hash)| NewAccount {
+                address,
+                password_hash,
+                created_via: Route::Import.as_str(),
+                now,
+                token_hash: None,
+                admin_if_none: false,
+                admin: false,
+                quota: QuotaMode::Default,
             })
-            .await?;
+            .collect();
+        let inserted = self.store.insert_many(new).await?;
         report.imported = inserted;
         if inserted < wanted {
             report.skipped.push((

@@ -169,7 +169,7 @@ pub fn system_clock() -> Clock {
 /// The accounts core, shared by every adapter of one process.
 pub struct Accounts {
     config: RwLock<Arc<Config>>,
-    store: Arc<Store>,
+    store: Store,
     hasher: Hasher,
     cache: VerifiedCache,
     creating: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -195,7 +195,7 @@ impl Accounts {
             hasher: Hasher::new(&config.argon2)?,
             cache: VerifiedCache::new(config.argon2.cache_ttl.duration(), CACHE_ENTRIES),
             config: RwLock::new(Arc::new(config)),
-            store: Arc::new(store),
+            store,
             creating: Mutex::new(HashMap::new()),
             account_failures: FailureLimiter::new(window),
             ip_failures: FailureLimiter::new(window),
@@ -229,31 +229,6 @@ impl Accounts {
         (self.clock)()
     }
 
-    /// Runs a store call on the blocking pool.
-    async fn db<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|_| StoreError::Worker)?
-    }
-
-    /// Runs a point read (one indexed row) right here on the async thread: it is over in
-    /// microseconds, while a trip to the blocking pool and back costs more than the read.
-    /// Only when SQLite would have to wait for another connection's lock (rare in WAL
-    /// mode, where readers pass writers) does it go to the blocking pool to wait there.
-    async fn read<T: Send + 'static>(
-        &self,
-        f: impl Fn(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        match self.store.without_waiting(&f) {
-            Err(e) if e.is_busy() => self.db(f).await,
-            done => done,
-        }
-    }
-
     fn parse(&self, user: &str) -> Result<Address, address::AddressError> {
         Address::parse(user, &self.config().domains)
     }
@@ -284,7 +259,7 @@ impl Accounts {
     /// The registration mode in force: the run-time setting if one is stored, else the
     /// configuration's.
     pub async fn registration_mode(&self) -> Result<RegistrationMode, Unavailable> {
-        let stored = self.read(|s| s.setting(MODE_SETTING)).await?;
+        let stored = self.store.setting(MODE_SETTING).await?;
         Ok(stored
             .as_deref()
             .and_then(RegistrationMode::parse)
@@ -320,9 +295,9 @@ impl Accounts {
         match outcome? {
             LoginOutcome::Refused(why) => Ok(AdminSignIn::Refused(why)),
             LoginOutcome::Accepted { address, .. } => {
-                let key = address.clone();
                 let admin = self
-                    .db(move |s| s.account(&key))
+                    .store
+                    .account(&address)
                     .await?
                     .is_some_and(|row| row.admin && row.blocked.is_none());
                 Ok(if admin {
@@ -381,19 +356,14 @@ impl Accounts {
         let outcome = match self.parse(user) {
             Err(_) => LoginOutcome::Refused(Refusal::Unknown),
             Ok(_) if password.expose().is_empty() => LoginOutcome::Refused(Refusal::BadPassword),
-            Ok(address) => {
-                let key = address.as_str().to_owned();
-                match self.read(move |s| s.account(&key)).await? {
-                    Some(row) => self.verify_existing(row, password, ip.as_deref()).await?,
-                    None if may_create => {
-                        self.login_create(address, password, ip.as_deref()).await?
-                    }
-                    None => {
-                        self.spend_dummy_hash(password).await;
-                        LoginOutcome::Refused(Refusal::Unknown)
-                    }
+            Ok(address) => match self.store.account(address.as_str()).await? {
+                Some(row) => self.verify_existing(row, password, ip.as_deref()).await?,
+                None if may_create => self.login_create(address, password, ip.as_deref()).await?,
+                None => {
+                    self.spend_dummy_hash(password).await;
+                    LoginOutcome::Refused(Refusal::Unknown)
                 }
-            }
+            },
         };
         if let (LoginOutcome::Refused(Refusal::BadPassword | Refusal::Unknown), Some(ip)) =
             (&outcome, &ip)
@@ -438,8 +408,11 @@ impl Accounts {
                     let mut stored = row.password_hash.clone();
                     if rehash {
                         let new = self.hasher.hash(password).await?;
-                        let (id, old, new2) = (row.id, row.password_hash.clone(), new.clone());
-                        if self.db(move |s| s.replace_hash(id, &old, &new2)).await? {
+                        if self
+                            .store
+                            .replace_hash(row.id, &row.password_hash, &new)
+                            .await?
+                        {
                             tracing::info!("event=rehash address={}", self.shown(&row.address));
                             stored = new;
                         }
@@ -453,8 +426,8 @@ impl Accounts {
             .last_login
             .is_none_or(|t| now - t >= LOGIN_WRITE_INTERVAL)
         {
-            let id = row.id;
-            self.db(move |s| s.record_login(id, now, LOGIN_WRITE_INTERVAL))
+            self.store
+                .record_login(row.id, now, LOGIN_WRITE_INTERVAL)
                 .await?;
         }
         Ok(LoginOutcome::Accepted {
@@ -497,33 +470,29 @@ impl Accounts {
         config: &Config,
         ip: Option<&str>,
     ) -> Result<LoginOutcome, Unavailable> {
-        let key = address.as_str().to_owned();
-        if let Some(row) = self.read(move |s| s.account(&key)).await? {
+        if let Some(row) = self.store.account(address.as_str()).await? {
             return self.verify_existing(row, password, ip).await;
         }
         let hash = self.hasher.hash(password).await?;
         let now = self.now();
-        let (addr, h) = (address.as_str().to_owned(), hash.clone());
-        let admin_if_none = config.registration.first_account_is_admin;
         let created = self
-            .db(move |s| {
-                s.create_account(&NewAccount {
-                    address: &addr,
-                    password_hash: &h,
-                    created_via: Route::Jit.as_str(),
-                    now,
-                    token_hash: None,
-                    admin_if_none,
-                    admin: false,
-                    quota: QuotaMode::Default,
-                })
+            .store
+            .create_account(NewAccount {
+                address: address.as_str().to_owned(),
+                password_hash: hash.clone(),
+                created_via: Route::Jit.as_str(),
+                now,
+                token_hash: None,
+                admin_if_none: config.registration.first_account_is_admin,
+                admin: false,
+                quota: QuotaMode::Default,
             })
             .await?;
         match created {
             Ok(c) => {
                 self.cache.insert(address.as_str(), password, &hash);
-                let id = c.id;
-                self.db(move |s| s.record_login(id, now, LOGIN_WRITE_INTERVAL))
+                self.store
+                    .record_login(c.id, now, LOGIN_WRITE_INTERVAL)
                     .await?;
                 Ok(LoginOutcome::Accepted {
                     address: address.as_str().to_owned(),
@@ -531,13 +500,10 @@ impl Accounts {
                 })
             }
             // Another process (or host) created it meanwhile: verify against that one.
-            Err(CreateRefusal::Exists) => {
-                let key = address.as_str().to_owned();
-                match self.read(move |s| s.account(&key)).await? {
-                    Some(row) => self.verify_existing(row, password, ip).await,
-                    None => Ok(LoginOutcome::Refused(Refusal::Unknown)),
-                }
-            }
+            Err(CreateRefusal::Exists) => match self.store.account(address.as_str()).await? {
+                Some(row) => self.verify_existing(row, password, ip).await,
+                None => Ok(LoginOutcome::Refused(Refusal::Unknown)),
+            },
             Err(CreateRefusal::Blocked) => Ok(LoginOutcome::Refused(Refusal::Blocked)),
             Err(CreateRefusal::Token(_)) => Ok(LoginOutcome::Refused(Refusal::Unknown)),
         }
@@ -582,8 +548,7 @@ impl Accounts {
         let Ok(address) = self.parse(user) else {
             return Ok(None);
         };
-        let key = address.as_str().to_owned();
-        let Some(row) = self.read(move |s| s.account(&key)).await? else {
+        let Some(row) = self.store.account(address.as_str()).await? else {
             return Ok(None);
         };
         if row.blocked.is_some() {
@@ -609,7 +574,7 @@ impl Accounts {
 
     /// Every account address, for `doveadm user '*'`.
     pub async fn userdb_list(&self) -> Result<Vec<String>, Unavailable> {
-        Ok(self.db(|s| s.addresses()).await?)
+        Ok(self.store.addresses().await?)
     }
 
     /// Dovecot's last_login plugin reports a login. Unknown users are ignored (false).
@@ -617,8 +582,7 @@ impl Accounts {
         let Ok(address) = self.parse(user) else {
             return Ok(false);
         };
-        let key = address.as_str().to_owned();
-        Ok(self.db(move |s| s.set_last_login(&key, at)).await?)
+        Ok(self.store.set_last_login(address.as_str(), at).await?)
     }
 
     /// Dovecot's quota_clone plugin reports usage: absolute values (`set`) or changes
@@ -627,14 +591,15 @@ impl Accounts {
         let Ok(address) = self.parse(user) else {
             return Ok(false);
         };
-        let key = address.as_str().to_owned();
-        let now = self.now();
-        Ok(self
-            .db(move |s| match change {
-                UsageChange::Set { bytes, messages } => s.set_usage(&key, bytes, messages, now),
-                UsageChange::Add { bytes, messages } => s.add_usage(&key, bytes, messages, now),
-            })
-            .await?)
+        let (key, now) = (address.as_str(), self.now());
+        Ok(match change {
+            UsageChange::Set { bytes, messages } => {
+                self.store.set_usage(key, bytes, messages, now).await?
+            }
+            UsageChange::Add { bytes, messages } => {
+                self.store.add_usage(key, bytes, messages, now).await?
+            }
+        })
     }
 
     /// Promotes `registration.admin_usernames` (run at start). Returns those promoted.
@@ -657,11 +622,9 @@ impl Accounts {
                 );
                 continue;
             };
-            let key = address.as_str().to_owned();
-            if let Some(row) = self.read(move |s| s.account(&key)).await? {
+            if let Some(row) = self.store.account(address.as_str()).await? {
                 if !row.admin {
-                    let key = row.address.clone();
-                    self.db(move |s| s.set_admin(&key, true)).await?;
+                    self.store.set_admin(&row.address, true).await?;
                     promoted.push(row.address);
                 }
             }
@@ -685,3 +648,8 @@ pub enum UsageChange {
 
 #[cfg(test)]
 mod tests;
+/// The same tests on PostgreSQL (`store::test_backend`).
+#[cfg(test)]
+#[allow(clippy::duplicate_mod)]
+#[path = "tests.rs"]
+mod tests_on_postgres;

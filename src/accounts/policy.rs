@@ -78,8 +78,7 @@ impl Accounts {
         let at_rcpt = req.protocol_state.eq_ignore_ascii_case("RCPT");
         if !req.sasl_username.is_empty() {
             if let Ok(sender) = Address::parse(req.sasl_username, &config.domains) {
-                let key = sender.as_str().to_owned();
-                if self.read(move |s| s.blocklist_entry(&key)).await?.is_some() {
+                if self.store.blocklist_entry(sender.as_str()).await?.is_some() {
                     return Ok(PolicyVerdict::SenderBlocked);
                 }
                 if at_rcpt
@@ -105,10 +104,8 @@ impl Accounts {
         let Ok(rcpt) = Address::parse(req.recipient, &config.domains) else {
             return Ok(PolicyVerdict::Dunno);
         };
-        let key = rcpt.as_str().to_owned();
-        let Some(row) = self.read(move |s| s.account(&key)).await? else {
-            let key = rcpt.as_str().to_owned();
-            if self.read(move |s| s.blocklist_entry(&key)).await?.is_some() {
+        let Some(row) = self.store.account(rcpt.as_str()).await? else {
+            if self.store.blocklist_entry(rcpt.as_str()).await?.is_some() {
                 return Ok(PolicyVerdict::RecipientBlocked);
             }
             return Ok(if config.policy.reject_unknown {

@@ -158,20 +158,17 @@ impl Accounts {
                 .await
                 .map_err(Unavailable::from)?;
             let now = self.now();
-            let (addr, h) = (address.as_str().to_owned(), hash.clone());
-            let admin_if_none = config.registration.first_account_is_admin;
             let created = self
-                .db(move |s| {
-                    s.create_account(&NewAccount {
-                        address: &addr,
-                        password_hash: &h,
-                        created_via: route.as_str(),
-                        now,
-                        token_hash: token,
-                        admin_if_none,
-                        admin: false,
-                        quota: QuotaMode::Default,
-                    })
+                .store
+                .create_account(NewAccount {
+                    address: address.as_str().to_owned(),
+                    password_hash: hash.clone(),
+                    created_via: route.as_str(),
+                    now,
+                    token_hash: token,
+                    admin_if_none: config.registration.first_account_is_admin,
+                    admin: false,
+                    quota: QuotaMode::Default,
                 })
                 .await
                 .map_err(Unavailable::from)?;

@@ -472,10 +472,10 @@ fn admin_command(cli: &Cli) -> Result<(), Failure> {
     {
         crate::logging::init(&config.log);
     }
-    let privileges = privileges::Privileges::for_database(&config.database.path)
+    let privileges = privileges::Privileges::for_database(config.database.sqlite_path())
         .map_err(|e| Failure::refused(format!("cannot switch to the database owner: {e}")))?;
     let store = privileges
-        .as_owner(|| Store::open(&config.database.path))
+        .as_owner(|| Store::open(&config.database))
         .map_err(|e| Failure {
             code: 3,
             message: e.to_string(),

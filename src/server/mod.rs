@@ -57,7 +57,7 @@ pub async fn run(
     log: Option<LogHandle>,
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
-    let store = Store::open(&config.database.path)?;
+    let store = Store::open(&config.database)?;
     let accounts = Arc::new(Accounts::new(config.clone(), store)?);
     match accounts.promote_configured_admins().await {
         Ok(promoted) => {

@@ -1,32 +1,33 @@
-//! The account database: SQLite through rusqlite, in WAL mode with a busy timeout, with
-//! versioned migrations applied at open. Every query postern runs is in this module; the
-//! layers above call typed methods and never see SQL. All methods block: async callers
-//! run them on the blocking pool.
+//! The account database behind one interface: [`Store`] is an enum over the backends
+//! (SQLite today, in `sqlite/`), and every operation the core needs is one named async
+//! method on it, taking plain values and returning the records below. Each backend keeps
+//! its SQL to itself, as literals; nothing above this module sees a query.
 //!
 //! ```text
-//! accounts   one row per account: address, argon2 PHC hash, how/when created, logins,
-//!            quota, usage, admin flag
-//! blocklist  addresses that may not log in, receive or register (blocked accounts and
-//!            the addresses of deleted ones)
-//! tokens     invite codes, stored as SHA-256 of the code
-//! settings   run-time overrides (registration mode)
-//! mail_home_removals  mail homes of deleted accounts waiting for `maintenance run`
+//! Store::open(&config.database)          -> Store::Sqlite(..)
+//! store.account("alice@example.org")     -> Option<AccountRow>   point read, inline
+//! store.create_account(NewAccount {..})  -> Ok(Created) | Err(CreateRefusal::Exists)
+//! store.stats(now)                       -> StoreStats           scan, blocking pool
 //! ```
+//!
+//! A new backend is one more variant and one more arm in each method.
 
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
 
-use rusqlite::{
-    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
-};
+use rusqlite::ErrorCode;
+
+use crate::config;
 
 pub mod copy;
-mod migrations;
 pub mod postgres;
+pub mod sqlite;
+#[cfg(test)]
+pub mod test_backend;
 #[cfg(test)]
 pub mod test_pg;
+
+pub use postgres::Postgres;
+pub use sqlite::Sqlite;
 
 /// A database failure. Callers treat every one as temporary: nothing is created,
 /// deleted or unblocked on an error path.
@@ -60,20 +61,6 @@ impl StoreError {
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
                 if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
         )
-    }
-}
-
-thread_local! {
-    /// Set while [`Store::without_waiting`] runs on this thread.
-    static NO_WAIT: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Clears [`NO_WAIT`] however the call ends.
-struct NoWaitGuard;
-
-impl Drop for NoWaitGuard {
-    fn drop(&mut self) {
-        NO_WAIT.set(false);
     }
 }
 
@@ -115,10 +102,10 @@ pub struct BlockEntry {
 
 /// A new account to insert, with everything that must happen atomically with it.
 #[derive(Debug, Clone)]
-pub struct NewAccount<'a> {
-    pub address: &'a str,
-    pub password_hash: &'a str,
-    pub created_via: &'a str,
+pub struct NewAccount {
+    pub address: String,
+    pub password_hash: String,
+    pub created_via: &'static str,
     pub now: i64,
     /// SHA-256 of an invite code to consume in the same transaction.
     pub token_hash: Option<[u8; 32]>,
@@ -211,334 +198,167 @@ impl TokenRow {
     }
 }
 
-/// The account database. Holds a few connections and hands one to each call.
-pub struct Store {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+/// The account database, whichever backend holds it.
+pub enum Store {
+    Sqlite(Sqlite),
+    /// Shared by several hosts (`[database] url`).
+    Postgres(Postgres),
 }
-
-const MAX_IDLE: usize = 16;
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How much of the database file each connection maps (larger files read the rest).
-const MMAP_SIZE: i64 = 256 << 20;
-
-/// `SELECT` of every account column and its blocklist entry (what [`account_from_row`]
-/// reads), followed by `$rest`: one literal, so no query text is built per call.
-macro_rules! select_accounts {
-    ($rest:literal) => {
-        concat!(
-            "SELECT a.id, a.address, a.password_hash, a.created_at, a.created_via, \
-             a.token_id, a.first_login, a.last_login, a.quota_mode, a.quota_bytes, \
-             a.used_bytes, a.used_messages, a.usage_updated_at, a.admin, \
-             b.address, b.reason, b.created_at \
-             FROM accounts a LEFT JOIN blocklist b ON b.address = a.address ",
-            $rest
-        )
-    };
-}
-
-/// One account by address.
-const SELECT_ACCOUNT: &str = select_accounts!("WHERE a.address = ?1");
 
 impl Store {
-    /// Opens (creating if needed) the database and brings its schema up to date.
-    pub fn open(path: &Path) -> Result<Store> {
-        let store = Store {
-            path: path.to_owned(),
-            idle: Mutex::new(Vec::new()),
-        };
-        let mut conn = store.connect()?;
-        migrations::apply(&mut conn)?;
-        store.put(conn);
-        Ok(store)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn connect(&self) -> Result<Connection> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn =
-            Connection::open_with_flags(&self.path, flags).map_err(|e| StoreError::Open {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Reads come from a shared mapping of the file instead of a pread and a copy per
-        // page: the hot path of every lookup (policy decisions +50 %, docs/performance.md).
-        conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
-        Ok(conn)
-    }
-
-    fn put(&self, conn: Connection) {
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < MAX_IDLE {
-                idle.push(conn);
-            }
+    /// Opens (creating if needed) the configured database and brings its schema up to
+    /// date.
+    /// PostgreSQL connects (and migrates) at the first call, so a host starts while its
+    /// database server is away and answers temporary failures until it is back.
+    pub fn open(database: &config::Database) -> Result<Store> {
+        match &database.url {
+            Some(url) => Ok(Store::Postgres(Postgres::new(&postgres::PgOptions {
+                url: url.clone(),
+                password_file: database.password_file.clone(),
+                pool_size: database.pool_size,
+            })?)),
+            None => Ok(Store::Sqlite(Sqlite::open(database.sqlite_path())?)),
         }
     }
 
-    /// Runs `f` with SQLite's lock waits off: a call that would wait for another
-    /// connection's lock fails at once with an error for which
-    /// [`StoreError::is_busy`] holds. For reads on an async thread, which must never wait
-    /// seconds; in WAL mode readers do not wait for writers, so this is rare.
-    pub fn without_waiting<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
-        NO_WAIT.set(true);
-        let _guard = NoWaitGuard;
-        f(self)
+    /// Where the database lives, for messages.
+    pub fn location(&self) -> &Path {
+        match self {
+            Store::Sqlite(s) => s.path(),
+            Store::Postgres(p) => Path::new(p.shown()),
+        }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => self.connect()?,
-        };
-        let no_wait = NO_WAIT.get();
-        if no_wait {
-            conn.busy_timeout(Duration::ZERO)?;
+    /// The account at `address`, with its blocklist entry (a point read).
+    pub async fn account(&self, address: &str) -> Result<Option<AccountRow>> {
+        match self {
+            Store::Sqlite(s) => s.account(address).await,
+            Store::Postgres(p) => p.account(address).await,
         }
-        let out = f(&mut conn);
-        let restored = !no_wait || conn.busy_timeout(BUSY_TIMEOUT).is_ok();
-        // A connection that saw an error may be mid-transaction; drop rather than reuse.
-        if restored && (out.is_ok() || conn.is_autocommit()) {
-            self.put(conn);
-        }
-        out
-    }
-
-    // ----- accounts -------------------------------------------------------------------
-
-    /// The account at `address`, with its blocklist entry.
-    pub fn account(&self, address: &str) -> Result<Option<AccountRow>> {
-        self.with(|c| {
-            Ok(c.prepare_cached(SELECT_ACCOUNT)?
-                .query_row([address], account_from_row)
-                .optional()?)
-        })
     }
 
     /// Accounts in address order; `blocked_only` keeps those on the blocklist, `search`
     /// keeps addresses containing it.
-    pub fn accounts(&self, blocked_only: bool, search: Option<&str>) -> Result<Vec<AccountRow>> {
-        self.with(|c| {
-            let sql = select_accounts!(
-                "WHERE (?1 = 0 OR b.address IS NOT NULL) \
-                   AND (?2 IS NULL OR instr(a.address, ?2) > 0) \
-                 ORDER BY a.address"
-            );
-            let rows = c
-                .prepare_cached(sql)?
-                .query_map(params![blocked_only, search], account_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
+    pub async fn accounts(
+        &self,
+        blocked_only: bool,
+        search: Option<String>,
+    ) -> Result<Vec<AccountRow>> {
+        match self {
+            Store::Sqlite(s) => s.accounts(blocked_only, search).await,
+            Store::Postgres(p) => p.accounts(blocked_only, search).await,
+        }
     }
 
-    /// Every unblocked account address in order (Dovecot's userdb iteration: it lists
-    /// exactly the users a userdb lookup answers).
-    pub fn addresses(&self) -> Result<Vec<String>> {
-        self.with(|c| {
-            let rows = c
-                .prepare_cached(
-                    "SELECT address FROM accounts a WHERE NOT EXISTS \
-                     (SELECT 1 FROM blocklist b WHERE b.address = a.address) ORDER BY address",
-                )?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
-            Ok(rows)
-        })
+    /// Every unblocked account address in order (Dovecot's userdb iteration).
+    pub async fn addresses(&self) -> Result<Vec<String>> {
+        match self {
+            Store::Sqlite(s) => s.addresses().await,
+            Store::Postgres(p) => p.addresses().await,
+        }
     }
 
     /// Inserts an account, consuming an invite and granting admin in the same
-    /// transaction, so concurrent creations never exceed a token's uses and make one
-    /// account per address.
-    pub fn create_account(
+    /// transaction.
+    pub async fn create_account(
         &self,
-        new: &NewAccount<'_>,
+        new: NewAccount,
     ) -> Result<std::result::Result<Created, CreateRefusal>> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let blocked: bool = tx
-                .prepare_cached("SELECT 1 FROM blocklist WHERE address = ?1")?
-                .exists([new.address])?;
-            if blocked {
-                return Ok(Err(CreateRefusal::Blocked));
-            }
-            let exists: bool = tx
-                .prepare_cached("SELECT 1 FROM accounts WHERE address = ?1")?
-                .exists([new.address])?;
-            if exists {
-                return Ok(Err(CreateRefusal::Exists));
-            }
-            let token_id = match &new.token_hash {
-                None => None,
-                Some(hash) => match consume_token(&tx, hash, new.now)? {
-                    Ok(id) => Some(id),
-                    Err(problem) => return Ok(Err(CreateRefusal::Token(problem))),
-                },
-            };
-            let admin = new.admin
-                || (new.admin_if_none
-                    && !tx
-                        .prepare_cached("SELECT 1 FROM accounts WHERE admin = 1")?
-                        .exists([])?);
-            let (mode, bytes) = quota_columns(new.quota);
-            tx.prepare_cached(
-                "INSERT INTO accounts (address, password_hash, created_at, created_via, \
-                 token_id, quota_mode, quota_bytes, admin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                new.address,
-                new.password_hash,
-                new.now,
-                new.created_via,
-                token_id,
-                mode,
-                bytes,
-                admin
-            ])?;
-            let id = tx.last_insert_rowid();
-            tx.commit()?;
-            Ok(Ok(Created {
-                id,
-                admin,
-                token_id,
-            }))
-        })
+        match self {
+            Store::Sqlite(s) => s.create_account(new).await,
+            Store::Postgres(p) => p.create_account(new).await,
+        }
     }
 
-    /// Inserts many accounts in one transaction (imports, benchmarks). Addresses that
-    /// exist or are blocked are skipped; returns how many were inserted.
-    pub fn insert_many(&self, accounts: &[NewAccount<'_>]) -> Result<usize> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut inserted = 0;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO accounts (address, password_hash, created_at, created_via, \
-                     quota_mode, quota_bytes, admin) \
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 \
-                     WHERE NOT EXISTS (SELECT 1 FROM blocklist WHERE address = ?1) \
-                     ON CONFLICT(address) DO NOTHING",
-                )?;
-                for a in accounts {
-                    let (mode, bytes) = quota_columns(a.quota);
-                    inserted += stmt.execute(params![
-                        a.address,
-                        a.password_hash,
-                        a.now,
-                        a.created_via,
-                        mode,
-                        bytes,
-                        a.admin
-                    ])?;
-                }
-            }
-            tx.commit()?;
-            Ok(inserted)
-        })
+    /// Inserts many accounts in one transaction (imports, benchmarks), skipping addresses
+    /// that exist or are blocked; returns how many were inserted.
+    pub async fn insert_many(&self, accounts: Vec<NewAccount>) -> Result<usize> {
+        match self {
+            Store::Sqlite(s) => s.insert_many(accounts).await,
+            Store::Postgres(p) => p.insert_many(accounts).await,
+        }
     }
 
-    /// Records a successful login: sets first_login once, and last_login when it is
-    /// older than `min_interval` seconds (so a reconnect storm does not write every time).
-    pub fn record_login(&self, id: i64, now: i64, min_interval: i64) -> Result<()> {
-        self.with(|c| {
-            c.prepare_cached(
-                "UPDATE accounts SET first_login = COALESCE(first_login, ?2), last_login = ?2 \
-                 WHERE id = ?1 AND (last_login IS NULL OR last_login <= ?2 - ?3)",
-            )?
-            .execute(params![id, now, min_interval])?;
-            Ok(())
-        })
+    /// Records a successful login: first_login once, last_login when older than
+    /// `min_interval` seconds.
+    pub async fn record_login(&self, id: i64, now: i64, min_interval: i64) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.record_login(id, now, min_interval).await,
+            Store::Postgres(p) => p.record_login(id, now, min_interval).await,
+        }
     }
 
-    /// Replaces a password hash only if it is still `old` (a re-hash after login must
-    /// not undo a password change made meanwhile).
-    pub fn replace_hash(&self, id: i64, old: &str, new: &str) -> Result<bool> {
-        self.with(|c| {
-            let n = c
-                .prepare_cached(
-                    "UPDATE accounts SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
-                )?
-                .execute(params![id, old, new])?;
-            Ok(n == 1)
-        })
+    /// Replaces a password hash only if it is still `old`.
+    pub async fn replace_hash(&self, id: i64, old: &str, new: &str) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => s.replace_hash(id, old, new).await,
+            Store::Postgres(p) => p.replace_hash(id, old, new).await,
+        }
     }
 
     /// Sets a new password hash; false when the account does not exist.
-    pub fn set_password_hash(&self, address: &str, hash: &str) -> Result<bool> {
-        self.update_one(
-            "UPDATE accounts SET password_hash = ?2 WHERE address = ?1",
-            params![address, hash],
-        )
+    pub async fn set_password_hash(&self, address: &str, hash: &str) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => s.set_password_hash(address, hash).await,
+            Store::Postgres(p) => p.set_password_hash(address, hash).await,
+        }
     }
 
-    pub fn set_quota(&self, address: &str, quota: QuotaMode) -> Result<bool> {
-        let (mode, bytes) = quota_columns(quota);
-        self.update_one(
-            "UPDATE accounts SET quota_mode = ?2, quota_bytes = ?3 WHERE address = ?1",
-            params![address, mode, bytes],
-        )
+    /// Sets how an account's quota is decided; false when there is no such account.
+    pub async fn set_quota(&self, address: &str, quota: QuotaMode) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => s.set_quota(address, quota).await,
+            Store::Postgres(p) => p.set_quota(address, quota).await,
+        }
     }
 
-    pub fn set_admin(&self, address: &str, admin: bool) -> Result<bool> {
-        self.update_one(
-            "UPDATE accounts SET admin = ?2 WHERE address = ?1",
-            params![address, admin],
-        )
+    /// Sets or clears the admin flag; false when there is no such account.
+    pub async fn set_admin(&self, address: &str, admin: bool) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => s.set_admin(address, admin).await,
+            Store::Postgres(p) => p.set_admin(address, admin).await,
+        }
     }
 
     /// Last login as Dovecot's last_login plugin reports it (never moves backwards).
-    pub fn set_last_login(&self, address: &str, at: i64) -> Result<bool> {
-        self.update_one(
-            "UPDATE accounts SET first_login = COALESCE(first_login, ?2), \
-             last_login = MAX(COALESCE(last_login, 0), ?2) WHERE address = ?1",
-            params![address, at],
-        )
+    pub async fn set_last_login(&self, address: &str, at: i64) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => s.set_last_login(address, at).await,
+            Store::Postgres(p) => p.set_last_login(address, at).await,
+        }
     }
 
-    /// Storage usage as Dovecot's quota_clone plugin reports it. `None` leaves a value.
-    pub fn set_usage(
+    /// Storage usage as quota_clone reports it; `None` leaves a value.
+    pub async fn set_usage(
         &self,
         address: &str,
         bytes: Option<i64>,
         messages: Option<i64>,
         now: i64,
     ) -> Result<bool> {
-        self.update_one(
-            "UPDATE accounts SET used_bytes = COALESCE(?2, used_bytes), \
-             used_messages = COALESCE(?3, used_messages), usage_updated_at = ?4 \
-             WHERE address = ?1",
-            params![address, bytes, messages, now],
-        )
+        match self {
+            Store::Sqlite(s) => s.set_usage(address, bytes, messages, now).await,
+            Store::Postgres(p) => p.set_usage(address, bytes, messages, now).await,
+        }
     }
 
-    /// Adds to the usage counters (quota_clone's atomic increments), never below zero.
-    pub fn add_usage(&self, address: &str, bytes: i64, messages: i64, now: i64) -> Result<bool> {
-        self.update_one(
-            "UPDATE accounts SET used_bytes = MAX(0, used_bytes + ?2), \
-             used_messages = MAX(0, used_messages + ?3), usage_updated_at = ?4 \
-             WHERE address = ?1",
-            params![address, bytes, messages, now],
-        )
+    /// Adds to the usage counters, never below zero.
+    pub async fn add_usage(
+        &self,
+        address: &str,
+        bytes: i64,
+        messages: i64,
+        now: i64,
+    ) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => s.add_usage(address, bytes, messages, now).await,
+            Store::Postgres(p) => p.add_usage(address, bytes, messages, now).await,
+        }
     }
 
-    fn update_one(&self, sql: &str, params: impl rusqlite::Params) -> Result<bool> {
-        self.with(|c| Ok(c.prepare_cached(sql)?.execute(params)? > 0))
-    }
-
-    /// Removes an account, and in the same transaction puts its address on the
-    /// blocklist unless `allow_reuse`, and queues `remove_home` for removal (`None`: the
-    /// mail is kept, which also cancels a removal queued by an earlier deletion of the
-    /// address: that home now holds mail to keep). Returns the removed row.
-    pub fn delete_account(
+    /// Removes an account and, in the same transaction, blocks its address unless
+    /// `allow_reuse` and queues `remove_home` (`None` cancels a queued removal).
+    pub async fn delete_account(
         &self,
         address: &str,
         allow_reuse: bool,
@@ -546,137 +366,84 @@ impl Store {
         now: i64,
         remove_home: Option<&Path>,
     ) -> Result<Option<AccountRow>> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some(row) = tx
-                .prepare_cached(SELECT_ACCOUNT)?
-                .query_row([address], account_from_row)
-                .optional()?
-            else {
-                return Ok(None);
-            };
-            tx.prepare_cached("DELETE FROM accounts WHERE id = ?1")?
-                .execute([row.id])?;
-            if allow_reuse {
-                tx.prepare_cached("DELETE FROM blocklist WHERE address = ?1")?
-                    .execute([address])?;
-            } else {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO blocklist (address, reason, created_at) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![address, reason, now])?;
+        match self {
+            Store::Sqlite(s) => {
+                s.delete_account(address, allow_reuse, reason, now, remove_home)
+                    .await
             }
-            match remove_home {
-                Some(home) => tx
-                    .prepare_cached(
-                        "INSERT INTO mail_home_removals (address, home, queued_at) \
-                         VALUES (?1, ?2, ?3) ON CONFLICT(address) DO UPDATE \
-                         SET home = excluded.home, queued_at = excluded.queued_at",
-                    )?
-                    .execute(params![address, home.to_string_lossy(), now])?,
-                None => tx
-                    .prepare_cached("DELETE FROM mail_home_removals WHERE address = ?1")?
-                    .execute([address])?,
-            };
-            tx.commit()?;
-            Ok(Some(row))
-        })
+            Store::Postgres(p) => {
+                p.delete_account(address, allow_reuse, reason, now, remove_home)
+                    .await
+            }
+        }
     }
 
-    // ----- mail home removal queue ----------------------------------------------------
-
     /// Every queued mail home, oldest first.
-    pub fn queued_homes(&self) -> Result<Vec<QueuedHome>> {
-        self.with(|c| {
-            let rows = c
-                .prepare_cached(
-                    "SELECT address, home, queued_at FROM mail_home_removals \
-                     ORDER BY queued_at, address",
-                )?
-                .query_map([], queued_home_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
+    pub async fn queued_homes(&self) -> Result<Vec<QueuedHome>> {
+        match self {
+            Store::Sqlite(s) => s.queued_homes().await,
+            Store::Postgres(p) => p.queued_homes().await,
+        }
     }
 
     /// The queued mail home of `address`, if there is one.
-    pub fn queued_home(&self, address: &str) -> Result<Option<QueuedHome>> {
-        self.with(|c| {
-            Ok(c.prepare_cached(
-                "SELECT address, home, queued_at FROM mail_home_removals WHERE address = ?1",
-            )?
-            .query_row([address], queued_home_from_row)
-            .optional()?)
-        })
+    pub async fn queued_home(&self, address: &str) -> Result<Option<QueuedHome>> {
+        match self {
+            Store::Sqlite(s) => s.queued_home(address).await,
+            Store::Postgres(p) => p.queued_home(address).await,
+        }
     }
 
     /// How many mail homes wait for removal.
-    pub fn queued_home_count(&self) -> Result<i64> {
-        self.with(|c| {
-            Ok(c.prepare_cached("SELECT COUNT(*) FROM mail_home_removals")?
-                .query_row([], |r| r.get(0))?)
-        })
+    pub async fn queued_home_count(&self) -> Result<i64> {
+        match self {
+            Store::Sqlite(s) => s.queued_home_count().await,
+            Store::Postgres(p) => p.queued_home_count().await,
+        }
     }
 
-    /// Takes an entry off the queue, only if it is still the one that was handled (a
-    /// deletion of the same address meanwhile queued a new one). True when it went.
-    pub fn dequeue_home(&self, entry: &QueuedHome) -> Result<bool> {
-        self.update_one(
-            "DELETE FROM mail_home_removals WHERE address = ?1 AND home = ?2 AND queued_at = ?3",
-            params![entry.address, entry.home.to_string_lossy(), entry.queued_at],
-        )
+    /// Takes an entry off the queue if it is still the one handled.
+    pub async fn dequeue_home(&self, entry: &QueuedHome) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => s.dequeue_home(entry).await,
+            Store::Postgres(p) => p.dequeue_home(entry).await,
+        }
     }
-
-    // ----- blocklist ------------------------------------------------------------------
 
     /// Puts an address on the blocklist (or updates its reason). True when it was new.
-    pub fn block(&self, address: &str, reason: Option<&str>, now: i64) -> Result<bool> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let n = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO blocklist (address, reason, created_at) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![address, reason, now])?;
-            if n == 0 && reason.is_some() {
-                tx.prepare_cached("UPDATE blocklist SET reason = ?2 WHERE address = ?1")?
-                    .execute(params![address, reason])?;
-            }
-            tx.commit()?;
-            Ok(n == 1)
-        })
+    pub async fn block(&self, address: &str, reason: Option<&str>, now: i64) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => s.block(address, reason, now).await,
+            Store::Postgres(p) => p.block(address, reason, now).await,
+        }
     }
 
     /// Takes an address off the blocklist. True when it was there.
-    pub fn unblock(&self, address: &str) -> Result<bool> {
-        self.update_one("DELETE FROM blocklist WHERE address = ?1", params![address])
+    pub async fn unblock(&self, address: &str) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => s.unblock(address).await,
+            Store::Postgres(p) => p.unblock(address).await,
+        }
     }
 
-    pub fn blocklist_entry(&self, address: &str) -> Result<Option<BlockEntry>> {
-        self.with(|c| {
-            Ok(c.prepare_cached(
-                "SELECT address, reason, created_at FROM blocklist WHERE address = ?1",
-            )?
-            .query_row([address], block_from_row)
-            .optional()?)
-        })
+    /// The blocklist entry of `address` (a point read).
+    pub async fn blocklist_entry(&self, address: &str) -> Result<Option<BlockEntry>> {
+        match self {
+            Store::Sqlite(s) => s.blocklist_entry(address).await,
+            Store::Postgres(p) => p.blocklist_entry(address).await,
+        }
     }
 
-    pub fn blocklist(&self) -> Result<Vec<BlockEntry>> {
-        self.with(|c| {
-            let rows = c
-                .prepare_cached(
-                    "SELECT address, reason, created_at FROM blocklist ORDER BY address",
-                )?
-                .query_map([], block_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
+    /// The whole blocklist in address order.
+    pub async fn blocklist(&self) -> Result<Vec<BlockEntry>> {
+        match self {
+            Store::Sqlite(s) => s.blocklist().await,
+            Store::Postgres(p) => p.blocklist().await,
+        }
     }
 
-    // ----- tokens ---------------------------------------------------------------------
-
-    pub fn create_token(
+    /// Stores an invite (its code's hash); returns its id.
+    pub async fn create_token(
         &self,
         code_hash: &[u8; 32],
         comment: Option<&str>,
@@ -684,520 +451,115 @@ impl Store {
         expires_at: Option<i64>,
         now: i64,
     ) -> Result<i64> {
-        self.with(|c| {
-            c.prepare_cached(
-                "INSERT INTO tokens (code_hash, comment, max_uses, expires_at, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![&code_hash[..], comment, max_uses, expires_at, now])?;
-            Ok(c.last_insert_rowid())
-        })
-    }
-
-    pub fn tokens(&self) -> Result<Vec<TokenRow>> {
-        self.with(|c| {
-            let rows = c
-                .prepare_cached(
-                    "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at \
-                     FROM tokens ORDER BY id",
-                )?
-                .query_map([], token_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
-    }
-
-    /// The token with this id or this code hash.
-    pub fn token(&self, id: Option<i64>, code_hash: Option<&[u8; 32]>) -> Result<Option<TokenRow>> {
-        self.with(|c| {
-            Ok(c.prepare_cached(
-                "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at \
-                 FROM tokens WHERE id = ?1 OR code_hash = ?2",
-            )?
-            .query_row(params![id, code_hash.map(|h| &h[..])], token_from_row)
-            .optional()?)
-        })
-    }
-
-    /// Revokes a token; true when it existed and was not yet revoked.
-    pub fn revoke_token(&self, id: i64, now: i64) -> Result<bool> {
-        self.update_one(
-            "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-            params![id, now],
-        )
-    }
-
-    /// Invites that stopped working before `cutoff` (revoked, expired, or used up with
-    /// their last use before it) and that no account refers to: those that created
-    /// accounts stay, as the accounts' audit trail.
-    pub fn dead_tokens(&self, cutoff: i64) -> Result<Vec<i64>> {
-        self.with(|c| {
-            let rows = c
-                .prepare_cached(
-                    "SELECT id FROM tokens t WHERE \
-                     (revoked_at < ?1 OR expires_at < ?1 OR (uses >= max_uses AND last_used_at < ?1)) \
-                     AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.token_id = t.id) ORDER BY id",
-                )?
-                .query_map([cutoff], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<i64>>>()?;
-            Ok(rows)
-        })
-    }
-
-    pub fn delete_tokens(&self, ids: &[i64]) -> Result<usize> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut n = 0;
-            for id in ids {
-                n += tx
-                    .prepare_cached("DELETE FROM tokens WHERE id = ?1")?
-                    .execute([id])?;
+        match self {
+            Store::Sqlite(s) => {
+                s.create_token(code_hash, comment, max_uses, expires_at, now)
+                    .await
             }
-            tx.commit()?;
-            Ok(n)
-        })
+            Store::Postgres(p) => {
+                p.create_token(code_hash, comment, max_uses, expires_at, now)
+                    .await
+            }
+        }
     }
 
-    // ----- maintenance and statistics -----------------------------------------------------
-
-    /// Accounts whose last login is before `before` (administrators are never due).
-    pub fn inactive_accounts(&self, before: i64) -> Result<Vec<String>> {
-        self.addresses_where(
-            "admin = 0 AND last_login IS NOT NULL AND last_login < ?1",
-            before,
-        )
+    /// Every invite in id order.
+    pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
+        match self {
+            Store::Sqlite(s) => s.tokens().await,
+            Store::Postgres(p) => p.tokens().await,
+        }
     }
 
-    /// Accounts made on the web or with an invite, never logged in, created before `before`.
-    pub fn unused_accounts(&self, before: i64) -> Result<Vec<String>> {
-        self.addresses_where(
-            "admin = 0 AND created_via IN ('web', 'invite') AND first_login IS NULL AND created_at < ?1",
-            before,
-        )
+    /// The invite with this id or this code hash.
+    pub async fn token(
+        &self,
+        id: Option<i64>,
+        code_hash: Option<&[u8; 32]>,
+    ) -> Result<Option<TokenRow>> {
+        match self {
+            Store::Sqlite(s) => s.token(id, code_hash).await,
+            Store::Postgres(p) => p.token(id, code_hash).await,
+        }
+    }
+
+    /// Revokes an invite; true when it existed and was not yet revoked.
+    pub async fn revoke_token(&self, id: i64, now: i64) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => s.revoke_token(id, now).await,
+            Store::Postgres(p) => p.revoke_token(id, now).await,
+        }
+    }
+
+    /// Invites that stopped working before `cutoff` and that no account refers to.
+    pub async fn dead_tokens(&self, cutoff: i64) -> Result<Vec<i64>> {
+        match self {
+            Store::Sqlite(s) => s.dead_tokens(cutoff).await,
+            Store::Postgres(p) => p.dead_tokens(cutoff).await,
+        }
+    }
+
+    /// Deletes invites by id; returns how many went.
+    pub async fn delete_tokens(&self, ids: Vec<i64>) -> Result<usize> {
+        match self {
+            Store::Sqlite(s) => s.delete_tokens(ids).await,
+            Store::Postgres(p) => p.delete_tokens(ids).await,
+        }
+    }
+
+    /// Accounts whose last login is before `before` (administrators never).
+    pub async fn inactive_accounts(&self, before: i64) -> Result<Vec<String>> {
+        match self {
+            Store::Sqlite(s) => s.inactive_accounts(before).await,
+            Store::Postgres(p) => p.inactive_accounts(before).await,
+        }
+    }
+
+    /// Web or invite accounts never logged in, created before `before`.
+    pub async fn unused_accounts(&self, before: i64) -> Result<Vec<String>> {
+        match self {
+            Store::Sqlite(s) => s.unused_accounts(before).await,
+            Store::Postgres(p) => p.unused_accounts(before).await,
+        }
     }
 
     /// Accounts whose usage was not reported since `before`.
-    pub fn stale_usage(&self, before: i64) -> Result<Vec<String>> {
-        self.addresses_where("usage_updated_at IS NULL OR usage_updated_at < ?1", before)
-    }
-
-    fn addresses_where(&self, condition: &str, value: i64) -> Result<Vec<String>> {
-        self.with(|c| {
-            let sql = format!("SELECT address FROM accounts WHERE {condition} ORDER BY address");
-            let rows = c
-                .prepare_cached(&sql)?
-                .query_map([value], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
-            Ok(rows)
-        })
+    pub async fn stale_usage(&self, before: i64) -> Result<Vec<String>> {
+        match self {
+            Store::Sqlite(s) => s.stale_usage(before).await,
+            Store::Postgres(p) => p.stale_usage(before).await,
+        }
     }
 
     /// Counts for `postern stats`.
-    pub fn stats(&self, now: i64) -> Result<StoreStats> {
-        self.with(|c| {
-            let one = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<i64> {
-                c.prepare_cached(sql)?.query_row(p, |r| r.get(0))
-            };
-            let mut created = Vec::new();
-            {
-                let mut stmt = c.prepare_cached(
-                    "SELECT created_via, SUM(created_at >= ?1), SUM(created_at >= ?2) \
-                     FROM accounts GROUP BY created_via ORDER BY created_via",
-                )?;
-                let rows = stmt.query_map(params![now - 86400, now - 7 * 86400], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?;
-                for row in rows {
-                    created.push(row?);
-                }
-            }
-            Ok(StoreStats {
-                accounts: one("SELECT COUNT(*) FROM accounts", &[])?,
-                blocked_accounts: one(
-                    "SELECT COUNT(*) FROM accounts a JOIN blocklist b ON b.address = a.address",
-                    &[],
-                )?,
-                blocklist: one("SELECT COUNT(*) FROM blocklist", &[])?,
-                admins: one("SELECT COUNT(*) FROM accounts WHERE admin = 1", &[])?,
-                created,
-                used_bytes: one("SELECT COALESCE(SUM(used_bytes), 0) FROM accounts", &[])?,
-                default_quota_accounts: one(
-                    "SELECT COUNT(*) FROM accounts WHERE quota_mode = 'default'",
-                    &[],
-                )?,
-                explicit_quota_bytes: one(
-                    "SELECT COALESCE(SUM(quota_bytes), 0) FROM accounts WHERE quota_mode = 'explicit'",
-                    &[],
-                )?,
-                unlimited_accounts: one(
-                    "SELECT COUNT(*) FROM accounts WHERE quota_mode = 'unlimited'",
-                    &[],
-                )?,
-                tokens_active: one(
-                    "SELECT COUNT(*) FROM tokens WHERE revoked_at IS NULL AND uses < max_uses \
-                     AND (expires_at IS NULL OR expires_at > ?1)",
-                    &[&now],
-                )?,
-                tokens_used_up: one(
-                    "SELECT COUNT(*) FROM tokens WHERE revoked_at IS NULL AND uses >= max_uses",
-                    &[],
-                )?,
-                tokens_expired: one(
-                    "SELECT COUNT(*) FROM tokens WHERE revoked_at IS NULL AND uses < max_uses \
-                     AND expires_at <= ?1",
-                    &[&now],
-                )?,
-                tokens_revoked: one("SELECT COUNT(*) FROM tokens WHERE revoked_at IS NOT NULL", &[])?,
-                homes_queued: one("SELECT COUNT(*) FROM mail_home_removals", &[])?,
-            })
-        })
+    pub async fn stats(&self, now: i64) -> Result<StoreStats> {
+        match self {
+            Store::Sqlite(s) => s.stats(now).await,
+            Store::Postgres(p) => p.stats(now).await,
+        }
     }
 
-    // ----- settings -------------------------------------------------------------------
-
-    pub fn setting(&self, key: &str) -> Result<Option<String>> {
-        self.with(|c| {
-            Ok(
-                c.prepare_cached("SELECT value FROM settings WHERE key = ?1")?
-                    .query_row([key], |r| r.get(0))
-                    .optional()?,
-            )
-        })
+    /// A run-time setting (a point read).
+    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+        match self {
+            Store::Sqlite(s) => s.setting(key).await,
+            Store::Postgres(p) => p.setting(key).await,
+        }
     }
 
-    pub fn set_setting(&self, key: &str, value: Option<&str>) -> Result<()> {
-        self.with(|c| {
-            match value {
-                Some(v) => c
-                    .prepare_cached(
-                        "INSERT INTO settings (key, value) VALUES (?1, ?2) \
-                         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    )?
-                    .execute(params![key, v])?,
-                None => c
-                    .prepare_cached("DELETE FROM settings WHERE key = ?1")?
-                    .execute([key])?,
-            };
-            Ok(())
-        })
+    /// Stores a run-time setting (`None` removes it).
+    pub async fn set_setting(&self, key: &str, value: Option<&str>) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.set_setting(key, value).await,
+            Store::Postgres(p) => p.set_setting(key, value).await,
+        }
     }
-}
-
-fn consume_token(
-    tx: &rusqlite::Transaction<'_>,
-    hash: &[u8; 32],
-    now: i64,
-) -> Result<std::result::Result<i64, TokenProblem>> {
-    let row = tx
-        .prepare_cached(
-            "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at \
-             FROM tokens WHERE code_hash = ?1",
-        )?
-        .query_row([&hash[..]], token_from_row)
-        .optional()?;
-    let Some(t) = row else {
-        return Ok(Err(TokenProblem::Unknown));
-    };
-    if let Some(problem) = t.problem(now) {
-        return Ok(Err(problem));
-    }
-    tx.prepare_cached("UPDATE tokens SET uses = uses + 1, last_used_at = ?2 WHERE id = ?1")?
-        .execute(params![t.id, now])?;
-    Ok(Ok(t.id))
-}
-
-fn quota_columns(q: QuotaMode) -> (&'static str, Option<i64>) {
-    match q {
-        QuotaMode::Default => ("default", None),
-        QuotaMode::Explicit(b) => ("explicit", Some(i64::try_from(b).unwrap_or(i64::MAX))),
-        QuotaMode::Unlimited => ("unlimited", None),
-    }
-}
-
-fn account_from_row(r: &Row<'_>) -> rusqlite::Result<AccountRow> {
-    let mode: String = r.get(8)?;
-    let bytes: Option<i64> = r.get(9)?;
-    let quota = match (mode.as_str(), bytes) {
-        ("explicit", Some(b)) => QuotaMode::Explicit(u64::try_from(b).unwrap_or(0)),
-        ("unlimited", _) => QuotaMode::Unlimited,
-        _ => QuotaMode::Default,
-    };
-    let blocked = match r.get::<_, Option<String>>(14)? {
-        Some(address) => Some(BlockEntry {
-            address,
-            reason: r.get(15)?,
-            since: r.get(16)?,
-        }),
-        None => None,
-    };
-    Ok(AccountRow {
-        id: r.get(0)?,
-        address: r.get(1)?,
-        password_hash: r.get(2)?,
-        created_at: r.get(3)?,
-        created_via: r.get(4)?,
-        token_id: r.get(5)?,
-        first_login: r.get(6)?,
-        last_login: r.get(7)?,
-        quota,
-        used_bytes: r.get(10)?,
-        used_messages: r.get(11)?,
-        usage_updated_at: r.get(12)?,
-        admin: r.get(13)?,
-        blocked,
-    })
-}
-
-fn block_from_row(r: &Row<'_>) -> rusqlite::Result<BlockEntry> {
-    Ok(BlockEntry {
-        address: r.get(0)?,
-        reason: r.get(1)?,
-        since: r.get(2)?,
-    })
-}
-
-fn queued_home_from_row(r: &Row<'_>) -> rusqlite::Result<QueuedHome> {
-    Ok(QueuedHome {
-        address: r.get(0)?,
-        home: PathBuf::from(r.get::<_, String>(1)?),
-        queued_at: r.get(2)?,
-    })
-}
-
-fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
-    Ok(TokenRow {
-        id: r.get(0)?,
-        comment: r.get(1)?,
-        max_uses: r.get(2)?,
-        uses: r.get(3)?,
-        expires_at: r.get(4)?,
-        revoked_at: r.get(5)?,
-        created_at: r.get(6)?,
-    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("t.db")).expect("open");
-        (dir, store)
-    }
-
-    fn new<'a>(address: &'a str) -> NewAccount<'a> {
-        NewAccount {
-            address,
-            password_hash: "$argon2id$x",
-            created_via: "cli",
-            now: 100,
-            token_hash: None,
-            admin_if_none: false,
-            admin: false,
-            quota: QuotaMode::Default,
-        }
-    }
-
-    #[test]
-    fn create_once_then_exists_and_blocklist_refuses() {
-        let (_d, s) = store();
-        assert!(s.create_account(&new("a@x.org")).expect("db").is_ok());
-        assert_eq!(
-            s.create_account(&new("a@x.org")).expect("db"),
-            Err(CreateRefusal::Exists)
-        );
-        s.block("b@x.org", Some("spam"), 5).expect("db");
-        assert_eq!(
-            s.create_account(&new("b@x.org")).expect("db"),
-            Err(CreateRefusal::Blocked)
-        );
-        let row = s.account("a@x.org").expect("db").expect("row");
-        assert_eq!(row.created_via, "cli");
-        assert_eq!(row.blocked, None);
-    }
-
-    #[test]
-    fn first_admin_only_once() {
-        let (_d, s) = store();
-        let mut a = new("a@x.org");
-        a.admin_if_none = true;
-        assert!(s.create_account(&a).expect("db").expect("created").admin);
-        let mut b = new("b@x.org");
-        b.admin_if_none = true;
-        assert!(!s.create_account(&b).expect("db").expect("created").admin);
-    }
-
-    #[test]
-    fn token_uses_expiry_and_revocation() {
-        let (_d, s) = store();
-        let h = [7u8; 32];
-        let id = s
-            .create_token(&h, Some("for alice"), 1, Some(1000), 10)
-            .expect("db");
-        let mut a = new("a@x.org");
-        a.token_hash = Some(h);
-        assert_eq!(
-            s.create_account(&a).expect("db").expect("ok").token_id,
-            Some(id)
-        );
-        let mut b = new("b@x.org");
-        b.token_hash = Some(h);
-        assert_eq!(
-            s.create_account(&b).expect("db"),
-            Err(CreateRefusal::Token(TokenProblem::UsedUp))
-        );
-        let h2 = [8u8; 32];
-        s.create_token(&h2, None, 5, Some(50), 10).expect("db");
-        b.token_hash = Some(h2);
-        assert_eq!(
-            s.create_account(&b).expect("db"),
-            Err(CreateRefusal::Token(TokenProblem::Expired))
-        );
-        let h3 = [9u8; 32];
-        let id3 = s.create_token(&h3, None, 5, None, 10).expect("db");
-        assert!(s.revoke_token(id3, 20).expect("db"));
-        b.token_hash = Some(h3);
-        assert_eq!(
-            s.create_account(&b).expect("db"),
-            Err(CreateRefusal::Token(TokenProblem::Revoked))
-        );
-        b.token_hash = Some([1u8; 32]);
-        assert_eq!(
-            s.create_account(&b).expect("db"),
-            Err(CreateRefusal::Token(TokenProblem::Unknown))
-        );
-        // A refused creation consumed nothing.
-        assert_eq!(s.token(Some(id3), None).expect("db").expect("row").uses, 0);
-        assert!(s.account("b@x.org").expect("db").is_none());
-    }
-
-    #[test]
-    fn delete_keeps_address_blocked_unless_reuse() {
-        let (_d, s) = store();
-        s.create_account(&new("a@x.org")).expect("db").expect("ok");
-        s.create_account(&new("b@x.org")).expect("db").expect("ok");
-        assert!(s
-            .delete_account("a@x.org", false, "deleted", 9, None)
-            .expect("db")
-            .is_some());
-        assert!(s.blocklist_entry("a@x.org").expect("db").is_some());
-        assert!(s
-            .delete_account("b@x.org", true, "deleted", 9, None)
-            .expect("db")
-            .is_some());
-        assert!(s.blocklist_entry("b@x.org").expect("db").is_none());
-        assert!(s
-            .delete_account("b@x.org", true, "deleted", 9, None)
-            .expect("db")
-            .is_none());
-    }
-
-    #[test]
-    fn deleting_queues_the_mail_home_in_the_same_step_and_keeping_mail_cancels_it() {
-        let (_d, s) = store();
-        let home = Path::new("/var/vmail/x.org/a");
-        s.create_account(&new("a@x.org")).expect("db").expect("ok");
-        s.delete_account("a@x.org", true, "deleted", 10, Some(home))
-            .expect("db")
-            .expect("deleted");
-        let queued = s.queued_home("a@x.org").expect("db").expect("queued");
-        assert_eq!((queued.home.as_path(), queued.queued_at), (home, 10));
-        assert_eq!(s.stats(20).expect("db").homes_queued, 1);
-        // No account, no queue entry: nothing is queued by a deletion that did not happen.
-        assert!(s
-            .delete_account("ghost@x.org", true, "deleted", 11, Some(home))
-            .expect("db")
-            .is_none());
-        assert_eq!(s.queued_home_count().expect("db"), 1);
-
-        // Registered again and deleted again: one entry, the newer one.
-        s.create_account(&new("a@x.org")).expect("db").expect("ok");
-        s.delete_account("a@x.org", true, "deleted", 30, Some(home))
-            .expect("db")
-            .expect("deleted");
-        let newer = s.queued_home("a@x.org").expect("db").expect("queued");
-        assert_eq!(newer.queued_at, 30);
-        // Handling the older entry does not drop the newer one.
-        assert!(!s.dequeue_home(&queued).expect("db"));
-        assert_eq!(s.queued_homes().expect("db"), vec![newer.clone()]);
-
-        // Registered again and deleted keeping the mail: the older removal is cancelled.
-        s.create_account(&new("a@x.org")).expect("db").expect("ok");
-        s.delete_account("a@x.org", true, "deleted", 40, None)
-            .expect("db")
-            .expect("deleted");
-        assert_eq!(s.queued_homes().expect("db"), vec![]);
-        assert!(!s.dequeue_home(&newer).expect("db"));
-    }
-
-    #[test]
-    fn login_times_are_throttled() {
-        let (_d, s) = store();
-        let id = s
-            .create_account(&new("a@x.org"))
-            .expect("db")
-            .expect("ok")
-            .id;
-        s.record_login(id, 1000, 3600).expect("db");
-        s.record_login(id, 2000, 3600).expect("db");
-        let row = s.account("a@x.org").expect("db").expect("row");
-        assert_eq!((row.first_login, row.last_login), (Some(1000), Some(1000)));
-        s.record_login(id, 4600, 3600).expect("db");
-        let row = s.account("a@x.org").expect("db").expect("row");
-        assert_eq!((row.first_login, row.last_login), (Some(1000), Some(4600)));
-    }
-
-    #[test]
-    fn usage_set_and_increment() {
-        let (_d, s) = store();
-        s.create_account(&new("a@x.org")).expect("db").expect("ok");
-        assert!(s.set_usage("a@x.org", Some(500), None, 1).expect("db"));
-        assert!(s.add_usage("a@x.org", -100, 2, 2).expect("db"));
-        assert!(s.add_usage("a@x.org", -1000, 0, 3).expect("db"));
-        let row = s.account("a@x.org").expect("db").expect("row");
-        assert_eq!((row.used_bytes, row.used_messages), (0, 2));
-        assert!(!s.set_usage("nobody@x.org", Some(1), None, 1).expect("db"));
-    }
-
-    #[test]
-    fn reopening_keeps_data_and_schema() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("t.db");
-        {
-            let s = Store::open(&path).expect("open");
-            s.create_account(&new("a@x.org")).expect("db").expect("ok");
-        }
-        let s = Store::open(&path).expect("reopen");
-        assert!(s.account("a@x.org").expect("db").is_some());
-    }
-
-    #[test]
-    fn without_waiting_fails_fast_on_a_lock_and_leaves_the_wait_in_place() {
-        let (dir, store) = store();
-        let other = Connection::open(dir.path().join("t.db")).expect("open");
-        other.execute_batch("BEGIN IMMEDIATE").expect("lock");
-        let started = std::time::Instant::now();
-        let err = store
-            .without_waiting(|s| s.set_setting("k", Some("v")))
-            .expect_err("the write lock is taken");
-        assert!(err.is_busy(), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(1));
-        // Reads pass the writer (WAL) without waiting.
-        assert_eq!(
-            store.without_waiting(|s| s.setting("k")).expect("read"),
-            None
-        );
-
-        // The pooled connection waits again: the lock goes away while it waits.
-        let release = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            other.execute_batch("COMMIT").expect("unlock");
-        });
-        store
-            .set_setting("k", Some("v"))
-            .expect("waits for the lock");
-        release.join().expect("join");
-        assert_eq!(store.setting("k").expect("read").as_deref(), Some("v"));
-    }
-}
+mod tests;
+/// The same tests on PostgreSQL (`store::test_backend`).
+#[cfg(test)]
+#[allow(clippy::duplicate_mod)]
+#[path = "tests.rs"]
+mod tests_on_postgres;

@@ -61,9 +61,11 @@ const SELECT_ACCOUNT: &str = select_accounts!("WHERE a.address = $1");
 const LOCK_ADDRESS: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
 
 /// The PostgreSQL account database.
-#[derive(Clone)]
 pub struct Postgres {
     pool: Pool,
+    /// Set once the schema is current: the migrations run with the first call that
+    /// reaches the server, so a host can start while its database is away.
+    migrated: tokio::sync::OnceCell<()>,
     /// What the operator sees in messages: the URL without its password.
     shown: String,
 }
@@ -77,8 +79,9 @@ impl std::fmt::Debug for Postgres {
 }
 
 impl Postgres {
-    /// Builds the pool, connects once and brings the schema up to date.
-    pub async fn open(options: &PgOptions) -> Result<Postgres> {
+    /// Builds the pool. No connection is made yet: the first call connects and brings
+    /// the schema up to date ([`Postgres::open`] does both at once).
+    pub fn new(options: &PgOptions) -> Result<Postgres> {
         let parsed = options.parse()?;
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(parsed.tls);
         let manager = Manager::from_config(
@@ -96,12 +99,18 @@ impl Postgres {
             .recycle_timeout(Some(POOL_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Options(e.to_string()))?;
-        let store = Postgres {
+        Ok(Postgres {
             pool,
+            migrated: tokio::sync::OnceCell::new(),
             shown: without_password(&options.url),
-        };
-        let mut conn = store.conn().await?;
-        migrations::apply(&mut conn).await?;
+        })
+    }
+
+    /// Builds the pool, connects and migrates: the URL, the server and the schema are
+    /// checked before this returns.
+    pub async fn open(options: &PgOptions) -> Result<Postgres> {
+        let store = Postgres::new(options)?;
+        drop(store.conn().await?);
         Ok(store)
     }
 
@@ -111,7 +120,13 @@ impl Postgres {
     }
 
     async fn conn(&self) -> Result<deadpool_postgres::Object> {
-        Ok(self.pool.get().await?)
+        let mut conn = self.pool.get().await?;
+        if self.migrated.get().is_none() {
+            self.migrated
+                .get_or_try_init(|| migrations::apply(&mut conn))
+                .await?;
+        }
+        Ok(conn)
     }
 
     // ----- accounts -------------------------------------------------------------------
@@ -124,7 +139,7 @@ impl Postgres {
     pub async fn accounts(
         &self,
         blocked_only: bool,
-        search: Option<&str>,
+        search: Option<String>,
     ) -> Result<Vec<AccountRow>> {
         let c = self.conn().await?;
         let st = c
@@ -154,7 +169,7 @@ impl Postgres {
 
     pub async fn create_account(
         &self,
-        new: &NewAccount<'_>,
+        new: NewAccount,
     ) -> Result<std::result::Result<Created, CreateRefusal>> {
         let mut c = self.conn().await?;
         let tx = c.transaction().await?;
@@ -242,7 +257,7 @@ impl Postgres {
 
     /// Inserts many accounts in one statement (imports, benchmarks). Addresses that exist
     /// or are blocked are skipped; returns how many were inserted.
-    pub async fn insert_many(&self, accounts: &[NewAccount<'_>]) -> Result<usize> {
+    pub async fn insert_many(&self, accounts: Vec<NewAccount>) -> Result<usize> {
         let mut address = Vec::with_capacity(accounts.len());
         let mut hash = Vec::with_capacity(accounts.len());
         let mut at = Vec::with_capacity(accounts.len());
@@ -250,10 +265,10 @@ impl Postgres {
         let mut mode = Vec::with_capacity(accounts.len());
         let mut bytes = Vec::with_capacity(accounts.len());
         let mut admin = Vec::with_capacity(accounts.len());
-        for a in accounts {
+        for a in &accounts {
             let (m, b) = quota_columns(a.quota);
-            address.push(a.address);
-            hash.push(a.password_hash);
+            address.push(a.address.as_str());
+            hash.push(a.password_hash.as_str());
             at.push(a.now);
             via.push(a.created_via);
             mode.push(m);
@@ -282,7 +297,7 @@ impl Postgres {
     pub async fn record_login(&self, id: i64, now: i64, min_interval: i64) -> Result<()> {
         self.execute(
             "UPDATE accounts SET first_login = COALESCE(first_login, $2), last_login = $2 \
-             WHERE id = $1 AND (last_login IS NULL OR last_login <= $2 - $3)",
+             WHERE id = $1 AND (last_login IS NULL OR last_login <= $2::BIGINT - $3::BIGINT)",
             &[&id, &now, &min_interval],
         )
         .await?;
@@ -617,7 +632,7 @@ impl Postgres {
             .collect()
     }
 
-    pub async fn delete_tokens(&self, ids: &[i64]) -> Result<usize> {
+    pub async fn delete_tokens(&self, ids: Vec<i64>) -> Result<usize> {
         let n = self
             .execute("DELETE FROM tokens WHERE id = ANY($1)", &[&ids])
             .await?;

@@ -23,10 +23,10 @@ async fn host(url: &str) -> Postgres {
         .expect("open")
 }
 
-fn new(address: &str) -> NewAccount<'_> {
+fn new(address: &str) -> NewAccount {
     NewAccount {
-        address,
-        password_hash: "$argon2id$x",
+        address: address.to_owned(),
+        password_hash: "$argon2id$x".to_owned(),
         created_via: "login",
         now: 100,
         token_hash: None,
@@ -61,8 +61,8 @@ async fn concurrent_first_logins_on_two_hosts_make_one_account() {
         tokio::spawn(async move {
             let hash = format!("$argon2id$hash{i}");
             let mut n = new("race@x.org");
-            n.password_hash = &hash;
-            store.create_account(&n).await.map(|r| r.ok().map(|_| hash))
+            n.password_hash = hash.clone();
+            store.create_account(n).await.map(|r| r.ok().map(|_| hash))
         })
     });
     let results = futures_join_all(tasks).await;
@@ -90,7 +90,7 @@ async fn a_one_use_invite_raced_through_two_hosts_makes_one_account() {
             let mut n = new(&address);
             n.token_hash = Some(code);
             n.created_via = "invite";
-            store.create_account(&n).await
+            store.create_account(n).await
         })
     });
     let mut created = 0;
@@ -119,7 +119,7 @@ async fn the_first_admin_is_one_account_across_hosts() {
             let address = format!("admin{i}@x.org");
             let mut n = new(&address);
             n.admin_if_none = true;
-            store.create_account(&n).await
+            store.create_account(n).await
         })
     });
     let admins = futures_join_all(tasks)
@@ -135,7 +135,7 @@ async fn the_first_admin_is_one_account_across_hosts() {
 async fn a_block_or_delete_on_one_host_holds_on_the_other_at_once() {
     let url = PgServer::shared().fresh_database();
     let (a, b) = (host(&url).await, host(&url).await);
-    a.create_account(&new("a@x.org"))
+    a.create_account(new("a@x.org"))
         .await
         .expect("db")
         .expect("ok");
@@ -149,7 +149,7 @@ async fn a_block_or_delete_on_one_host_holds_on_the_other_at_once() {
         .expect("deleted");
     assert!(a.account("a@x.org").await.expect("db").is_none());
     assert_eq!(
-        a.create_account(&new("a@x.org")).await.expect("db"),
+        a.create_account(new("a@x.org")).await.expect("db"),
         Err(CreateRefusal::Blocked)
     );
 }
@@ -160,14 +160,14 @@ async fn a_stopped_server_is_a_temporary_error_and_the_pool_recovers_without_reo
     let url = pg.create_database("down");
     let store = host(&url).await;
     store
-        .create_account(&new("a@x.org"))
+        .create_account(new("a@x.org"))
         .await
         .expect("db")
         .expect("ok");
     pg.stop();
     let started = Instant::now();
     let err = store
-        .create_account(&new("b@x.org"))
+        .create_account(new("b@x.org"))
         .await
         .expect_err("no server");
     assert!(

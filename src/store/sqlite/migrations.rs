@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-use super::{Result, StoreError};
+use crate::store::{Result, StoreError};
 
 /// Migration `i` brings the schema from version `i` to `i + 1`. Append only.
 const MIGRATIONS: &[&str] = &[
