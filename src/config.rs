@@ -1086,4 +1086,38 @@ mod tests {
             assert!(e.contains("domains") && e.contains("/etc/mailname"), "{e}");
         }
     }
+
+    #[test]
+    fn database_path_selects_sqlite_url_postgres_and_both_are_refused_by_name() {
+        let c = load_str("domains = [\"a.org\"]\n").expect("ok");
+        assert_eq!(c.database.sqlite_path(), Path::new(Database::DEFAULT_PATH));
+        assert_eq!(
+            (c.database.url.as_deref(), c.database.pool_size),
+            (None, 16)
+        );
+        let c = load_str(
+            "domains = [\"a.org\"]\n[database]\nurl = \"postgresql:///postern?host=/run/postgresql\"\n\
+             pool_size = 4\n",
+        )
+        .expect("ok");
+        assert_eq!(c.database.pool_size, 4);
+        assert!(c.database.url.is_some());
+        let e = load_str(
+            "domains = [\"a.org\"]\n[database]\npath = \"/x.db\"\nurl = \"postgresql:///p\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("database.url") && e.contains("database.path"),
+            "{e}"
+        );
+        let e = load_str("domains = [\"a.org\"]\n[database]\nurl = \"mysql://db/p\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("database.url"), "{e}");
+        let e = load_str("domains = [\"a.org\"]\n[database]\npassword_file = \"/pw\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("database.password_file"), "{e}");
+    }
 }

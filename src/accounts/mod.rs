@@ -15,6 +15,7 @@
 
 pub mod address;
 pub mod admin;
+pub mod copy;
 pub mod limits;
 pub mod maintenance;
 pub mod password;
