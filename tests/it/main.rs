@@ -12,6 +12,7 @@ mod dovecot24;
 mod package;
 mod policy;
 mod postfix;
+mod postgres;
 mod sasl;
 mod ship;
 mod web;

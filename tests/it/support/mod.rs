@@ -10,6 +10,7 @@ pub mod dovecot;
 pub mod dovecot24;
 pub mod mail_clients;
 pub mod postfix;
+pub mod postgres;
 pub mod scenarios;
 
 use std::io::{BufRead, BufReader, Write};
