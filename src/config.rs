@@ -925,7 +925,7 @@ impl Config {
         }
         let mut normalized = Vec::with_capacity(self.domains.len());
         for d in &self.domains {
-            let ascii = crate::accounts::address::normalize_domain(d)
+            let ascii = crate::domain::normalize(d)
                 .map_err(|e| invalid("domains", format!("`{d}`: {e}")))?;
             normalized.push(ascii);
         }

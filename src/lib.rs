@@ -16,6 +16,7 @@
 //! store          the database behind one interface: `Store`, an enum over backends
 //!                (SQLite in store/sqlite: schema, migrations, every query)
 //! config         figment configuration; logging: syslog or stderr
+//! domain         domain names: IDNA normalization (uses nothing else in the crate)
 //! lines, tabescape  LF-line framing and 0x01 escaping shared by the Dovecot codecs
 //! conn           connection I/O shared by the socket sessions (idle, cancel, linger)
 //! qr             QR codes as SVG (web pages) and terminal text (the CLI)
@@ -27,6 +28,7 @@ pub mod cli;
 mod codec_tests;
 pub mod config;
 pub mod conn;
+pub mod domain;
 pub mod dovecot_auth;
 pub mod dovecot_dict;
 pub mod dovecot_lua_api;

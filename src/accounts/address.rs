@@ -80,6 +80,14 @@ impl Address {
         Address::parse(&format!("{local}@{domain}"), domains)
     }
 
+    /// An address the store holds: normalized when it was written, so taken as it is.
+    pub(crate) fn from_canonical(full: String) -> Address {
+        Address {
+            at: full.rfind('@').unwrap_or(full.len()),
+            full,
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.full
     }
@@ -89,12 +97,21 @@ impl Address {
     }
 
     pub fn domain(&self) -> &str {
-        &self.full[self.at + 1..]
+        self.full.get(self.at + 1..).unwrap_or("")
     }
 
     /// The rules a new account's local part must meet.
     pub fn check_rules(&self, rules: &UsernameRules) -> Result<(), AddressError> {
         check_local(self.local(), rules)
+    }
+}
+
+/// An address reads as its text wherever a `&str` is wanted.
+impl std::ops::Deref for Address {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.full
     }
 }
 
@@ -104,27 +121,9 @@ impl fmt::Display for Address {
     }
 }
 
-/// Lowercases and IDNA-encodes a domain; refuses anything that is not a host name.
+/// Lowercases and IDNA-encodes a domain ([`crate::domain::normalize`]).
 pub fn normalize_domain(domain: &str) -> Result<String, AddressError> {
-    let domain = domain.trim().trim_end_matches('.');
-    if domain.is_empty() {
-        return Err(AddressError::BadDomain);
-    }
-    let ascii = idna::domain_to_ascii(domain).map_err(|_| AddressError::BadDomain)?;
-    let ok = !ascii.is_empty()
-        && ascii.len() <= 253
-        && ascii.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    if ok {
-        Ok(ascii)
-    } else {
-        Err(AddressError::BadDomain)
-    }
+    crate::domain::normalize(domain).map_err(|_| AddressError::BadDomain)
 }
 
 fn check_local(local: &str, rules: &UsernameRules) -> Result<(), AddressError> {

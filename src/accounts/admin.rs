@@ -11,11 +11,10 @@ use std::path::{Path, PathBuf};
 use super::address::{self, Address, AddressError};
 use super::password::{self, Password, PasswordError};
 use super::register::{generate_code, hash_code, random_password};
+use super::view::{Account, BlockedAddress, Invite, InviteUsed, QuotaSetting};
 use super::{Accounts, Route, Unavailable, MODE_SETTING};
 use crate::config::{Quota, RegistrationMode, Seconds};
-use crate::store::{
-    AccountRow, BlockEntry, CreateRefusal, NewAccount, QuotaMode, TokenProblem, TokenRow,
-};
+use crate::store::{CreateRefusal, NewAccount};
 
 /// Why an operator action did not happen. The text is for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -48,13 +47,20 @@ impl From<crate::store::StoreError> for AdminError {
     }
 }
 
+impl AdminError {
+    /// A temporary failure (the database), as opposed to a refusal of the request.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, AdminError::Unavailable(_))
+    }
+}
+
 /// An account the operator creates.
 #[derive(Debug, Clone)]
 pub struct NewUser {
     pub address: String,
     /// `None`: generate one and return it.
     pub password: Option<Password>,
-    pub quota: QuotaMode,
+    pub quota: QuotaSetting,
     pub admin: bool,
     pub route: Route,
 }
@@ -62,33 +68,27 @@ pub struct NewUser {
 /// What `delete_user` did.
 #[derive(Debug, Clone)]
 pub struct Deleted {
-    pub account: AccountRow,
+    pub account: Account,
     /// The mail home queued for removal; `None` when the mail is kept.
     pub mail_queued: Option<PathBuf>,
     pub still_blocked: bool,
 }
 
-/// The state of an invite code at a given time.
-pub fn token_status(t: &TokenRow, now: i64) -> &'static str {
-    match t.problem(now) {
-        None => "active",
-        Some(TokenProblem::Revoked) => "revoked",
-        Some(TokenProblem::Expired) => "expired",
-        Some(TokenProblem::UsedUp) => "used_up",
-        Some(TokenProblem::Unknown) => "unknown",
-    }
-}
+/// Why an operator cannot set a quota of 0.
+const ZERO_QUOTA: &str = "a quota of 0 would refuse all mail; use `unlimited` for no limit, \
+                          or `postern user block` to stop mail";
 
 /// An operator's quota setting: a size (`500M`, `1G`, bytes), `unlimited`, or `default`
 /// (blank too): follow `quota.default`. The error says what is accepted.
-pub fn parse_quota(s: &str) -> Result<QuotaMode, String> {
+pub fn parse_quota(s: &str) -> Result<QuotaSetting, String> {
     let s = s.trim();
     if s.is_empty() || s.eq_ignore_ascii_case("default") {
-        return Ok(QuotaMode::Default);
+        return Ok(QuotaSetting::Default);
     }
     match Quota::parse(s) {
-        Ok(Quota::Limited(b)) => Ok(QuotaMode::Explicit(b)),
-        Ok(Quota::Unlimited) => Ok(QuotaMode::Unlimited),
+        Ok(Quota::Limited(0)) => Err(ZERO_QUOTA.to_owned()),
+        Ok(Quota::Limited(b)) => Ok(QuotaSetting::Explicit(b)),
+        Ok(Quota::Unlimited) => Ok(QuotaSetting::Unlimited),
         Err(e) => Err(format!("{e}, \"unlimited\" or \"default\"")),
     }
 }
@@ -96,10 +96,7 @@ pub fn parse_quota(s: &str) -> Result<QuotaMode, String> {
 impl Accounts {
     /// Creates an account. Operators may use reserved names (postmaster, ...); the other
     /// local-part rules and the password rules still apply.
-    pub async fn add_user(
-        &self,
-        user: NewUser,
-    ) -> Result<(AccountRow, Option<Password>), AdminError> {
+    pub async fn add_user(&self, user: NewUser) -> Result<(Account, Option<Password>), AdminError> {
         let config = self.config();
         let address = self.address_for(&user.address)?;
         let mut rules = config.registration.username.clone();
@@ -129,7 +126,7 @@ impl Accounts {
                 token_hash: None,
                 admin_if_none: config.registration.first_account_is_admin,
                 admin: user.admin,
-                quota: user.quota,
+                quota: user.quota.to_store(),
             })
             .await?;
         match created {
@@ -148,12 +145,32 @@ impl Accounts {
     }
 
     /// One account, blocked or not.
-    pub async fn user(&self, address: &str) -> Result<AccountRow, AdminError> {
+    pub async fn user(&self, address: &str) -> Result<Account, AdminError> {
         let address = self.admin_address(address)?;
-        self.store
+        let row = self
+            .store
             .account(address.as_str())
             .await?
-            .ok_or_else(|| AdminError::NotFound(address.to_string()))
+            .ok_or_else(|| AdminError::NotFound(address.to_string()))?;
+        let mut account = self.account_view(row);
+        if let Some(invite) = &mut account.invite {
+            invite.comment = self
+                .store
+                .token(Some(invite.id), None)
+                .await?
+                .and_then(|t| t.comment);
+        }
+        Ok(account)
+    }
+
+    /// Whether `address` is an unblocked administrator (the admin page's sessions).
+    pub async fn is_active_admin(&self, address: &str) -> Result<bool, AdminError> {
+        let address = self.admin_address(address)?;
+        Ok(self
+            .store
+            .account(address.as_str())
+            .await?
+            .is_some_and(|row| row.admin && row.blocked.is_none()))
     }
 
     /// Accounts, optionally only blocked ones or those whose address contains `search`.
@@ -161,20 +178,28 @@ impl Accounts {
         &self,
         blocked_only: bool,
         search: Option<String>,
-    ) -> Result<Vec<AccountRow>, AdminError> {
+    ) -> Result<Vec<Account>, AdminError> {
         let search = search
             .map(|s| s.trim().to_lowercase())
             .filter(|s| !s.is_empty());
-        Ok(self.store.accounts(blocked_only, search).await?)
-    }
-
-    /// The quota an account has now, in bytes (`None`: unlimited).
-    pub fn quota_bytes(&self, row: &AccountRow) -> Option<u64> {
-        match row.quota {
-            QuotaMode::Default => self.config().quota.default.bytes(),
-            QuotaMode::Explicit(b) => Some(b),
-            QuotaMode::Unlimited => None,
-        }
+        let rows = self.store.accounts(blocked_only, search).await?;
+        let comments: std::collections::HashMap<i64, Option<String>> =
+            if rows.iter().any(|r| r.token_id.is_some()) {
+                let tokens = self.store.tokens().await?;
+                tokens.into_iter().map(|t| (t.id, t.comment)).collect()
+            } else {
+                std::collections::HashMap::new()
+            };
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let mut account = self.account_view(row);
+                if let Some(InviteUsed { id, comment }) = &mut account.invite {
+                    *comment = comments.get(id).cloned().flatten();
+                }
+                account
+            })
+            .collect())
     }
 
     /// Sets a new password (`None`: generate and return one). Cached logins end.
@@ -182,7 +207,7 @@ impl Accounts {
         &self,
         address: &str,
         password: Option<Password>,
-    ) -> Result<Option<Password>, AdminError> {
+    ) -> Result<(Address, Option<Password>), AdminError> {
         let config = self.config();
         let address = self.admin_address(address)?;
         let (password, generated) = match password {
@@ -206,24 +231,27 @@ impl Accounts {
         }
         self.cache.forget(address.as_str());
         tracing::info!("event=passwd address={}", self.shown(address.as_str()));
-        Ok(generated.then_some(password))
+        Ok((address, generated.then_some(password)))
     }
 
-    /// Blocks an existing account: no login, no mail; its mail stays.
+    /// Blocks an existing account: no login, no mail; its mail stays. Returns the
+    /// account's address.
     pub async fn block_user(
         &self,
         address: &str,
         reason: Option<String>,
-    ) -> Result<(), AdminError> {
-        let row = self.user(address).await?;
-        self.blocklist_add(&row.address, reason).await?;
-        Ok(())
+    ) -> Result<Address, AdminError> {
+        let account = self.user(address).await?;
+        Ok(self
+            .blocklist_add(account.address.as_str(), reason)
+            .await?
+            .0)
     }
 
     /// Lets a blocked account in again. False when it was not blocked.
-    pub async fn unblock_user(&self, address: &str) -> Result<bool, AdminError> {
-        let row = self.user(address).await?;
-        self.blocklist_remove(&row.address).await
+    pub async fn unblock_user(&self, address: &str) -> Result<(Address, bool), AdminError> {
+        let account = self.user(address).await?;
+        self.blocklist_remove(account.address.as_str()).await
     }
 
     /// Deletes an account. Its address stays on the blocklist unless `allow_reuse`, so a
@@ -270,7 +298,7 @@ impl Accounts {
             if keep_mail { "kept" } else { "queued" }
         );
         Ok(Deleted {
-            account: row,
+            account: self.account_view(row),
             mail_queued: home,
             still_blocked: !allow_reuse,
         })
@@ -293,20 +321,30 @@ impl Accounts {
             })
     }
 
-    pub async fn set_user_quota(&self, address: &str, quota: QuotaMode) -> Result<(), AdminError> {
+    /// Sets how an account's quota is decided; returns the account as it now is.
+    pub async fn set_user_quota(
+        &self,
+        address: &str,
+        quota: QuotaSetting,
+    ) -> Result<Account, AdminError> {
         let address = self.admin_address(address)?;
-        if !self.store.set_quota(address.as_str(), quota).await? {
+        if !self
+            .store
+            .set_quota(address.as_str(), quota.to_store())
+            .await?
+        {
             return Err(AdminError::NotFound(address.to_string()));
         }
-        Ok(())
+        self.user(address.as_str()).await
     }
 
-    pub async fn set_user_admin(&self, address: &str, admin: bool) -> Result<(), AdminError> {
+    /// Grants or revokes the admin flag; returns the account's address.
+    pub async fn set_user_admin(&self, address: &str, admin: bool) -> Result<Address, AdminError> {
         let address = self.admin_address(address)?;
         if !self.store.set_admin(address.as_str(), admin).await? {
             return Err(AdminError::NotFound(address.to_string()));
         }
-        Ok(())
+        Ok(address)
     }
 
     // ----- blocklist ------------------------------------------------------------------
@@ -316,7 +354,7 @@ impl Accounts {
         &self,
         address: &str,
         reason: Option<String>,
-    ) -> Result<bool, AdminError> {
+    ) -> Result<(Address, bool), AdminError> {
         let address = self.admin_address(address)?;
         let added = self
             .store
@@ -324,19 +362,20 @@ impl Accounts {
             .await?;
         self.cache.forget(address.as_str());
         tracing::info!("event=block address={}", self.shown(address.as_str()));
-        Ok(added)
+        Ok((address, added))
     }
 
     /// Takes an address off the blocklist. True when it was there.
-    pub async fn blocklist_remove(&self, address: &str) -> Result<bool, AdminError> {
+    pub async fn blocklist_remove(&self, address: &str) -> Result<(Address, bool), AdminError> {
         let address = self.admin_address(address)?;
         let removed = self.store.unblock(address.as_str()).await?;
         tracing::info!("event=unblock address={}", self.shown(address.as_str()));
-        Ok(removed)
+        Ok((address, removed))
     }
 
-    pub async fn blocklist(&self) -> Result<Vec<BlockEntry>, AdminError> {
-        Ok(self.store.blocklist().await?)
+    pub async fn blocklist(&self) -> Result<Vec<BlockedAddress>, AdminError> {
+        let entries = self.store.blocklist().await?;
+        Ok(entries.into_iter().map(BlockedAddress::from_row).collect())
     }
 
     // ----- invites --------------------------------------------------------------------
@@ -347,7 +386,7 @@ impl Accounts {
         uses: u32,
         expires_in: Option<Seconds>,
         comment: Option<String>,
-    ) -> Result<(TokenRow, String), AdminError> {
+    ) -> Result<(Invite, String), AdminError> {
         let code = generate_code();
         let hash = hash_code(&code);
         let now = self.now();
@@ -364,15 +403,18 @@ impl Accounts {
             .await?
             .ok_or_else(|| AdminError::NoToken(id.to_string()))?;
         tracing::info!("event=token_create id={id} uses={uses}");
-        Ok((row, code))
+        Ok((Invite::from_row(row, now), code))
     }
 
-    pub async fn tokens(&self) -> Result<Vec<TokenRow>, AdminError> {
-        Ok(self.store.tokens().await?)
+    /// Every invite, with its status now.
+    pub async fn tokens(&self) -> Result<Vec<Invite>, AdminError> {
+        let now = self.now();
+        let rows = self.store.tokens().await?;
+        Ok(rows.into_iter().map(|t| Invite::from_row(t, now)).collect())
     }
 
     /// Revokes an invite named by its id or its code.
-    pub async fn revoke_token(&self, code_or_id: &str) -> Result<TokenRow, AdminError> {
+    pub async fn revoke_token(&self, code_or_id: &str) -> Result<Invite, AdminError> {
         let arg = code_or_id.trim();
         let hash = hash_code(arg);
         let row = self
@@ -386,6 +428,7 @@ impl Accounts {
         self.store
             .token(Some(id), None)
             .await?
+            .map(|t| Invite::from_row(t, self.now()))
             .ok_or_else(|| AdminError::NoToken(code_or_id.to_owned()))
     }
 

@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 
 use super::address::{self, Address};
 use super::password::looks_like_supported_hash;
+use super::view::Quota;
 use super::{Accounts, AdminError, Route, Unavailable, UsageChange};
-use crate::store::{NewAccount, QueuedHome, QuotaMode, StoreStats};
+use crate::store::{NewAccount, QueuedHome, QuotaMode};
 
 /// The right to touch mail homes, which belong to the mail user rather than to whoever
 /// runs postern. The CLI run as root has it: it switches back to root around the
@@ -148,9 +149,22 @@ pub struct MaintenancePlan {
 /// Counts for `postern stats`, with quotas resolved against the configured default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stats {
-    pub store: StoreStats,
+    pub accounts: i64,
+    pub blocked_accounts: i64,
+    pub blocklist: i64,
+    pub admins: i64,
+    /// (created_via, created in the last day, created in the last week)
+    pub created: Vec<(String, i64, i64)>,
+    pub used_bytes: i64,
     /// Sum of the limited accounts' quotas.
     pub quota_bytes: u64,
+    pub unlimited_accounts: i64,
+    pub tokens_active: i64,
+    pub tokens_used_up: i64,
+    pub tokens_expired: i64,
+    pub tokens_revoked: i64,
+    /// Mail homes waiting in the removal queue.
+    pub homes_queued: i64,
 }
 
 /// One account to import: its address and its stored hash, as the other server had it.
@@ -261,7 +275,7 @@ impl Accounts {
             Ok(home) => DueOutcome::Deleted(home),
             // The entry stays queued: the next run tries again.
             Err(e) => DueOutcome::Deleted(Some(HomeOutcome {
-                address: deleted.account.address,
+                address: deleted.account.address.to_string(),
                 home: deleted.mail_queued.unwrap_or_default(),
                 result: HomeResult::Failed(e.to_string()),
             })),
@@ -382,11 +396,32 @@ impl Accounts {
 
     pub async fn stats(&self, now: i64) -> Result<Stats, AdminError> {
         let store = self.store.stats(now).await?;
-        let default = self.config().quota.default.bytes().unwrap_or(0);
+        // Each group's quota by the one rule: a default or explicit 0 is unlimited.
+        let default = Quota::effective(QuotaMode::Default, self.config().quota.default.bytes());
         let quota_bytes = default
+            .limit
+            .unwrap_or(0)
             .saturating_mul(u64::try_from(store.default_quota_accounts).unwrap_or(0))
             .saturating_add(u64::try_from(store.explicit_quota_bytes).unwrap_or(0));
-        Ok(Stats { store, quota_bytes })
+        let mut unlimited_accounts = store.unlimited_accounts + store.explicit_zero_accounts;
+        if default.limit.is_none() {
+            unlimited_accounts += store.default_quota_accounts;
+        }
+        Ok(Stats {
+            accounts: store.accounts,
+            blocked_accounts: store.blocked_accounts,
+            blocklist: store.blocklist,
+            admins: store.admins,
+            created: store.created,
+            used_bytes: store.used_bytes,
+            quota_bytes,
+            unlimited_accounts,
+            tokens_active: store.tokens_active,
+            tokens_used_up: store.tokens_used_up,
+            tokens_expired: store.tokens_expired,
+            tokens_revoked: store.tokens_revoked,
+            homes_queued: store.homes_queued,
+        })
     }
 
     /// Imports accounts with the hashes another server stored (chatmail's SHA512-CRYPT,

@@ -7,6 +7,8 @@
 //! userdb(user)               home / uid / gid / quota for Dovecot
 //! register(...)              /new, invites          (register.rs)
 //! add_user, block, delete... operator actions       (admin.rs)
+//! Account, Invite, BlockedAddress, Address   what adapters get back (view.rs): no
+//!                            store record and no password hash leaves the core
 //! ```
 //!
 //! Failure is never an open door: a store error or a full hash queue is
@@ -21,6 +23,7 @@ pub mod maintenance;
 pub mod password;
 pub mod policy;
 pub mod register;
+pub mod view;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -33,10 +36,24 @@ use crate::store::{AccountRow, CreateRefusal, NewAccount, QuotaMode, Store, Stor
 use address::Address;
 use limits::{ClientLimiter, FailureLimiter, TokenBuckets};
 use password::{Busy, Hasher, HasherError, Password, Verdict, VerifiedCache};
+use view::Quota;
 
 pub use admin::{AdminError, NewUser};
 pub use policy::{PolicyRequest, PolicyVerdict};
 pub use register::{RegisterError, RegisterRequest, Registered};
+pub use view::{
+    Account, BlockedAddress, Invite, InviteStatus, InviteUsed, QuotaSetting, QuotaSource, Status,
+    Usage,
+};
+
+/// Why the core could not be set up: the database or the argon2 parameters.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Hasher(#[from] HasherError),
+}
 
 /// The key under which the run-time registration mode is stored.
 const MODE_SETTING: &str = "registration_mode";
@@ -186,6 +203,13 @@ pub struct Accounts {
 }
 
 impl Accounts {
+    /// Opens the configured database and sets up the core over it: what `postern serve`
+    /// and the operator commands start with.
+    pub fn open(config: Config) -> Result<Accounts, OpenError> {
+        let store = Store::open(&config.database)?;
+        Ok(Self::new(config, store)?)
+    }
+
     pub fn new(config: Config, store: Store) -> Result<Accounts, HasherError> {
         Self::with_clock(config, store, system_clock())
     }
@@ -228,6 +252,16 @@ impl Accounts {
 
     pub fn now(&self) -> i64 {
         (self.clock)()
+    }
+
+    /// The quota in force for a stored account: the one place the rule is applied.
+    fn quota_of(&self, row: &AccountRow) -> Quota {
+        Quota::effective(row.quota, self.config().quota.default.bytes())
+    }
+
+    /// The operator's view of a stored account.
+    fn account_view(&self, row: AccountRow) -> Account {
+        Account::from_row(row, self.config().quota.default.bytes())
     }
 
     fn parse(&self, user: &str) -> Result<Address, address::AddressError> {
@@ -563,7 +597,7 @@ impl Accounts {
             );
             return Ok(None);
         };
-        let quota_bytes = self.quota_bytes(&row);
+        let quota_bytes = self.quota_of(&row).limit;
         Ok(Some(UserdbEntry {
             address: row.address,
             home,

@@ -117,7 +117,7 @@ impl Accounts {
         if row.blocked.is_some() {
             return Ok(PolicyVerdict::RecipientBlocked);
         }
-        if let Some(quota) = self.quota_bytes(&row) {
+        if let Some(quota) = self.quota_of(&row).limit {
             let used = u64::try_from(row.used_bytes).unwrap_or(0);
             if used >= quota || (req.size > 0 && used.saturating_add(req.size) > quota) {
                 return Ok(PolicyVerdict::MailboxFull);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::config::{Argon2Config, Config, RegistrationMode};
-use crate::store::TokenProblem;
+use crate::store::{AccountRow, TokenProblem};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -85,6 +85,7 @@ async fn jit_creates_on_first_login_then_verifies() {
     );
     let row = a.user("alice@example.org").await.expect("exists");
     assert_eq!(row.created_via, "jit");
+    let row = stored_row(&a, "alice@example.org").await;
     assert!(row.password_hash.starts_with("$argon2id$"));
     assert!(!row.password_hash.contains("first password"));
     assert_eq!(row.first_login, Some(1_800_000_000));
@@ -255,7 +256,7 @@ async fn legacy_hash_is_rehashed_at_next_good_login() {
     a.add_user(NewUser {
         address: "old@example.org".into(),
         password: Some(pw("placeholder pw")),
-        quota: QuotaMode::Default,
+        quota: QuotaSetting::Default,
         admin: false,
         route: Route::Import,
     })
@@ -279,7 +280,7 @@ async fn legacy_hash_is_rehashed_at_next_good_login() {
         login(&a, "old@example.org", "chatmail password").await,
         accepted("old@example.org", false)
     );
-    let row = a.user("old@example.org").await.expect("row");
+    let row = stored_row(&a, "old@example.org").await;
     assert!(
         row.password_hash.starts_with("$argon2id$"),
         "{}",
@@ -327,7 +328,7 @@ async fn invite_uses_are_never_exceeded_under_concurrency() {
     assert_eq!(rows.len(), 5);
     assert!(rows
         .iter()
-        .all(|r| r.created_via == "invite" && r.token_id.is_some()));
+        .all(|r| r.created_via == "invite" && r.invite.is_some()));
 }
 
 #[tokio::test]
@@ -589,7 +590,7 @@ async fn userdb_and_usage_reports() {
     assert_eq!(e.address, "alice@example.org");
     assert_eq!(e.quota_bytes, Some(500 << 20));
     assert!(e.home.ends_with("vmail/example.org/alice"));
-    a.set_user_quota("alice@example.org", QuotaMode::Unlimited)
+    a.set_user_quota("alice@example.org", QuotaSetting::Unlimited)
         .await
         .expect("quota");
     assert_eq!(
@@ -626,7 +627,7 @@ async fn userdb_and_usage_reports() {
         .expect("db"));
     let row = a.user("alice@example.org").await.expect("row");
     assert_eq!(
-        (row.used_bytes, row.used_messages, row.last_login),
+        (row.usage.bytes, row.usage.messages, row.last_login),
         (4096, 2, Some(1_900_000_000))
     );
     assert_eq!(a.userdb("nobody@example.org").await.expect("db"), None);
@@ -673,7 +674,7 @@ async fn failures_per_client_ip_are_limited_across_accounts() {
     a.add_user(NewUser {
         address: "alice@example.org".into(),
         password: Some(pw("right password")),
-        quota: QuotaMode::Default,
+        quota: QuotaSetting::Default,
         admin: false,
         route: Route::Cli,
     })
@@ -718,7 +719,7 @@ async fn policy_decisions() {
     for u in ["alice", "bob", "full"] {
         login(&a, &format!("{u}@example.org"), "policy password").await;
     }
-    a.set_user_quota("full@example.org", QuotaMode::Explicit(1000))
+    a.set_user_quota("full@example.org", QuotaSetting::Explicit(1000))
         .await
         .expect("quota");
     a.note_usage(
@@ -730,7 +731,7 @@ async fn policy_decisions() {
     )
     .await
     .expect("usage");
-    a.set_user_quota("bob@example.org", QuotaMode::Explicit(10_000))
+    a.set_user_quota("bob@example.org", QuotaSetting::Explicit(10_000))
         .await
         .expect("quota");
     a.note_usage(
@@ -835,7 +836,7 @@ async fn maintenance_plan_picks_exactly_what_is_due() {
     a.add_user(NewUser {
         address: "operator@example.org".into(),
         password: None,
-        quota: QuotaMode::Default,
+        quota: QuotaSetting::Default,
         admin: false,
         route: Route::Cli,
     })
@@ -930,11 +931,74 @@ async fn admin_sign_in_never_creates_and_needs_the_admin_flag() {
 #[test]
 fn quota_settings_as_operators_write_them() {
     use crate::accounts::admin::parse_quota;
-    assert_eq!(parse_quota(""), Ok(QuotaMode::Default));
-    assert_eq!(parse_quota(" "), Ok(QuotaMode::Default));
-    assert_eq!(parse_quota("Default"), Ok(QuotaMode::Default));
-    assert_eq!(parse_quota("1G"), Ok(QuotaMode::Explicit(1 << 30)));
-    assert_eq!(parse_quota("unlimited"), Ok(QuotaMode::Unlimited));
+    assert_eq!(parse_quota(""), Ok(QuotaSetting::Default));
+    assert_eq!(parse_quota(" "), Ok(QuotaSetting::Default));
+    assert_eq!(parse_quota("Default"), Ok(QuotaSetting::Default));
+    assert_eq!(parse_quota("1G"), Ok(QuotaSetting::Explicit(1 << 30)));
+    assert_eq!(parse_quota("unlimited"), Ok(QuotaSetting::Unlimited));
     let err = parse_quota("lots").expect_err("not a size");
     assert!(err.ends_with(", \"unlimited\" or \"default\""), "{err}");
+    for zero in ["0", "0M", " 0 "] {
+        let err = parse_quota(zero).expect_err("a quota of 0 refuses all mail");
+        assert!(err.contains("a quota of 0 would refuse all mail"), "{err}");
+        assert!(err.contains("`unlimited`") && err.contains("`postern user block`"));
+    }
+}
+
+// Regression: a stored quota of 0 showed as unlimited in `user show`, as "of 0" on the
+// admin page, as 0 bytes in `stats`, and made the policy answer "Mailbox full" to all.
+#[tokio::test]
+async fn a_quota_of_0_from_an_older_version_is_unlimited_everywhere() {
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    login(&a, "zero@example.org", "zero quota pw").await;
+    // Older versions stored what `user quota zero@example.org 0` asked for.
+    assert!(a
+        .store
+        .set_quota("zero@example.org", QuotaMode::Explicit(0))
+        .await
+        .expect("db"));
+    a.note_usage(
+        "zero@example.org",
+        UsageChange::Set {
+            bytes: Some(5000),
+            messages: Some(1),
+        },
+    )
+    .await
+    .expect("usage");
+
+    let shown = a.user("zero@example.org").await.expect("account");
+    assert_eq!(shown.quota.limit, None);
+    assert_eq!(shown.quota.source, QuotaSource::Unlimited);
+    assert_eq!(shown.quota.to_string(), "unlimited");
+    assert!(
+        shown.usage_text().ends_with("of unlimited"),
+        "{}",
+        shown.usage_text()
+    );
+    let entry = a
+        .userdb("zero@example.org")
+        .await
+        .expect("db")
+        .expect("entry");
+    assert_eq!(entry.quota_bytes, None);
+    let verdict = a
+        .policy(PolicyRequest {
+            protocol_state: "RCPT",
+            recipient: "zero@example.org",
+            size: 1000,
+            ..PolicyRequest::default()
+        })
+        .await
+        .expect("db");
+    assert_eq!(verdict, PolicyVerdict::Dunno);
+    let stats = a.stats(a.now()).await.expect("stats");
+    assert_eq!(stats.unlimited_accounts, 1);
+    assert_eq!(stats.quota_bytes, 0);
+}
+
+/// The account as the store holds it, hash included (what no view shows).
+async fn stored_row(a: &Accounts, address: &str) -> AccountRow {
+    a.store.account(address).await.expect("db").expect("stored")
 }

@@ -22,12 +22,12 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use crate::accounts::admin::token_status;
 use crate::accounts::maintenance::HomeResult;
 use crate::accounts::password::Password;
-use crate::accounts::{Accounts, AdminError, NewUser, Route, Unavailable, UsageChange};
+use crate::accounts::{
+    Accounts, AdminError, NewUser, OpenError, QuotaSetting, Route, Unavailable, UsageChange,
+};
 use crate::config::{self, Config, RegistrationMode, Seconds};
-use crate::store::{QuotaMode, Store};
 use output::{account_json, block_json, print_json, token_json, when};
 
 /// Chatmail-style accounts for Dovecot + Postfix.
@@ -522,14 +522,16 @@ fn admin_command(cli: &Cli) -> Result<(), Failure> {
     }
     let privileges = privileges::Privileges::for_database(config.database.sqlite_path())
         .map_err(|e| Failure::refused(format!("cannot switch to the database owner: {e}")))?;
-    let store = privileges
-        .as_owner(|| Store::open(&config.database))
-        .map_err(|e| Failure {
-            code: 3,
-            message: e.to_string(),
+    let accounts = privileges
+        .as_owner(|| Accounts::open(config))
+        .map_err(|e| match e {
+            OpenError::Store(e) => Failure {
+                code: 3,
+                message: e.to_string(),
+            },
+            OpenError::Hasher(e) => Failure::usage(format!("argon2: {e}")),
         })?;
-    let accounts =
-        Arc::new(Accounts::new(config, store).map_err(|e| Failure::usage(format!("argon2: {e}")))?);
+    let accounts = Arc::new(accounts);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -581,7 +583,7 @@ fn read_password(source: &PasswordSource) -> Result<Option<Password>, Failure> {
     Ok(Some(Password::new(line)))
 }
 
-fn parse_quota(s: &str) -> Result<QuotaMode, Failure> {
+fn parse_quota(s: &str) -> Result<QuotaSetting, Failure> {
     crate::accounts::admin::parse_quota(s).map_err(Failure::refused)
 }
 
@@ -602,7 +604,7 @@ async fn user_command(
                 .as_deref()
                 .map(parse_quota)
                 .transpose()?
-                .unwrap_or(QuotaMode::Default);
+                .unwrap_or(QuotaSetting::Default);
             let (row, generated) = accounts
                 .add_user(NewUser {
                     address: address.clone(),
@@ -613,7 +615,7 @@ async fn user_command(
                 })
                 .await?;
             if json.json {
-                let mut v = account_json(accounts, &row);
+                let mut v = account_json(&row);
                 if let Some(p) = &generated {
                     v["password"] = json!(p.expose());
                 }
@@ -632,42 +634,36 @@ async fn user_command(
         } => {
             let rows = accounts.users(*blocked, search.clone()).await?;
             if json.json {
-                print_json(&json!(rows
-                    .iter()
-                    .map(|r| account_json(accounts, r))
-                    .collect::<Vec<_>>()));
+                print_json(&json!(rows.iter().map(account_json).collect::<Vec<_>>()));
             } else {
-                output::account_table(accounts, &rows);
+                output::account_table(&rows);
             }
         }
         UserCmd::Show { address, json } => {
             let row = accounts.user(address).await?;
             if json.json {
-                print_json(&account_json(accounts, &row));
+                print_json(&account_json(&row));
             } else {
-                output::account_details(accounts, &row);
+                output::account_details(&row);
             }
         }
         UserCmd::Passwd { address, password } => {
-            let generated = accounts
+            let (address, generated) = accounts
                 .set_password(address, read_password(password)?)
                 .await?;
-            println!("password changed for {}", address.trim().to_lowercase());
+            println!("password changed for {address}");
             if let Some(p) = generated {
                 println!("password: {}", p.expose());
             }
         }
         UserCmd::Block { address, reason } => {
-            accounts.block_user(address, reason.clone()).await?;
-            println!("blocked {}", address.trim().to_lowercase());
+            let address = accounts.block_user(address, reason.clone()).await?;
+            println!("blocked {address}");
         }
-        UserCmd::Unblock { address } => {
-            if accounts.unblock_user(address).await? {
-                println!("unblocked {}", address.trim().to_lowercase());
-            } else {
-                println!("{} was not blocked", address.trim().to_lowercase());
-            }
-        }
+        UserCmd::Unblock { address } => match accounts.unblock_user(address).await? {
+            (address, true) => println!("unblocked {address}"),
+            (address, false) => println!("{address} was not blocked"),
+        },
         UserCmd::Delete {
             address,
             keep_mail,
@@ -689,7 +685,7 @@ async fn user_command(
             if !keep_mail {
                 // The deletion queued the mail home; remove it now with root's rights.
                 let removed = accounts
-                    .remove_queued_home(&deleted.account.address, privileges)
+                    .remove_queued_home(deleted.account.address.as_str(), privileges)
                     .await?;
                 match removed.map(|h| (h.result, h.home)) {
                     Some((HomeResult::Removed, home)) => {
@@ -713,19 +709,13 @@ async fn user_command(
         }
         UserCmd::Quota { address, size } => {
             let quota = parse_quota(size)?;
-            accounts.set_user_quota(address, quota).await?;
-            let row = accounts.user(address).await?;
-            println!(
-                "quota of {} is now {}",
-                row.address,
-                output::quota_text(accounts, &row)
-            );
+            let account = accounts.set_user_quota(address, quota).await?;
+            println!("quota of {} is now {}", account.address, account.quota);
         }
         UserCmd::Admin { address, revoke } => {
-            accounts.set_user_admin(address, !revoke).await?;
+            let address = accounts.set_user_admin(address, !revoke).await?;
             println!(
-                "{} is {}an administrator",
-                address.trim().to_lowercase(),
+                "{address} is {}an administrator",
                 if *revoke { "no longer " } else { "now " }
             );
         }
@@ -770,7 +760,7 @@ async fn maintenance_command(
 async fn stats_command(accounts: &Accounts, json: bool) -> Result<(), Failure> {
     let now = accounts.now();
     let s = accounts.stats(now).await?;
-    let st = &s.store;
+    let st = &s;
     if json {
         let created: serde_json::Map<String, serde_json::Value> = st
             .created
@@ -907,7 +897,6 @@ async fn recalc_command(
 }
 
 async fn token_command(accounts: &Accounts, cmd: &TokenCmd) -> Result<(), Failure> {
-    let now = accounts.now();
     match cmd {
         TokenCmd::Create {
             uses,
@@ -929,7 +918,7 @@ async fn token_command(accounts: &Accounts, cmd: &TokenCmd) -> Result<(), Failur
                 .await?;
             let link = accounts.signup_link(&code);
             if json.json {
-                let mut v = token_json(&row, now);
+                let mut v = token_json(&row);
                 v["code"] = json!(code);
                 v["link"] = json!(link);
                 v["dcaccount"] = json!(format!("DCACCOUNT:{link}"));
@@ -953,10 +942,7 @@ async fn token_command(accounts: &Accounts, cmd: &TokenCmd) -> Result<(), Failur
         TokenCmd::List { json } => {
             let rows = accounts.tokens().await?;
             if json.json {
-                print_json(&json!(rows
-                    .iter()
-                    .map(|t| token_json(t, now))
-                    .collect::<Vec<_>>()));
+                print_json(&json!(rows.iter().map(token_json).collect::<Vec<_>>()));
             } else {
                 println!(
                     "{:>5}  {:<8}  {:>9}  {:<20}  comment",
@@ -966,7 +952,7 @@ async fn token_command(accounts: &Accounts, cmd: &TokenCmd) -> Result<(), Failur
                     println!(
                         "{:>5}  {:<8}  {:>9}  {:<20}  {}",
                         t.id,
-                        token_status(t, now),
+                        t.status,
                         format!("{}/{}", t.uses, t.max_uses),
                         when(t.expires_at),
                         t.comment.as_deref().unwrap_or("")
@@ -985,8 +971,7 @@ async fn token_command(accounts: &Accounts, cmd: &TokenCmd) -> Result<(), Failur
 async fn blocklist_command(accounts: &Accounts, cmd: &BlocklistCmd) -> Result<(), Failure> {
     match cmd {
         BlocklistCmd::Add { address, reason } => {
-            let new = accounts.blocklist_add(address, reason.clone()).await?;
-            let a = address.trim().to_lowercase();
+            let (a, new) = accounts.blocklist_add(address, reason.clone()).await?;
             println!(
                 "{}",
                 if new {
@@ -997,8 +982,8 @@ async fn blocklist_command(accounts: &Accounts, cmd: &BlocklistCmd) -> Result<()
             );
         }
         BlocklistCmd::Remove { address } => {
-            let a = address.trim().to_lowercase();
-            if accounts.blocklist_remove(address).await? {
+            let (a, removed) = accounts.blocklist_remove(address).await?;
+            if removed {
                 println!("{a} is off the blocklist");
             } else {
                 return Err(Failure::refused(format!("{a} is not on the blocklist")));

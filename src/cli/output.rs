@@ -9,11 +9,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::accounts::admin::token_status;
 use crate::accounts::maintenance::{Due, DueOutcome, HomeResult, MaintenanceReport};
-use crate::accounts::Accounts;
-use crate::config::format_size;
-use crate::store::{AccountRow, BlockEntry, QuotaMode, TokenRow};
+use crate::accounts::{Account, BlockedAddress, Invite, Status};
 
 /// A Unix time as RFC 3339 (UTC), or `-`.
 pub fn when(t: Option<i64>) -> String {
@@ -25,45 +22,34 @@ pub fn when(t: Option<i64>) -> String {
     }
 }
 
-fn quota_source(q: QuotaMode) -> &'static str {
-    match q {
-        QuotaMode::Default => "default",
-        QuotaMode::Explicit(_) => "explicit",
-        QuotaMode::Unlimited => "unlimited",
-    }
-}
-
-pub fn quota_text(accounts: &Accounts, row: &AccountRow) -> String {
-    match accounts.quota_bytes(row) {
-        Some(b) => format!("{} ({})", format_size(b), quota_source(row.quota)),
-        None => "unlimited".into(),
-    }
-}
-
-pub fn account_json(accounts: &Accounts, row: &AccountRow) -> Value {
+pub fn account_json(a: &Account) -> Value {
+    let (blocked_since, blocked_reason) = match &a.status {
+        Status::Blocked { reason, since } => (Some(*since), reason.clone()),
+        Status::Active => (None, None),
+    };
     json!({
-        "address": row.address,
-        "admin": row.admin,
-        "created_at": row.created_at,
-        "created_via": row.created_via,
-        "token_id": row.token_id,
-        "first_login": row.first_login,
-        "last_login": row.last_login,
-        "quota_bytes": accounts.quota_bytes(row),
-        "quota_source": quota_source(row.quota),
-        "used_bytes": row.used_bytes,
-        "used_messages": row.used_messages,
-        "usage_updated_at": row.usage_updated_at,
-        "blocked": row.blocked.is_some(),
-        "blocked_since": row.blocked.as_ref().map(|b| b.since),
-        "blocked_reason": row.blocked.as_ref().and_then(|b| b.reason.clone()),
+        "address": a.address.as_str(),
+        "admin": a.admin,
+        "created_at": a.created_at,
+        "created_via": a.created_via,
+        "token_id": a.invite.as_ref().map(|i| i.id),
+        "first_login": a.first_login,
+        "last_login": a.last_login,
+        "quota_bytes": a.quota.limit,
+        "quota_source": a.quota.source.as_str(),
+        "used_bytes": a.usage.bytes,
+        "used_messages": a.usage.messages,
+        "usage_updated_at": a.usage.updated_at,
+        "blocked": a.status.is_blocked(),
+        "blocked_since": blocked_since,
+        "blocked_reason": blocked_reason,
     })
 }
 
-pub fn token_json(t: &TokenRow, now: i64) -> Value {
+pub fn token_json(t: &Invite) -> Value {
     json!({
         "id": t.id,
-        "status": token_status(t, now),
+        "status": t.status.as_str(),
         "comment": t.comment,
         "max_uses": t.max_uses,
         "uses": t.uses,
@@ -73,8 +59,8 @@ pub fn token_json(t: &TokenRow, now: i64) -> Value {
     })
 }
 
-pub fn block_json(b: &BlockEntry) -> Value {
-    json!({ "address": b.address, "reason": b.reason, "since": b.since })
+pub fn block_json(b: &BlockedAddress) -> Value {
+    json!({ "address": b.address.as_str(), "reason": b.reason, "since": b.since })
 }
 
 pub fn print_json(v: &Value) {
@@ -84,19 +70,7 @@ pub fn print_json(v: &Value) {
     );
 }
 
-fn usage_text(accounts: &Accounts, row: &AccountRow) -> String {
-    let used = format_size(u64::try_from(row.used_bytes).unwrap_or(0));
-    match accounts.quota_bytes(row) {
-        Some(q) if q > 0 => format!(
-            "{used} of {} ({}%)",
-            format_size(q),
-            u64::try_from(row.used_bytes).unwrap_or(0) * 100 / q
-        ),
-        _ => format!("{used} of unlimited"),
-    }
-}
-
-pub fn account_table(accounts: &Accounts, rows: &[AccountRow]) {
+pub fn account_table(rows: &[Account]) {
     println!(
         "{:<40}  {:<7}  {:<20}  {:<24}  flags",
         "address", "via", "last login", "usage"
@@ -106,7 +80,7 @@ pub fn account_table(accounts: &Accounts, rows: &[AccountRow]) {
         if r.admin {
             flags.push("admin");
         }
-        if r.blocked.is_some() {
+        if r.status.is_blocked() {
             flags.push("blocked");
         }
         println!(
@@ -114,43 +88,46 @@ pub fn account_table(accounts: &Accounts, rows: &[AccountRow]) {
             r.address,
             r.created_via,
             when(r.last_login),
-            usage_text(accounts, r),
+            r.usage_text(),
             flags.join(",")
         );
     }
     println!("{} account(s)", rows.len());
 }
 
-pub fn account_details(accounts: &Accounts, r: &AccountRow) {
+pub fn account_details(r: &Account) {
     println!("address:      {}", r.address);
     println!(
         "created:      {} via {}",
         when(Some(r.created_at)),
         r.created_via
     );
-    if let Some(t) = r.token_id {
-        println!("invite:       {t}");
+    if let Some(t) = &r.invite {
+        match &t.comment {
+            Some(c) => println!("invite:       {} ({c})", t.id),
+            None => println!("invite:       {}", t.id),
+        }
     }
     println!("first login:  {}", when(r.first_login));
     println!("last login:   {}", when(r.last_login));
-    println!("quota:        {}", quota_text(accounts, r));
+    println!("quota:        {}", r.quota);
     println!(
         "usage:        {}, {} messages (updated {})",
-        usage_text(accounts, r),
-        r.used_messages,
-        when(r.usage_updated_at)
+        r.usage_text(),
+        r.usage.messages,
+        when(r.usage.updated_at)
     );
     println!("admin:        {}", if r.admin { "yes" } else { "no" });
-    match &r.blocked {
-        Some(b) => println!(
+    match &r.status {
+        Status::Blocked { reason, since } => println!(
             "blocked:      since {}{}",
-            when(Some(b.since)),
-            b.reason
+            when(Some(*since)),
+            reason
                 .as_deref()
                 .map(|x| format!(" ({x})"))
                 .unwrap_or_default()
         ),
-        None => println!("blocked:      no"),
+        Status::Active => println!("blocked:      no"),
     }
 }
 

@@ -25,7 +25,6 @@ use crate::config::{Config, ConfigError, Listen};
 use crate::dovecot_dict::{self, handler::DictHandler};
 use crate::dovecot_lua_api::Secret;
 use crate::logging::LogHandle;
-use crate::store::{Store, StoreError};
 use crate::{dovecot_auth, postfix_policy};
 
 /// How long requests in flight may take to finish after a stop signal.
@@ -37,7 +36,7 @@ pub enum ServeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Open(#[from] crate::accounts::OpenError),
     #[error(transparent)]
     Hasher(#[from] crate::accounts::password::HasherError),
     #[error("socket {path}: {message}")]
@@ -57,8 +56,7 @@ pub async fn run(
     log: Option<LogHandle>,
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
-    let store = Store::open(&config.database)?;
-    let accounts = Arc::new(Accounts::new(config.clone(), store)?);
+    let accounts = Arc::new(Accounts::open(config.clone())?);
     match accounts.promote_configured_admins().await {
         Ok(promoted) => {
             for a in promoted {

@@ -174,6 +174,8 @@ pub struct StoreStats {
     pub used_bytes: i64,
     pub default_quota_accounts: i64,
     pub explicit_quota_bytes: i64,
+    /// Explicit quotas of 0 (older versions let operators set them).
+    pub explicit_zero_accounts: i64,
     pub unlimited_accounts: i64,
     pub tokens_active: i64,
     pub tokens_used_up: i64,

@@ -35,11 +35,12 @@ use super::session::{
     SIGNIN_COOKIE,
 };
 use super::{pages, read_body, AppState, Client};
-use crate::accounts::admin::{parse_quota, token_status};
+use crate::accounts::admin::parse_quota;
 use crate::accounts::password::Password;
-use crate::accounts::{AdminError, AdminSignIn, LoginContext, NewUser, Refusal, Route};
+use crate::accounts::{
+    Account, AdminError, AdminSignIn, LoginContext, NewUser, QuotaSource, Refusal, Route, Status,
+};
 use crate::config::{Config, RegistrationMode, Seconds};
-use crate::store::{AccountRow, QuotaMode};
 
 /// Most accounts listed on one page; a search narrows the list.
 const LIST_LIMIT: usize = 500;
@@ -78,8 +79,8 @@ impl FromRequestParts<AppState> for Admin {
         let Some(session) = session else {
             return Err(not_signed_in(&parts.method, &config));
         };
-        match state.accounts().user(&session.address).await {
-            Ok(row) if row.admin && row.blocked.is_none() => Ok(Admin(session)),
+        match state.accounts().is_active_admin(&session.address).await {
+            Ok(true) => Ok(Admin(session)),
             Err(AdminError::Unavailable(e)) => {
                 tracing::warn!("event=admin_page result=tempfail error=\"{e}\"");
                 Err(unavailable(&config))
@@ -427,31 +428,29 @@ fn account_href(address: &str) -> String {
     format!("/admin/accounts/{}", form::encode(address))
 }
 
-fn quota_shown(state: &AppState, row: &AccountRow) -> String {
-    let q = state.accounts().quota_bytes(row);
-    let source = match row.quota {
-        QuotaMode::Default => " (default)",
-        QuotaMode::Explicit(_) => "",
-        QuotaMode::Unlimited => "",
+fn quota_shown(row: &Account) -> String {
+    let source = match row.quota.source {
+        QuotaSource::Default => " (default)",
+        QuotaSource::Explicit | QuotaSource::Unlimited => "",
     };
-    format!("{}{source}", pages::usage(row.used_bytes, q))
+    format!("{}{source}", row.usage_text())
 }
 
-fn created_shown(row: &AccountRow) -> String {
+fn created_shown(row: &Account) -> String {
     let mut s = format!(
         "{} via {}",
         pages::when(Some(row.created_at)),
         row.created_via
     );
-    if let Some(t) = row.token_id {
-        s.push_str(&format!(" (invite {t})"));
+    if let Some(t) = &row.invite {
+        s.push_str(&format!(" (invite {})", t.id));
     }
     s
 }
 
-fn badges(row: &AccountRow) -> Markup {
+fn badges(row: &Account) -> Markup {
     html! {
-        @if row.blocked.is_some() { span .badge .blocked { "blocked" } }
+        @if row.status.is_blocked() { span .badge .blocked { "blocked" } }
         @if row.admin { span .badge .admin { "admin" } }
     }
 }
@@ -498,7 +497,7 @@ async fn accounts_page(
                 @for row in rows.iter().take(LIST_LIMIT) {
                     tr data-address=(row.address) {
                         td { a href=(account_href(&row.address)) { (row.address) } (badges(row)) }
-                        td { (quota_shown(&state, row)) }
+                        td { (quota_shown(row)) }
                         td { (created_shown(row)) }
                         td { (pages::when(row.first_login)) }
                         td { (pages::when(row.last_login)) }
@@ -606,23 +605,23 @@ async fn account_page(
             dl {
                 dt { "Status" }
                 dd #status {
-                    @match &row.blocked {
-                        Some(b) => {
-                            "blocked since " (pages::when(Some(b.since)))
-                            @if let Some(r) = &b.reason { " (" (r) ")" }
+                    @match &row.status {
+                        Status::Blocked { reason, since } => {
+                            "blocked since " (pages::when(Some(*since)))
+                            @if let Some(r) = reason { " (" (r) ")" }
                         }
-                        None => "active",
+                        Status::Active => "active",
                     }
                 }
                 dt { "Administrator" } dd { @if row.admin { "yes" } @else { "no" } }
                 dt { "Created" } dd { (created_shown(&row)) }
                 dt { "First login" } dd { (pages::when(row.first_login)) }
                 dt { "Last login" } dd { (pages::when(row.last_login)) }
-                dt { "Usage" } dd { (quota_shown(&state, &row)) ", " (row.used_messages) " messages (reported " (pages::when(row.usage_updated_at)) ")" }
+                dt { "Usage" } dd { (quota_shown(&row)) ", " (row.usage.messages) " messages (reported " (pages::when(row.usage.updated_at)) ")" }
             }
         }
         section aria-labelledby="block-h" {
-            @if row.blocked.is_some() {
+            @if row.status.is_blocked() {
                 h2 #block-h { "Unblock" }
                 p { "The account can log in and receive mail again." }
                 form method="post" action=(action("unblock")) {
@@ -698,28 +697,28 @@ async fn account_action(
         "block" => accounts
             .block_user(&address, fields.text("reason").map(str::to_owned))
             .await
-            .map(|()| format!("{address} is blocked.")),
-        "unblock" => accounts.unblock_user(&address).await.map(|was| {
+            .map(|a| format!("{a} is blocked.")),
+        "unblock" => accounts.unblock_user(&address).await.map(|(a, was)| {
             if was {
-                format!("{address} is unblocked.")
+                format!("{a} is unblocked.")
             } else {
-                format!("{address} was not blocked.")
+                format!("{a} was not blocked.")
             }
         }),
         "quota" => match parse_quota(fields.get("quota").unwrap_or("")) {
             Ok(q) => accounts
                 .set_user_quota(&address, q)
                 .await
-                .map(|()| format!("The quota of {address} is set.")),
+                .map(|a| format!("The quota of {} is set.", a.address)),
             Err(e) => return done(&state, &admin, &here, Err(e)),
         },
         "admin" => {
             let make = fields.get("admin") == Some("1");
-            accounts.set_user_admin(&address, make).await.map(|()| {
+            accounts.set_user_admin(&address, make).await.map(|a| {
                 if make {
-                    format!("{address} is now an administrator.")
+                    format!("{a} is now an administrator.")
                 } else {
-                    format!("{address} is no longer an administrator.")
+                    format!("{a} is no longer an administrator.")
                 }
             })
         }
@@ -729,7 +728,7 @@ async fn account_action(
                 .filter(|p| !p.is_empty())
                 .map(Password::new);
             match accounts.set_password(&address, typed).await {
-                Ok(Some(password)) => {
+                Ok((_, Some(password))) => {
                     let config = accounts.config();
                     let content = html! {
                         h1 { "New password for " (address) }
@@ -740,7 +739,7 @@ async fn account_action(
                     return render(&state, &admin, "accounts", "New password", content)
                         .into_response();
                 }
-                Ok(None) => Ok(format!("The password of {address} is changed.")),
+                Ok((a, None)) => Ok(format!("The password of {a} is changed.")),
                 Err(e) => Err(e),
             }
         }
@@ -812,7 +811,6 @@ async fn invites(state: &AppState, admin: &Admin, created: Option<NewInvite>) ->
             return unavailable(&config);
         }
     };
-    let now = state.accounts().now();
     let s = &admin.0;
     let content = html! {
         h1 { "Invites" }
@@ -853,7 +851,7 @@ async fn invites(state: &AppState, admin: &Admin, created: Option<NewInvite>) ->
             } }
             tbody {
                 @for t in &tokens {
-                    @let status = token_status(t, now);
+                    @let status = t.status.as_str();
                     tr data-id=(t.id) {
                         td { (t.id) }
                         td .status { (status.replace('_', " ")) }
@@ -1000,7 +998,7 @@ async fn blocklist_add(
         .accounts()
         .blocklist_add(address, fields.text("reason").map(str::to_owned))
         .await
-        .map(|new| {
+        .map(|(address, new)| {
             if new {
                 format!("{address} is on the blocklist.")
             } else {
@@ -1027,7 +1025,7 @@ async fn blocklist_remove(
         .accounts()
         .blocklist_remove(address)
         .await
-        .map(|was| {
+        .map(|(address, was)| {
             if was {
                 format!("{address} is off the blocklist.")
             } else {

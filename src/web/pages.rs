@@ -16,7 +16,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::form;
-use crate::config::{format_size, Config, MailServers};
+use crate::config::{Config, MailServers};
 
 /// The style sheet, served at [`CSS_PATH`]: no external fonts, no scripts.
 pub const CSS: &str = r#"
@@ -129,21 +129,6 @@ pub fn when(t: Option<i64>) -> String {
     }
 }
 
-/// `12M of 500M (2%)`, `3K of unlimited`.
-pub fn usage(used_bytes: i64, quota: Option<u64>) -> String {
-    let used = u64::try_from(used_bytes).unwrap_or(0);
-    match quota {
-        Some(q) if q > 0 => format!(
-            "{} of {} ({}%)",
-            format_size(used),
-            format_size(q),
-            used.saturating_mul(100) / q
-        ),
-        Some(_) => format!("{} of 0", format_size(used)),
-        None => format!("{} of unlimited", format_size(used)),
-    }
-}
-
 /// An inline QR code, or a note when the text is too long to encode.
 pub fn qr_code(text: &str, label: &str) -> Markup {
     match qr::svg(text, 240, label) {
@@ -230,7 +215,5 @@ mod tests {
         );
         assert_eq!(when(Some(0)), "1970-01-01 00:00 UTC");
         assert_eq!(when(None), "never");
-        assert_eq!(usage(12 << 20, Some(500 << 20)), "12M of 500M (2%)");
-        assert_eq!(usage(0, None), "0 of unlimited");
     }
 }

@@ -543,3 +543,37 @@ fn generate_assets_writes_a_man_page_per_subcommand_and_the_completions() {
         assert!(std::fs::metadata(&path).is_ok_and(|m| m.len() > 0), "{f}");
     }
 }
+
+// Regression: `user quota <addr> 0` was stored and then read four different ways.
+#[test]
+fn a_quota_of_0_is_refused_with_what_to_use_instead() {
+    let d = TestDaemon::start("closed");
+    d.cli_ok(&["user", "add", "bob@example.org", "--random"]);
+    for args in [
+        &["user", "quota", "bob@example.org", "0"][..],
+        &[
+            "user",
+            "add",
+            "carol@example.org",
+            "--random",
+            "--quota",
+            "0",
+        ][..],
+    ] {
+        let out = d.cli(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("a quota of 0 would refuse all mail; use `unlimited` for no limit, or `postern user block` to stop mail"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        d.cli_json(&["user", "show", "bob@example.org"])["quota_source"],
+        "default"
+    );
+    assert!(!d
+        .cli(&["user", "show", "carol@example.org"])
+        .status
+        .success());
+}

@@ -8,7 +8,7 @@ use crate::support::dovecot::{
     show, Dovecot,
 };
 use crate::support::scenarios;
-use crate::support::TestDaemon;
+use crate::support::{store_a_zero_quota, TestDaemon};
 
 const PW: &str = "correct horse battery";
 /// Every character `%E` escapes plus `/` and spaces.
@@ -255,4 +255,28 @@ fn imap_login_records_last_login() {
 fn lmtp_delivery_updates_used_bytes_and_messages() {
     let (d, dovecot) = start("open");
     scenarios::lmtp_delivery_updates_used_bytes_and_messages(&d, &dovecot, PW, MESSAGE);
+}
+
+// Regression: a stored quota of 0 reached Dovecot as `*:storage=0B`.
+#[test]
+fn lmtp_delivers_to_an_account_whose_stored_quota_is_0_as_to_an_unlimited_one() {
+    let (d, dovecot) = start("closed");
+    add_with_password(&d, "bob@example.org", PW);
+    add_with_password(&d, "carol@example.org", PW);
+    store_a_zero_quota(&d, "bob@example.org");
+    d.cli_ok(&["user", "quota", "carol@example.org", "unlimited"]);
+
+    dovecot
+        .lmtp_deliver("bob@example.org", MESSAGE)
+        .expect("delivery accepted");
+    assert_eq!(dovecot.maildir_new_count(&home(&d, "bob@example.org")), 1);
+    let zero = dovecot.doveadm_user_field("bob@example.org", "quota_rule");
+    let unlimited = dovecot.doveadm_user_field("carol@example.org", "quota_rule");
+    assert!(zero.is_some(), "the userdb knows bob");
+    assert_eq!(zero, unlimited);
+    assert!(!zero.unwrap_or_default().contains("storage=0"));
+    assert_eq!(
+        show(&d, "bob@example.org")["quota_bytes"],
+        serde_json::Value::Null
+    );
 }

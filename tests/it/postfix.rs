@@ -10,7 +10,7 @@ use crate::support::dovecot::{
     add_with_password, eventually_within, home, maildir_new_files, show, Dovecot,
 };
 use crate::support::postfix::{Postfix, SmtpSession};
-use crate::support::TestDaemon;
+use crate::support::{store_a_zero_quota, TestDaemon};
 
 const PW: &str = "correct horse battery";
 
@@ -283,6 +283,29 @@ fn rcpt_to_a_full_mailbox_is_deferred_with_452() {
     let (code, text) = s.rcpt_to("carol@example.org");
     assert_eq!(code, 250, "{text}");
     s.quit();
+}
+
+// Regression: a stored quota of 0 made the policy service answer "452 Mailbox full".
+#[test]
+fn rcpt_to_an_account_whose_stored_quota_is_0_is_accepted_and_delivered() {
+    let st = start("open");
+    add(&st.daemon, "alice@example.org");
+    add(&st.daemon, "bob@example.org");
+    store_a_zero_quota(&st.daemon, "bob@example.org");
+
+    let mut s = logged_in(&st.postfix, "alice@example.org");
+    let msg = message(
+        "alice@example.org",
+        "bob@example.org",
+        "zero",
+        "Hello Bob.\n",
+    );
+    send_ok(&mut s, "alice@example.org", "bob@example.org", &msg);
+    s.quit();
+    let home = home(&st.daemon, "bob@example.org");
+    eventually("the message in bob's Maildir", || {
+        Some(()).filter(|_| !maildir_new_files(&home).is_empty())
+    });
 }
 
 #[test]

@@ -662,6 +662,10 @@ impl Db {
                     "SELECT COALESCE(SUM(quota_bytes), 0) FROM accounts WHERE quota_mode = 'explicit'",
                     &[],
                 )?,
+                explicit_zero_accounts: one(
+                    "SELECT COUNT(*) FROM accounts WHERE quota_mode = 'explicit' AND quota_bytes = 0",
+                    &[],
+                )?,
                 unlimited_accounts: one(
                     "SELECT COUNT(*) FROM accounts WHERE quota_mode = 'unlimited'",
                     &[],

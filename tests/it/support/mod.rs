@@ -310,6 +310,19 @@ pub fn show(d: &TestDaemon, addr: &str) -> serde_json::Value {
     d.cli_json(&["user", "show", addr])
 }
 
+/// Stores a quota of 0 for `addr` the way older versions did (they accepted
+/// `postern user quota <addr> 0`), straight into the daemon's database.
+pub fn store_a_zero_quota(d: &TestDaemon, addr: &str) {
+    let db = rusqlite::Connection::open(d.path().join("postern.db")).expect("open the database");
+    let n = db
+        .execute(
+            "UPDATE accounts SET quota_mode = 'explicit', quota_bytes = 0 WHERE address = ?1",
+            [addr],
+        )
+        .expect("update");
+    assert_eq!(n, 1, "{addr} has an account");
+}
+
 /// A loopback TCP port free right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
