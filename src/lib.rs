@@ -14,7 +14,8 @@
 //! postfix_policy Postfix policy delegation: blocked, unknown, full, send rate
 //! accounts       the core: every rule (login, registration, userdb, operator actions)
 //! store          the database behind one interface: `Store`, an enum over backends
-//!                (SQLite in store/sqlite: schema, migrations, every query)
+//!                (SQLite in store/sqlite, PostgreSQL in store/postgres: schema,
+//!                migrations, every query)
 //! config         figment configuration; logging: syslog or stderr
 //! domain         domain names: IDNA normalization (uses nothing else in the crate)
 //! lines, tabescape  LF-line framing and 0x01 escaping shared by the Dovecot codecs

@@ -698,6 +698,8 @@ impl Postgres {
                  (SELECT COUNT(*) FROM accounts WHERE quota_mode = 'default'), \
                  (SELECT COALESCE(SUM(quota_bytes), 0)::BIGINT FROM accounts \
                     WHERE quota_mode = 'explicit'), \
+                 (SELECT COUNT(*) FROM accounts WHERE quota_mode = 'explicit' \
+                    AND quota_bytes = 0), \
                  (SELECT COUNT(*) FROM accounts WHERE quota_mode = 'unlimited'), \
                  (SELECT COUNT(*) FROM tokens WHERE revoked_at IS NULL AND uses < max_uses \
                     AND (expires_at IS NULL OR expires_at > $1)), \
@@ -718,12 +720,13 @@ impl Postgres {
             used_bytes: r.try_get(4)?,
             default_quota_accounts: r.try_get(5)?,
             explicit_quota_bytes: r.try_get(6)?,
-            unlimited_accounts: r.try_get(7)?,
-            tokens_active: r.try_get(8)?,
-            tokens_used_up: r.try_get(9)?,
-            tokens_expired: r.try_get(10)?,
-            tokens_revoked: r.try_get(11)?,
-            homes_queued: r.try_get(12)?,
+            explicit_zero_accounts: r.try_get(7)?,
+            unlimited_accounts: r.try_get(8)?,
+            tokens_active: r.try_get(9)?,
+            tokens_used_up: r.try_get(10)?,
+            tokens_expired: r.try_get(11)?,
+            tokens_revoked: r.try_get(12)?,
+            homes_queued: r.try_get(13)?,
         })
     }
 
