@@ -107,7 +107,7 @@ fn main() {
         .expect("argon2")
         .hash_blocking(&Password::new(PASSWORD));
     {
-        let store = Store::open(&Database { path: db.clone() }).expect("store");
+        let store = Store::open(&Database::sqlite(db.clone())).expect("store");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

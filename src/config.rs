@@ -82,17 +82,81 @@ pub struct Config {
     pub log: Log,
 }
 
+/// Where the accounts live: a SQLite file (`path`, the default) or a PostgreSQL database
+/// shared by several hosts (`url`); never both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Database {
-    pub path: PathBuf,
+    /// The SQLite file; unset: [`Database::DEFAULT_PATH`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// A libpq connection URL (`postgresql://...`): selects PostgreSQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A file holding the PostgreSQL password (instead of one in the URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL connections this process keeps at most.
+    pub pool_size: usize,
 }
 
 impl Default for Database {
     fn default() -> Self {
         Database {
-            path: PathBuf::from("/var/lib/postern/postern.db"),
+            path: None,
+            url: None,
+            password_file: None,
+            pool_size: 16,
         }
+    }
+}
+
+impl Database {
+    pub const DEFAULT_PATH: &'static str = "/var/lib/postern/postern.db";
+
+    /// A SQLite database at `path`.
+    pub fn sqlite(path: impl Into<PathBuf>) -> Database {
+        Database {
+            path: Some(path.into()),
+            ..Database::default()
+        }
+    }
+
+    /// The SQLite file (the configured one or the default).
+    pub fn sqlite_path(&self) -> &Path {
+        self.path
+            .as_deref()
+            .unwrap_or(Path::new(Database::DEFAULT_PATH))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.path.is_some() && self.url.is_some() {
+            return Err(invalid(
+                "database.url",
+                "`database.path` (SQLite) and `database.url` (PostgreSQL) are both set; keep one",
+            ));
+        }
+        if let Some(url) = &self.url {
+            if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+                return Err(invalid(
+                    "database.url",
+                    "a PostgreSQL URL starts with postgresql:// \
+                     (postgresql://USER@HOST/DATABASE or postgresql:///DATABASE?host=/run/postgresql)",
+                ));
+            }
+        } else if self.password_file.is_some() {
+            return Err(invalid(
+                "database.password_file",
+                "is for PostgreSQL: set `database.url` too",
+            ));
+        }
+        if self.pool_size == 0 || self.pool_size > 1000 {
+            return Err(invalid(
+                "database.pool_size",
+                format!("{} is not between 1 and 1000", self.pool_size),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -1103,6 +1167,7 @@ impl Config {
             normalized.push(ascii);
         }
         self.domains = normalized;
+        self.database.validate()?;
         if let Some(url) = &self.http.public_url {
             let lower = url.to_ascii_lowercase();
             if !(lower.starts_with("https://") || lower.starts_with("http://")) {
@@ -1305,5 +1370,39 @@ mod tests {
         ] {
             assert!(shown.contains(line), "{line} in {shown}");
         }
+    }
+
+    #[test]
+    fn database_path_selects_sqlite_url_postgres_and_both_are_refused_by_name() {
+        let c = load_str("domains = [\"a.org\"]\n").expect("ok");
+        assert_eq!(c.database.sqlite_path(), Path::new(Database::DEFAULT_PATH));
+        assert_eq!(
+            (c.database.url.as_deref(), c.database.pool_size),
+            (None, 16)
+        );
+        let c = load_str(
+            "domains = [\"a.org\"]\n[database]\nurl = \"postgresql:///postern?host=/run/postgresql\"\n\
+             pool_size = 4\n",
+        )
+        .expect("ok");
+        assert_eq!(c.database.pool_size, 4);
+        assert!(c.database.url.is_some());
+        let e = load_str(
+            "domains = [\"a.org\"]\n[database]\npath = \"/x.db\"\nurl = \"postgresql:///p\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("database.url") && e.contains("database.path"),
+            "{e}"
+        );
+        let e = load_str("domains = [\"a.org\"]\n[database]\nurl = \"mysql://db/p\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("database.url"), "{e}");
+        let e = load_str("domains = [\"a.org\"]\n[database]\npassword_file = \"/pw\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("database.password_file"), "{e}");
     }
 }

@@ -15,7 +15,8 @@
 //!                  SMTP AUTH (SASL PLAIN, LOGIN); Postfix policy delegation
 //! accounts         the core: every rule (login, registration, userdb, operator actions)
 //! store            the database behind one interface: `Store`, an enum over backends
-//!                  (SQLite in store/sqlite: schema, migrations, every query)
+//!                  (SQLite in store/sqlite, PostgreSQL in store/postgres: schema,
+//!                  migrations, every query)
 //! logging          syslog or stderr
 //! config           figment configuration, every value parsed as it loads
 //! conn, lines, tabescape, qr, domain  connection I/O (Connection, the pool, PeerAddr);

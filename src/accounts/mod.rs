@@ -17,6 +17,7 @@
 
 pub mod address;
 pub mod admin;
+pub mod copy;
 pub mod limits;
 pub mod maintenance;
 pub mod password;
@@ -840,3 +841,8 @@ pub enum UsageChange {
 
 #[cfg(test)]
 mod tests;
+/// The same tests on PostgreSQL (`store::test_backend`).
+#[cfg(test)]
+#[allow(clippy::duplicate_mod)]
+#[path = "tests.rs"]
+mod tests_on_postgres;

@@ -9,7 +9,6 @@ use crate::store::{AccountRow, TokenProblem};
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    db: std::path::PathBuf,
     config: Config,
     clock: Arc<AtomicI64>,
 }
@@ -21,7 +20,7 @@ impl Fixture {
             domains: vec!["example.org".into()],
             ..Config::default()
         };
-        config.database.path = dir.path().join("postern.db");
+        config.database = crate::store::test_backend::database(module_path!(), dir.path());
         config.mailbox.home = format!("{}/vmail/{{domain}}/{{local}}", dir.path().display());
         config.registration.mode = mode;
         config.argon2 = Argon2Config {
@@ -30,7 +29,6 @@ impl Fixture {
             ..Argon2Config::default()
         };
         Fixture {
-            db: config.database.path.clone(),
             _dir: dir,
             config,
             clock: Arc::new(AtomicI64::new(1_800_000_000)),
@@ -39,10 +37,7 @@ impl Fixture {
 
     /// A core over the fixture's database: call twice for two processes sharing it.
     fn accounts(&self) -> Arc<Accounts> {
-        let store = Store::open(&crate::config::Database {
-            path: self.db.clone(),
-        })
-        .expect("store");
+        let store = Store::open(&self.config.database).expect("store");
         let clock = self.clock.clone();
         Arc::new(
             Accounts::with_clock(

@@ -77,6 +77,9 @@ pub enum Command {
     /// Show or check the effective configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Move the accounts database to PostgreSQL.
+    #[command(subcommand)]
+    Database(DatabaseCmd),
     /// Write the man page and shell completions into DIR (for packaging).
     #[command(hide = true)]
     GenerateAssets { dir: PathBuf },
@@ -272,6 +275,22 @@ pub enum ConfigCmd {
     Check,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum DatabaseCmd {
+    /// Copy the configured SQLite database into an empty PostgreSQL database.
+    Copy {
+        /// The target, a PostgreSQL URL (postgresql://USER@HOST/DATABASE?sslmode=...).
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// A file holding the target's password.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Empty a target that already holds rows first.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
 /// A failure of a command, with the exit code it maps to.
 #[derive(Debug)]
 pub struct Failure {
@@ -322,6 +341,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::GenerateAssets { dir } => generate_assets(dir),
         Command::Config(cmd) => config_command(&cli, cmd),
         Command::Serve => serve(&cli),
+        Command::Database(cmd) => database_command(&cli, cmd),
         _ => admin_command(&cli),
     };
     match result {
@@ -437,6 +457,34 @@ fn config_command(cli: &Cli, cmd: &ConfigCmd) -> Result<(), Failure> {
     Ok(())
 }
 
+fn database_command(cli: &Cli, cmd: &DatabaseCmd) -> Result<(), Failure> {
+    let config = load_config(cli)?;
+    let DatabaseCmd::Copy {
+        to,
+        password_file,
+        force,
+    } = cmd;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::refused(format!("cannot start the runtime: {e}")))?;
+    let copy = crate::accounts::copy::copy_to_postgres(
+        &config.database,
+        to,
+        password_file.clone(),
+        *force,
+    );
+    let c = runtime.block_on(copy).map_err(|e| Failure {
+        code: e.exit_code(),
+        message: e.to_string(),
+    })?;
+    println!(
+        "copied {} accounts, {} invites, {} blocklist entries, {} settings, {} queued mail homes",
+        c.accounts, c.invites, c.blocklist, c.settings, c.queued_homes
+    );
+    Ok(())
+}
+
 fn serve(cli: &Cli) -> Result<(), Failure> {
     let config = load_config(cli)?;
     let log = crate::logging::init(&config.log);
@@ -474,7 +522,7 @@ fn admin_command(cli: &Cli) -> Result<(), Failure> {
     {
         crate::logging::init(&config.log);
     }
-    let privileges = privileges::Privileges::for_database(&config.database.path)
+    let privileges = privileges::Privileges::for_database(config.database.sqlite_path())
         .map_err(|e| Failure::refused(format!("cannot switch to the database owner: {e}")))?;
     let accounts = privileges
         .as_owner(|| Accounts::open(config))
@@ -513,7 +561,10 @@ async fn dispatch(
         }
         Command::Blocklist(cmd) => blocklist_command(accounts, cmd).await,
         Command::Registration(cmd) => registration_command(accounts, cmd).await,
-        Command::Serve | Command::Config(_) | Command::GenerateAssets { .. } => Ok(()),
+        Command::Serve
+        | Command::Config(_)
+        | Command::Database(_)
+        | Command::GenerateAssets { .. } => Ok(()),
     }
 }
 

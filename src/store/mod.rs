@@ -18,8 +18,15 @@ use rusqlite::ErrorCode;
 
 use crate::config;
 
+pub mod copy;
+pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+pub mod test_backend;
+#[cfg(test)]
+pub mod test_pg;
 
+pub use postgres::Postgres;
 pub use sqlite::Sqlite;
 
 /// A database failure. Callers treat every one as temporary: nothing is created,
@@ -43,6 +50,14 @@ pub enum StoreError {
     Worker,
     #[error("database schema version {found} is newer than this postern understands ({known})")]
     TooNew { found: i64, known: i64 },
+    #[error("database: {}", postgres::describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("database: {}", postgres::describe_pool(.0))]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database url: {0}")]
+    Options(String),
+    #[error("{0}")]
+    Copy(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -210,20 +225,36 @@ impl TokenRow {
 /// The account database, whichever backend holds it.
 pub enum Store {
     Sqlite(Sqlite),
+    /// Shared by several hosts (`[database] url`).
+    Postgres(Postgres),
 }
 
 impl Store {
     /// Opens (creating if needed) the configured database and brings its schema up to
     /// date.
+    /// PostgreSQL connects (and migrates) at the first call, so a host starts while its
+    /// database server is away and answers temporary failures until it is back.
     pub fn open(database: &config::Database) -> Result<Store> {
-        Ok(Store::Sqlite(Sqlite::open(&database.path)?))
+        match &database.url {
+            Some(url) => Ok(Store::Postgres(Postgres::new(&postgres::PgOptions {
+                url: url.clone(),
+                password_file: database.password_file.clone(),
+                pool_size: database.pool_size,
+            })?)),
+            None => Ok(Store::Sqlite(Sqlite::open(database.sqlite_path())?)),
+        }
     }
 
     /// Like [`open`](Store::open) for `serve`: a temporary failure (read-only or full file
     /// system, a lock) starts a store that answers temporary failures and keeps trying to
     /// open; only a permanent one is returned.
     pub fn open_degraded(database: &config::Database) -> Result<Store> {
-        Ok(Store::Sqlite(Sqlite::open_degraded(&database.path)?))
+        match &database.url {
+            Some(_) => Store::open(database),
+            None => Ok(Store::Sqlite(Sqlite::open_degraded(
+                database.sqlite_path(),
+            )?)),
+        }
     }
 
     /// Fails while the database cannot serve: its file deleted or replaced under the
@@ -231,6 +262,8 @@ impl Store {
     pub fn check(&self) -> Result<()> {
         match self {
             Store::Sqlite(s) => s.check(),
+            // The pool reconnects by itself; a failing server fails the calls.
+            Store::Postgres(_) => Ok(()),
         }
     }
 
@@ -238,6 +271,7 @@ impl Store {
     pub fn location(&self) -> &Path {
         match self {
             Store::Sqlite(s) => s.path(),
+            Store::Postgres(p) => Path::new(p.shown()),
         }
     }
 
@@ -245,6 +279,7 @@ impl Store {
     pub async fn account(&self, address: &str) -> Result<Option<AccountRow>> {
         match self {
             Store::Sqlite(s) => s.account(address).await,
+            Store::Postgres(p) => p.account(address).await,
         }
     }
 
@@ -257,6 +292,7 @@ impl Store {
     ) -> Result<Vec<AccountRow>> {
         match self {
             Store::Sqlite(s) => s.accounts(blocked_only, search).await,
+            Store::Postgres(p) => p.accounts(blocked_only, search).await,
         }
     }
 
@@ -264,6 +300,7 @@ impl Store {
     pub async fn addresses(&self) -> Result<Vec<String>> {
         match self {
             Store::Sqlite(s) => s.addresses().await,
+            Store::Postgres(p) => p.addresses().await,
         }
     }
 
@@ -275,6 +312,7 @@ impl Store {
     ) -> Result<std::result::Result<Created, CreateRefusal>> {
         match self {
             Store::Sqlite(s) => s.create_account(new).await,
+            Store::Postgres(p) => p.create_account(new).await,
         }
     }
 
@@ -283,6 +321,7 @@ impl Store {
     pub async fn insert_many(&self, accounts: Vec<NewAccount>) -> Result<usize> {
         match self {
             Store::Sqlite(s) => s.insert_many(accounts).await,
+            Store::Postgres(p) => p.insert_many(accounts).await,
         }
     }
 
@@ -291,6 +330,7 @@ impl Store {
     pub async fn record_login(&self, id: i64, now: i64, min_interval: i64) -> Result<()> {
         match self {
             Store::Sqlite(s) => s.record_login(id, now, min_interval).await,
+            Store::Postgres(p) => p.record_login(id, now, min_interval).await,
         }
     }
 
@@ -298,6 +338,7 @@ impl Store {
     pub async fn replace_hash(&self, id: i64, old: &str, new: &str) -> Result<bool> {
         match self {
             Store::Sqlite(s) => s.replace_hash(id, old, new).await,
+            Store::Postgres(p) => p.replace_hash(id, old, new).await,
         }
     }
 
@@ -305,6 +346,7 @@ impl Store {
     pub async fn set_password_hash(&self, address: &str, hash: &str) -> Result<bool> {
         match self {
             Store::Sqlite(s) => s.set_password_hash(address, hash).await,
+            Store::Postgres(p) => p.set_password_hash(address, hash).await,
         }
     }
 
@@ -312,6 +354,7 @@ impl Store {
     pub async fn set_quota(&self, address: &str, quota: QuotaMode) -> Result<bool> {
         match self {
             Store::Sqlite(s) => s.set_quota(address, quota).await,
+            Store::Postgres(p) => p.set_quota(address, quota).await,
         }
     }
 
@@ -319,6 +362,7 @@ impl Store {
     pub async fn set_admin(&self, address: &str, admin: bool) -> Result<bool> {
         match self {
             Store::Sqlite(s) => s.set_admin(address, admin).await,
+            Store::Postgres(p) => p.set_admin(address, admin).await,
         }
     }
 
@@ -326,6 +370,7 @@ impl Store {
     pub async fn set_last_login(&self, address: &str, at: i64) -> Result<bool> {
         match self {
             Store::Sqlite(s) => s.set_last_login(address, at).await,
+            Store::Postgres(p) => p.set_last_login(address, at).await,
         }
     }
 
@@ -339,6 +384,7 @@ impl Store {
     ) -> Result<bool> {
         match self {
             Store::Sqlite(s) => s.set_usage(address, bytes, messages, now).await,
+            Store::Postgres(p) => p.set_usage(address, bytes, messages, now).await,
         }
     }
 
@@ -352,6 +398,7 @@ impl Store {
     ) -> Result<bool> {
         match self {
             Store::Sqlite(s) => s.add_usage(address, bytes, messages, now).await,
+            Store::Postgres(p) => p.add_usage(address, bytes, messages, now).await,
         }
     }
 
@@ -370,6 +417,10 @@ impl Store {
                 s.delete_account(address, allow_reuse, reason, now, remove_home)
                     .await
             }
+            Store::Postgres(p) => {
+                p.delete_account(address, allow_reuse, reason, now, remove_home)
+                    .await
+            }
         }
     }
 
@@ -377,6 +428,7 @@ impl Store {
     pub async fn queued_homes(&self) -> Result<Vec<QueuedHome>> {
         match self {
             Store::Sqlite(s) => s.queued_homes().await,
+            Store::Postgres(p) => p.queued_homes().await,
         }
     }
 
@@ -384,6 +436,7 @@ impl Store {
     pub async fn queued_home(&self, address: &str) -> Result<Option<QueuedHome>> {
         match self {
             Store::Sqlite(s) => s.queued_home(address).await,
+            Store::Postgres(p) => p.queued_home(address).await,
         }
     }
 
@@ -391,6 +444,7 @@ impl Store {
     pub async fn queued_home_count(&self) -> Result<i64> {
         match self {
             Store::Sqlite(s) => s.queued_home_count().await,
+            Store::Postgres(p) => p.queued_home_count().await,
         }
     }
 
@@ -398,6 +452,7 @@ impl Store {
     pub async fn dequeue_home(&self, entry: &QueuedHome) -> Result<bool> {
         match self {
             Store::Sqlite(s) => s.dequeue_home(entry).await,
+            Store::Postgres(p) => p.dequeue_home(entry).await,
         }
     }
 
@@ -405,6 +460,7 @@ impl Store {
     pub async fn block(&self, address: &str, reason: Option<&str>, now: i64) -> Result<bool> {
         match self {
             Store::Sqlite(s) => s.block(address, reason, now).await,
+            Store::Postgres(p) => p.block(address, reason, now).await,
         }
     }
 
@@ -412,6 +468,7 @@ impl Store {
     pub async fn unblock(&self, address: &str) -> Result<bool> {
         match self {
             Store::Sqlite(s) => s.unblock(address).await,
+            Store::Postgres(p) => p.unblock(address).await,
         }
     }
 
@@ -419,6 +476,7 @@ impl Store {
     pub async fn blocklist_entry(&self, address: &str) -> Result<Option<BlockEntry>> {
         match self {
             Store::Sqlite(s) => s.blocklist_entry(address).await,
+            Store::Postgres(p) => p.blocklist_entry(address).await,
         }
     }
 
@@ -426,6 +484,7 @@ impl Store {
     pub async fn blocklist(&self) -> Result<Vec<BlockEntry>> {
         match self {
             Store::Sqlite(s) => s.blocklist().await,
+            Store::Postgres(p) => p.blocklist().await,
         }
     }
 
@@ -443,6 +502,10 @@ impl Store {
                 s.create_token(code_hash, comment, max_uses, expires_at, now)
                     .await
             }
+            Store::Postgres(p) => {
+                p.create_token(code_hash, comment, max_uses, expires_at, now)
+                    .await
+            }
         }
     }
 
@@ -450,6 +513,7 @@ impl Store {
     pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
         match self {
             Store::Sqlite(s) => s.tokens().await,
+            Store::Postgres(p) => p.tokens().await,
         }
     }
 
@@ -461,6 +525,7 @@ impl Store {
     ) -> Result<Option<TokenRow>> {
         match self {
             Store::Sqlite(s) => s.token(id, code_hash).await,
+            Store::Postgres(p) => p.token(id, code_hash).await,
         }
     }
 
@@ -468,6 +533,7 @@ impl Store {
     pub async fn revoke_token(&self, id: i64, now: i64) -> Result<bool> {
         match self {
             Store::Sqlite(s) => s.revoke_token(id, now).await,
+            Store::Postgres(p) => p.revoke_token(id, now).await,
         }
     }
 
@@ -475,6 +541,7 @@ impl Store {
     pub async fn dead_tokens(&self, cutoff: i64) -> Result<Vec<i64>> {
         match self {
             Store::Sqlite(s) => s.dead_tokens(cutoff).await,
+            Store::Postgres(p) => p.dead_tokens(cutoff).await,
         }
     }
 
@@ -482,6 +549,7 @@ impl Store {
     pub async fn delete_tokens(&self, ids: Vec<i64>) -> Result<usize> {
         match self {
             Store::Sqlite(s) => s.delete_tokens(ids).await,
+            Store::Postgres(p) => p.delete_tokens(ids).await,
         }
     }
 
@@ -489,6 +557,7 @@ impl Store {
     pub async fn inactive_accounts(&self, before: i64) -> Result<Vec<String>> {
         match self {
             Store::Sqlite(s) => s.inactive_accounts(before).await,
+            Store::Postgres(p) => p.inactive_accounts(before).await,
         }
     }
 
@@ -496,6 +565,7 @@ impl Store {
     pub async fn unused_accounts(&self, before: i64) -> Result<Vec<String>> {
         match self {
             Store::Sqlite(s) => s.unused_accounts(before).await,
+            Store::Postgres(p) => p.unused_accounts(before).await,
         }
     }
 
@@ -503,6 +573,7 @@ impl Store {
     pub async fn stale_usage(&self, before: i64) -> Result<Vec<String>> {
         match self {
             Store::Sqlite(s) => s.stale_usage(before).await,
+            Store::Postgres(p) => p.stale_usage(before).await,
         }
     }
 
@@ -510,6 +581,7 @@ impl Store {
     pub async fn stats(&self, now: i64) -> Result<StoreStats> {
         match self {
             Store::Sqlite(s) => s.stats(now).await,
+            Store::Postgres(p) => p.stats(now).await,
         }
     }
 
@@ -517,6 +589,7 @@ impl Store {
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
         match self {
             Store::Sqlite(s) => s.setting(key).await,
+            Store::Postgres(p) => p.setting(key).await,
         }
     }
 
@@ -524,9 +597,15 @@ impl Store {
     pub async fn set_setting(&self, key: &str, value: Option<&str>) -> Result<()> {
         match self {
             Store::Sqlite(s) => s.set_setting(key, value).await,
+            Store::Postgres(p) => p.set_setting(key, value).await,
         }
     }
 }
 
 #[cfg(test)]
 mod tests;
+/// The same tests on PostgreSQL (`store::test_backend`).
+#[cfg(test)]
+#[allow(clippy::duplicate_mod)]
+#[path = "tests.rs"]
+mod tests_on_postgres;

@@ -8,7 +8,6 @@
 use std::path::Path;
 
 use super::*;
-use crate::config;
 
 /// The store every test here runs against: a fresh database of the backend under test.
 fn store() -> (tempfile::TempDir, Store) {
@@ -19,10 +18,7 @@ fn store() -> (tempfile::TempDir, Store) {
 
 /// Opens the backend under test on the database kept in `dir` (reopening sees the data).
 fn open(dir: &Path) -> Store {
-    Store::open(&config::Database {
-        path: dir.join("t.db"),
-    })
-    .expect("open")
+    Store::open(&test_backend::database(module_path!(), dir)).expect("open")
 }
 
 fn new(address: &str) -> NewAccount {

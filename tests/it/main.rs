@@ -14,6 +14,7 @@ mod faults;
 mod package;
 mod policy;
 mod postfix;
+mod postgres;
 mod sasl;
 mod ship;
 mod systemd;

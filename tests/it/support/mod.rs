@@ -11,6 +11,7 @@ pub mod dovecot24;
 pub mod mail_clients;
 pub mod nspawn;
 pub mod postfix;
+pub mod postgres;
 pub mod scenarios;
 
 use std::io::{BufRead, BufReader, Write};
