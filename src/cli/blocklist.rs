@@ -18,12 +18,17 @@ use crate::accounts::Accounts;
 pub enum BlocklistCmd {
     /// Put an address on the blocklist.
     Add {
+        /// The address (user@domain).
         address: String,
+        /// Why, for the operator (`blocklist list`, the admin page).
         #[arg(long)]
         reason: Option<String>,
     },
     /// Take an address off the blocklist.
-    Remove { address: String },
+    Remove {
+        /// The address (user@domain).
+        address: String,
+    },
     /// List the blocklist.
     List {
         #[command(flatten)]

@@ -21,7 +21,10 @@ pub enum ImportCmd {
     /// Import a chatmail relay's accounts: each `<dir>/<address>/password` file holds
     /// the account's SHA512-CRYPT hash. Mail stays where it is (point mailbox.home at
     /// it, e.g. "/home/vmail/mail/{domain}/{address}").
-    Chatmail { dir: PathBuf },
+    Chatmail {
+        /// The directory holding one `<address>/password` per account.
+        dir: PathBuf,
+    },
 }
 
 pub(super) async fn run(

@@ -98,7 +98,10 @@ pub enum Command {
     Config(ConfigCmd),
     /// Write the man page and shell completions into DIR (for packaging).
     #[command(hide = true)]
-    GenerateAssets { dir: PathBuf },
+    GenerateAssets {
+        /// Where to write `man/` and `completions/` (created when missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

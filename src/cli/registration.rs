@@ -24,6 +24,7 @@ pub enum RegistrationCmd {
     },
     /// Set the mode now, for every process and across restarts.
     Set {
+        /// open (anyone), invite_only (an invite code is needed) or closed (nobody).
         #[arg(value_parser = ["open", "invite_only", "closed"])]
         mode: String,
     },

@@ -314,3 +314,27 @@ fn a_closed_pipe_is_no_failure_but_a_full_disk_is() {
         f.message
     );
 }
+
+/// Every argument and option of every command, as `name (command path)`, that `--help`
+/// would show without a description.
+fn undescribed(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+    for arg in cmd.get_arguments() {
+        let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+        if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+            out.push(format!("{} ({path})", arg.get_id()));
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        undescribed(sub, &format!("{path} {}", sub.get_name()), out);
+    }
+}
+
+// `--help` showed empty descriptions for <ADDRESS>, <SIZE>, --reason, --revoke, ...
+#[test]
+fn every_argument_has_help_text() {
+    let mut cli = Cli::command();
+    cli.build();
+    let mut missing = Vec::new();
+    undescribed(&cli, "postern", &mut missing);
+    assert!(missing.is_empty(), "no help text: {missing:#?}");
+}

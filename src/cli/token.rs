@@ -26,6 +26,7 @@ pub enum TokenCmd {
         /// Lifetime such as 72h or 30d (default: no expiry).
         #[arg(long)]
         expires: Option<String>,
+        /// A note for the operator, shown by `token list` (such as who it is for).
         #[arg(long)]
         comment: Option<String>,
         /// Also print the Delta Chat QR code (DCACCOUNT:<link>) in the terminal.
@@ -40,7 +41,10 @@ pub enum TokenCmd {
         json: Json,
     },
     /// Revoke an invite by its code or id.
-    Revoke { code_or_id: String },
+    Revoke {
+        /// The invite's code, or its id as `token list` shows it.
+        code_or_id: String,
+    },
 }
 
 pub(super) async fn run(

@@ -35,6 +35,7 @@ pub struct PasswordSource {
 pub enum UserCmd {
     /// Create an account.
     Add {
+        /// The new account's address, or a local part (it gets the first of `domains`).
         address: String,
         #[command(flatten)]
         password: PasswordSource,
@@ -60,28 +61,36 @@ pub enum UserCmd {
     },
     /// Show one account.
     Show {
+        /// The account's address (user@domain).
         address: String,
         #[command(flatten)]
         json: Json,
     },
     /// Set a new password.
     Passwd {
+        /// The account's address (user@domain).
         address: String,
         #[command(flatten)]
         password: PasswordSource,
     },
     /// Block an account: no login, no new mail; its mail is kept.
     Block {
+        /// The account's address (user@domain).
         address: String,
+        /// Why, for the operator (`user show`, the admin page); the owner never sees it.
         #[arg(long)]
         reason: Option<String>,
     },
     /// Unblock an account.
-    Unblock { address: String },
+    Unblock {
+        /// The account's address (user@domain).
+        address: String,
+    },
     /// Delete an account and (unless --keep-mail) its mail home. Run as root, the mail
     /// home goes at once; a home that cannot be removed stays queued for `postern
     /// maintenance run` (accounts deleted on the admin page queue theirs too).
     Delete {
+        /// The account's address (user@domain).
         address: String,
         /// Keep the mail home on disk.
         #[arg(long)]
@@ -94,10 +103,17 @@ pub enum UserCmd {
         yes: bool,
     },
     /// Set the quota: a size (500M, 1G, bytes), "unlimited" or "default".
-    Quota { address: String, size: String },
+    Quota {
+        /// The account's address (user@domain).
+        address: String,
+        /// 500M, 1G, a number of bytes, "unlimited", or "default" (follow quota.default).
+        size: String,
+    },
     /// Grant (or with --revoke take away) the administrator flag.
     Admin {
+        /// The account's address (user@domain).
         address: String,
+        /// Take the administrator flag away instead.
         #[arg(long)]
         revoke: bool,
     },
