@@ -1,7 +1,13 @@
-//! The `postern` binary: parse the command line, run it, exit with its code.
+//! The `postern` binary: parse the command line, run it, report a failure, exit with
+//! its code (a closed standard output is no failure: see `cli::report`).
+
+use std::process::ExitCode;
 
 use clap::Parser;
 
-fn main() -> std::process::ExitCode {
-    postern::cli::main(postern::cli::Cli::parse())
+fn main() -> ExitCode {
+    match postern::cli::run(postern::cli::Cli::parse()) {
+        Ok(code) => code,
+        Err(failure) => postern::cli::report(&failure),
+    }
 }

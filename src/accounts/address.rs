@@ -117,7 +117,7 @@ impl std::ops::Deref for Address {
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.full)
+        f.pad(&self.full)
     }
 }
 

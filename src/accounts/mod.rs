@@ -572,7 +572,10 @@ impl Accounts {
                             .await
                         {
                             Ok(true) => {
-                                tracing::info!("event=rehash address={}", self.private(&row.address));
+                                tracing::info!(
+                                    "event=rehash address={}",
+                                    self.private(&row.address)
+                                );
                                 stored = new;
                             }
                             Ok(false) => {}

@@ -5,6 +5,7 @@
 //! {"address":"alice@example.org","created_via":"jit","quota_bytes":524288000,...}
 //! ```
 
+use std::io::{self, Write};
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -63,18 +64,26 @@ pub fn block_json(b: &BlockedAddress) -> Value {
     json!({ "address": b.address.as_str(), "reason": b.reason, "since": b.since })
 }
 
-pub fn print_json(v: &Value) {
-    println!(
+pub fn print_json(out: &mut dyn Write, v: &Value) -> io::Result<()> {
+    writeln!(
+        out,
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into())
-    );
+    )
 }
 
-pub fn account_table(rows: &[Account]) {
-    println!(
+/// A line on standard error beside the output (a failed item of a run that goes on).
+/// When standard error itself fails there is nowhere left to tell.
+pub fn warn(text: &str) {
+    let _ = writeln!(io::stderr(), "postern: {text}");
+}
+
+pub fn account_table(out: &mut dyn Write, rows: &[Account]) -> io::Result<()> {
+    writeln!(
+        out,
         "{:<40}  {:<7}  {:<20}  {:<24}  flags",
         "address", "via", "last login", "usage"
-    );
+    )?;
     for r in rows {
         let mut flags = Vec::new();
         if r.admin {
@@ -83,52 +92,57 @@ pub fn account_table(rows: &[Account]) {
         if r.status.is_blocked() {
             flags.push("blocked");
         }
-        println!(
+        writeln!(
+            out,
             "{:<40}  {:<7}  {:<20}  {:<24}  {}",
             r.address,
             r.created_via,
             when(r.last_login),
             r.usage_text(),
             flags.join(",")
-        );
+        )?;
     }
-    println!("{} account(s)", rows.len());
+    writeln!(out, "{} account(s)", rows.len())
 }
 
-pub fn account_details(r: &Account) {
-    println!("address:      {}", r.address);
-    println!(
+pub fn account_details(out: &mut dyn Write, r: &Account) -> io::Result<()> {
+    writeln!(out, "address:      {}", r.address)?;
+    writeln!(
+        out,
         "created:      {} via {}",
         when(Some(r.created_at)),
         r.created_via
-    );
+    )?;
     if let Some(t) = &r.invite {
         match &t.comment {
-            Some(c) => println!("invite:       {} ({c})", t.id),
-            None => println!("invite:       {}", t.id),
+            Some(c) => writeln!(out, "invite:       {} ({c})", t.id)?,
+            None => writeln!(out, "invite:       {}", t.id)?,
         }
     }
-    println!("first login:  {}", when(r.first_login));
-    println!("last login:   {}", when(r.last_login));
-    println!("quota:        {}", r.quota);
-    println!(
+    writeln!(out, "first login:  {}", when(r.first_login))?;
+    writeln!(out, "last login:   {}", when(r.last_login))?;
+    writeln!(out, "quota:        {}", r.quota)?;
+    writeln!(
+        out,
         "usage:        {}, {} messages (updated {})",
         r.usage_text(),
         r.usage.messages,
         when(r.usage.updated_at)
-    );
-    println!("admin:        {}", if r.admin { "yes" } else { "no" });
+    )?;
+    writeln!(out, "admin:        {}", if r.admin { "yes" } else { "no" })?;
     match &r.status {
-        Status::Blocked { reason, since } => println!(
+        Status::Blocked { reason, since } => writeln!(
+            out,
             "blocked:      since {}{}",
             when(Some(*since)),
             reason
                 .as_deref()
                 .map(|x| format!(" ({x})"))
                 .unwrap_or_default()
-        ),
-        Status::Active => println!("blocked:      no"),
+        )?,
+        Status::Active => writeln!(out, "blocked:      no")?,
     }
+    Ok(())
 }
 
 /// `postern maintenance run [--dry-run]`: a line per queued mail home and per account
@@ -140,30 +154,34 @@ pub fn account_details(r: &Account) {
 /// purged 1 dead invite(s)
 /// recomputed usage of 0 account(s)
 /// ```
-pub fn maintenance_report(r: &MaintenanceReport) {
+pub fn maintenance_report(out: &mut dyn Write, r: &MaintenanceReport) -> io::Result<()> {
     let would = |done: &'static str, planned: &'static str| if r.dry_run { planned } else { done };
     for h in &r.queued_homes {
         let (home, address) = (h.home.display(), &h.address);
         match &h.result {
-            HomeResult::Removed => println!(
+            HomeResult::Removed => writeln!(
+                out,
                 "{} queued mail home {home} of {address}",
                 would("removed", "would remove")
-            ),
-            HomeResult::Gone => println!(
+            )?,
+            HomeResult::Gone => writeln!(
+                out,
                 "queued mail home {home} of {address} {} already gone",
                 would("was", "is")
-            ),
-            HomeResult::Skipped => println!(
+            )?,
+            HomeResult::Skipped => writeln!(
+                out,
                 "{} queued mail home {home} alone: {address} has an account again",
                 would("left", "would leave")
-            ),
-            HomeResult::Failed(why) if r.dry_run => {
-                println!("queued mail home {home} of {address} cannot be removed: {why}")
-            }
-            HomeResult::Failed(why) => eprintln!(
-                "postern: queued mail home {home} of {address} could not be removed: {why}; \
+            )?,
+            HomeResult::Failed(why) if r.dry_run => writeln!(
+                out,
+                "queued mail home {home} of {address} cannot be removed: {why}"
+            )?,
+            HomeResult::Failed(why) => warn(&format!(
+                "queued mail home {home} of {address} could not be removed: {why}; \
                  it stays queued"
-            ),
+            )),
         }
     }
     for a in &r.accounts {
@@ -172,31 +190,33 @@ pub fn maintenance_report(r: &MaintenanceReport) {
             Due::Unused => "never used",
         };
         match &a.outcome {
-            DueOutcome::Due => println!("would delete {} ({why})", a.address),
+            DueOutcome::Due => writeln!(out, "would delete {} ({why})", a.address)?,
             DueOutcome::Deleted(home) => {
-                println!("deleted {} ({why})", a.address);
+                writeln!(out, "deleted {} ({why})", a.address)?;
                 if let Some(h) = home {
                     if let HomeResult::Failed(e) = &h.result {
-                        eprintln!(
-                            "postern: account {} was deleted, but its mail home {} could not \
+                        warn(&format!(
+                            "account {} was deleted, but its mail home {} could not \
                              be removed: {e}; it stays queued",
                             a.address,
                             h.home.display()
-                        );
+                        ));
                     }
                 }
             }
-            DueOutcome::NotDeleted(e) => eprintln!("postern: {}: {e}", a.address),
+            DueOutcome::NotDeleted(e) => warn(&format!("{}: {e}", a.address)),
         }
     }
-    println!(
+    writeln!(
+        out,
         "{} {} dead invite(s)",
         would("purged", "would purge"),
         r.tokens_purged
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{} usage of {} account(s)",
         would("recomputed", "would recompute"),
         r.usage_recomputed
-    );
+    )
 }

@@ -10,8 +10,8 @@
 //! GET  /admin                      -> 303 /admin/login until signed in
 //! ```
 //!
-//! Files: `new.rs` (/new), `autoconfig.rs` (mail client autoconfiguration), `admin.rs`
-//! (/admin), `session.rs` (admin sessions, CSRF), `client.rs` (client IP behind proxies,
+//! Files: `new.rs` (/new), `autoconfig.rs` (mail client autoconfiguration), `admin/`
+//! (/admin: one module per resource), `session.rs` (admin sessions, CSRF), `client.rs` (client IP behind proxies,
 //! for the core's per-client limits), `pages.rs` (HTML frame, setup instructions), `qr.rs` (QR codes),
 //! `form.rs` (urlencoded bodies).
 //!

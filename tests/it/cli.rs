@@ -593,3 +593,70 @@ fn a_quota_of_0_is_refused_with_what_to_use_instead() {
         .status
         .success());
 }
+
+/// `offline` with `n` imported accounts (a chatmail import: one hash, no argon2).
+fn with_accounts(n: usize) -> TestDaemon {
+    let d = offline("open");
+    let src = d.dir.join("many");
+    let hash = sha_crypt::sha512_simple("pw", &sha_crypt::Sha512Params::new(1000).expect("params"))
+        .expect("hash");
+    for i in 0..n {
+        let home = src.join(format!("user{i:04}@example.org"));
+        std::fs::create_dir_all(&home).expect("mkdir");
+        std::fs::write(home.join("password"), &hash).expect("write");
+    }
+    let out = d.cli_ok(&["import", "chatmail", src.to_str().expect("utf-8")]);
+    assert!(out.contains(&format!("imported {n} account(s)")), "{out}");
+    d
+}
+
+// Regression: `postern user list | head -1` panicked on the broken pipe and exited 101.
+#[test]
+fn user_list_into_a_pipe_closed_after_one_line_ends_quietly_with_0() {
+    use std::io::BufRead;
+    let d = with_accounts(700);
+    // More than a pipe holds (64 KiB), so the list is still being written when the
+    // reader goes.
+    let whole = d.cli_ok(&["user", "list"]);
+    assert!(whole.len() > 65536, "only {} bytes", whole.len());
+
+    let mut child = d
+        .command()
+        .args(["user", "list"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run postern user list");
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    reader.read_line(&mut first).expect("first line");
+    assert!(first.starts_with("address"), "{first}");
+    drop(reader);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+}
+
+#[test]
+fn user_list_into_a_full_device_fails_with_a_clear_message() {
+    let d = with_accounts(3);
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = d
+        .command()
+        .args(["user", "list"])
+        .stdin(std::process::Stdio::null())
+        .stdout(full)
+        .output()
+        .expect("run postern user list");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(
+        err.contains("postern: cannot write the output: No space left on device"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

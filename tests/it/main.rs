@@ -1,6 +1,9 @@
 //! postern's behaviour tests: one integration binary, a module per area. Tests that say
 //! Dovecot or Postfix start the real ones from Debian's packages.
 
+// Test and measurement code: a failed step ends the run with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 mod browser;

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
-use crate::logfmt;
 use super::migrations;
+use crate::logfmt;
 use crate::store::{
     AccountRow, BlockEntry, CreateRefusal, Created, NewAccount, QueuedHome, QuotaMode, Result,
     StoreError, StoreStats, TokenProblem, TokenRow,

@@ -1,0 +1,340 @@
+//! The command line's parsing and its renderers, below what the integration tests in
+//! `tests/it/cli.rs` reach: each group's arguments, and the text and JSON made from the
+//! core's views.
+
+use std::io;
+
+use clap::{CommandFactory, Parser};
+
+use super::output::{
+    account_details, account_json, account_table, block_json, print_json, token_json, when,
+};
+use super::*;
+use crate::accounts::address::Address;
+use crate::accounts::view::{InviteStatus, Quota, Usage};
+use crate::accounts::{Account, BlockedAddress, Invite, InviteUsed, QuotaSource, Status};
+
+fn parse(args: &[&str]) -> Command {
+    let mut argv = vec!["postern"];
+    argv.extend_from_slice(args);
+    match Cli::try_parse_from(argv) {
+        Ok(cli) => cli.command,
+        Err(e) => panic!("{args:?}: {e}"),
+    }
+}
+
+fn refused(args: &[&str]) -> clap::error::ErrorKind {
+    let mut argv = vec!["postern"];
+    argv.extend_from_slice(args);
+    match Cli::try_parse_from(argv) {
+        Ok(cli) => panic!("{args:?} parsed as {:?}", cli.command),
+        Err(e) => e.kind(),
+    }
+}
+
+#[test]
+fn the_clap_tree_is_consistent() {
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn the_config_option_goes_anywhere_and_defaults_to_the_packaged_file() {
+    let cli = Cli::try_parse_from(["postern", "user", "list", "-c", "/tmp/p.toml"]).unwrap();
+    assert_eq!(cli.config, PathBuf::from("/tmp/p.toml"));
+    let cli = Cli::try_parse_from(["postern", "stats"]).unwrap();
+    assert_eq!(cli.config, PathBuf::from(crate::config::DEFAULT_PATH));
+}
+
+#[test]
+fn user_arguments() {
+    match parse(&["user", "add", "alice", "--quota", "1G", "--admin", "--json"]) {
+        Command::User(UserCmd::Add {
+            address,
+            password,
+            quota,
+            admin,
+            json,
+        }) => {
+            assert_eq!(address, "alice");
+            assert!(!password.password_stdin && !password.random);
+            assert_eq!(quota.as_deref(), Some("1G"));
+            assert!(admin && json.json);
+        }
+        other => panic!("{other:?}"),
+    }
+    // One password source at most.
+    assert_eq!(
+        refused(&["user", "add", "a", "--password-stdin", "--random"]),
+        clap::error::ErrorKind::ArgumentConflict
+    );
+    match parse(&["user", "delete", "a@example.org", "--yes", "--keep-mail"]) {
+        Command::User(UserCmd::Delete {
+            keep_mail,
+            allow_reuse,
+            yes,
+            ..
+        }) => assert!(keep_mail && !allow_reuse && yes),
+        other => panic!("{other:?}"),
+    }
+    match parse(&["user", "quota", "a", "unlimited"]) {
+        Command::User(UserCmd::Quota { address, size }) => {
+            assert_eq!((address.as_str(), size.as_str()), ("a", "unlimited"))
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse(&["user", "admin", "a", "--revoke"]) {
+        Command::User(UserCmd::Admin { revoke, .. }) => assert!(revoke),
+        other => panic!("{other:?}"),
+    }
+    match parse(&["user", "block", "a", "--reason", "spam"]) {
+        Command::User(UserCmd::Block { reason, .. }) => assert_eq!(reason.as_deref(), Some("spam")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        refused(&["user", "quota", "a"]),
+        clap::error::ErrorKind::MissingRequiredArgument
+    );
+}
+
+#[test]
+fn token_arguments() {
+    match parse(&["token", "create"]) {
+        Command::Token(TokenCmd::Create {
+            uses, expires, qr, ..
+        }) => assert!(uses == 1 && expires.is_none() && !qr),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        refused(&["token", "create", "--uses", "many"]),
+        clap::error::ErrorKind::ValueValidation
+    );
+    match parse(&["token", "revoke", "7"]) {
+        Command::Token(TokenCmd::Revoke { code_or_id }) => assert_eq!(code_or_id, "7"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn registration_modes_are_checked_while_parsing() {
+    assert!(matches!(
+        parse(&["registration", "set", "invite_only"]),
+        Command::Registration(RegistrationCmd::Set { mode }) if mode == "invite_only"
+    ));
+    assert_eq!(
+        refused(&["registration", "set", "sometimes"]),
+        clap::error::ErrorKind::InvalidValue
+    );
+}
+
+#[test]
+fn the_other_groups_arguments() {
+    assert!(matches!(
+        parse(&["maintenance", "run", "--dry-run", "--at", "5"]),
+        Command::Maintenance(MaintenanceCmd::Run {
+            dry_run: true,
+            at: Some(5)
+        })
+    ));
+    assert!(matches!(
+        parse(&["quota", "recalc"]),
+        Command::Quota(QuotaCmd::Recalc { address: None })
+    ));
+    assert!(matches!(
+        parse(&["import", "chatmail", "/srv/mail"]),
+        Command::Import(ImportCmd::Chatmail { dir }) if dir.as_path() == std::path::Path::new("/srv/mail")
+    ));
+    assert!(matches!(
+        parse(&["blocklist", "remove", "a"]),
+        Command::Blocklist(BlocklistCmd::Remove { .. })
+    ));
+    assert!(matches!(
+        parse(&["stats", "--json"]),
+        Command::Stats {
+            json: Json { json: true }
+        }
+    ));
+    assert!(matches!(
+        parse(&["config", "check"]),
+        Command::Config(ConfigCmd::Check)
+    ));
+}
+
+fn address(a: &str) -> Address {
+    Address::parse(a, &["example.org".to_owned()]).unwrap()
+}
+
+fn alice() -> Account {
+    Account {
+        address: address("alice@example.org"),
+        status: Status::Blocked {
+            reason: Some("spam".into()),
+            since: 86400,
+        },
+        quota: Quota {
+            limit: Some(1 << 30),
+            source: QuotaSource::Explicit,
+        },
+        usage: Usage {
+            bytes: 1 << 29,
+            messages: 12,
+            updated_at: None,
+        },
+        created_at: 0,
+        created_via: "invite".into(),
+        invite: Some(InviteUsed {
+            id: 3,
+            comment: Some("for Alice".into()),
+        }),
+        first_login: Some(60),
+        last_login: None,
+        admin: true,
+    }
+}
+
+fn text(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> String {
+    let mut out = Vec::new();
+    f(&mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn times_are_rfc3339_or_a_dash() {
+    assert_eq!(when(Some(86400)), "1970-01-02T00:00:00Z");
+    assert_eq!(when(None), "-");
+    assert_eq!(when(Some(-1)), "-");
+}
+
+#[test]
+fn an_account_as_json() {
+    let v = account_json(&alice());
+    assert_eq!(v["address"], "alice@example.org");
+    assert_eq!(v["quota_bytes"], 1u64 << 30);
+    assert_eq!(v["quota_source"], "explicit");
+    assert_eq!(v["used_messages"], 12);
+    assert_eq!(v["token_id"], 3);
+    assert_eq!(v["blocked"], true);
+    assert_eq!(v["blocked_since"], 86400);
+    assert_eq!(v["blocked_reason"], "spam");
+    assert_eq!(v["last_login"], serde_json::Value::Null);
+    assert!(v.get("password_hash").is_none());
+}
+
+// Regression: an `Address` ignored the width, so `user list` columns no longer lined up.
+#[test]
+fn the_account_table_lines_up_and_counts() {
+    let mut bob = alice();
+    bob.address = address("bob@example.org");
+    bob.status = Status::Active;
+    bob.admin = false;
+    let table = text(|out| account_table(out, &[alice(), bob]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(lines[0].starts_with("address "), "{table}");
+    assert!(lines[1].starts_with("alice@example.org "), "{table}");
+    assert!(lines[1].ends_with("admin,blocked"), "{table}");
+    assert!(lines[2].ends_with("  "), "no flags: {table:?}");
+    // Columns start at the same place on every line.
+    let via = lines[0].find("via").unwrap();
+    assert_eq!(lines[1].find("invite"), Some(via), "{table}");
+    assert_eq!(lines[3], "2 account(s)");
+}
+
+#[test]
+fn account_details_say_why_it_is_blocked() {
+    let details = text(|out| account_details(out, &alice()));
+    assert!(
+        details.contains("invite:       3 (for Alice)\n"),
+        "{details}"
+    );
+    assert!(
+        details.contains("blocked:      since 1970-01-02T00:00:00Z (spam)\n"),
+        "{details}"
+    );
+    assert!(details.contains("admin:        yes\n"), "{details}");
+    assert!(details.contains("last login:   -\n"), "{details}");
+}
+
+#[test]
+fn invites_and_blocklist_entries_as_json() {
+    let t = Invite {
+        id: 7,
+        status: InviteStatus::UsedUp,
+        comment: None,
+        max_uses: 1,
+        uses: 1,
+        expires_at: None,
+        revoked_at: None,
+        created_at: 5,
+    };
+    let v = token_json(&t);
+    assert_eq!(
+        (v["id"].clone(), v["status"].clone()),
+        (7.into(), "used_up".into())
+    );
+    let b = BlockedAddress {
+        address: address("spam@example.org"),
+        reason: None,
+        since: 9,
+    };
+    assert_eq!(
+        block_json(&b),
+        serde_json::json!({"address": "spam@example.org", "reason": null, "since": 9})
+    );
+    assert_eq!(
+        text(|out| print_json(out, &block_json(&b))),
+        "{\n  \"address\": \"spam@example.org\",\n  \"reason\": null,\n  \"since\": 9\n}\n"
+    );
+}
+
+/// A writer whose reader has gone.
+struct Closed(io::ErrorKind);
+
+impl Write for Closed {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::from(self.0))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_closed_pipe_is_no_failure_but_a_full_disk_is() {
+    let e = account_table(&mut Closed(io::ErrorKind::BrokenPipe), &[alice()]).unwrap_err();
+    let f = Failure::from(e);
+    assert!(f.pipe_closed);
+    assert_eq!(report(&f), ExitCode::SUCCESS);
+    let full = io::Error::from_raw_os_error(28);
+    let f = Failure::from(full);
+    assert!(!f.pipe_closed);
+    assert_eq!(f.code, 1);
+    assert!(
+        f.message.starts_with("cannot write the output: "),
+        "{}",
+        f.message
+    );
+}
+
+/// Every argument and option of every command, as `name (command path)`, that `--help`
+/// would show without a description.
+fn undescribed(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+    for arg in cmd.get_arguments() {
+        let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+        if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+            out.push(format!("{} ({path})", arg.get_id()));
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        undescribed(sub, &format!("{path} {}", sub.get_name()), out);
+    }
+}
+
+// `--help` showed empty descriptions for <ADDRESS>, <SIZE>, --reason, --revoke, ...
+#[test]
+fn every_argument_has_help_text() {
+    let mut cli = Cli::command();
+    cli.build();
+    let mut missing = Vec::new();
+    undescribed(&cli, "postern", &mut missing);
+    assert!(missing.is_empty(), "no help text: {missing:#?}");
+}
