@@ -1,13 +1,15 @@
 //! Where log lines go: syslog (mail facility, as mail servers log) when not attached to
 //! a terminal or when configured, stderr otherwise. One line per event, in a stable
 //! `key=value` shape that fail2ban can match; never a password (the core never formats
-//! one), and with `log.no_log` no address, IP or code either (the core drops them).
+//! one). Values are written by `logfmt`: quoted and escaped unless plain tokens, and
+//! with `log.no_log` no address, IP or code (`-`).
 //!
 //! The level comes checked from the configuration ([`LogLevel`]); a reload swaps it in.
 //!
 //! ```text
 //! postern[812]: event=login result=fail reason=bad_password address=alice@example.org service=smtp ip=192.0.2.7
 //! postern[812]: event=register route=jit address=k3x9q2m1a@example.org service=dovecot ip=-
+//! postern[812]: event=login result=fail reason=unknown address="x ip=192.0.2.10" service=smtp ip=203.0.113.5
 //! ```
 
 use std::io::{IsTerminal, Write};
