@@ -1325,3 +1325,15 @@ async fn max_new_per_hour_caps_every_route_but_the_operator() {
     assert!(a.user("three@example.org").await.is_err());
     add_admin(&a, "boss@example.org", "boss password").await;
 }
+
+// `token create --expires 0s` made an invite that was dead on arrival.
+#[tokio::test]
+async fn zero_expiry_made_a_dead_invite() {
+    let f = Fixture::new(RegistrationMode::InviteOnly);
+    let a = f.accounts();
+    let r = a
+        .create_token(1, Some(crate::config::Seconds(0)), None)
+        .await;
+    assert!(matches!(r, Err(AdminError::DeadInvite)), "{r:?}");
+    assert!(a.tokens().await.expect("tokens").is_empty());
+}

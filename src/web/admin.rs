@@ -93,12 +93,14 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
+/// The session cookie is `Secure` whenever links would be https: always, unless
+/// `http.public_url` is an explicit `http://` URL.
 fn secure(config: &Config) -> bool {
     config
         .http
         .public_url
         .as_deref()
-        .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
+        .is_none_or(|u| !u.trim().to_ascii_lowercase().starts_with("http://"))
 }
 
 fn clear_cookie(name: &str, config: &Config) -> HeaderValue {
@@ -1130,6 +1132,17 @@ async fn set_registration(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Without public_url invite links were https but the session cookie lacked Secure.
+    #[test]
+    fn cookie_lacked_secure_while_links_defaulted_to_https() {
+        let mut config = Config::default();
+        assert!(secure(&config));
+        config.http.public_url = Some("https://chat.example.org".into());
+        assert!(secure(&config));
+        config.http.public_url = Some("HTTP://chat.example.org".into());
+        assert!(!secure(&config));
+    }
 
     #[test]
     fn quotas_as_the_cli_reads_them() {
