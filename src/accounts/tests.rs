@@ -1337,3 +1337,28 @@ async fn zero_expiry_made_a_dead_invite() {
     assert!(matches!(r, Err(AdminError::DeadInvite)), "{r:?}");
     assert!(a.tokens().await.expect("tokens").is_empty());
 }
+
+// `import chatmail` skipped the username rules: `postmaster` and `x%y` were imported.
+#[tokio::test]
+async fn import_skipped_the_username_rules() {
+    let f = Fixture::new(RegistrationMode::InviteOnly);
+    let a = f.accounts();
+    let hash = a.hasher.hash_blocking(&pw("imported pw"));
+    let imported = |address: &str| maintenance::Imported {
+        address: address.into(),
+        password_hash: hash.clone(),
+    };
+    let report = a
+        .import(vec![
+            imported("postmaster@example.org"),
+            imported("x%y@example.org"),
+            imported("fine@example.org"),
+        ])
+        .await
+        .expect("import");
+    assert_eq!(report.imported, 1);
+    let skipped: Vec<&str> = report.skipped.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(skipped, ["postmaster@example.org", "x%y@example.org"]);
+    assert!(a.user("postmaster@example.org").await.is_err());
+    assert!(a.user("x%y@example.org").await.is_err());
+}
