@@ -33,6 +33,8 @@ pub enum AdminError {
     NoToken(String),
     #[error("an invite must expire in the future: give --expires a positive duration such as 72h")]
     DeadInvite,
+    #[error("cannot write the setup invite to {}: {1}", .0.display())]
+    SetupFile(PathBuf, String),
     #[error("mail home of {address} ({path}): {message}")]
     MailHome {
         address: String,

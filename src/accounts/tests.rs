@@ -1362,3 +1362,59 @@ async fn import_skipped_the_username_rules() {
     assert!(a.user("postmaster@example.org").await.is_err());
     assert!(a.user("x%y@example.org").await.is_err());
 }
+
+#[tokio::test]
+async fn anonymous_signup_and_jit_on_a_fresh_open_server_make_no_admin() {
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    let web = a
+        .register(RegisterRequest::default())
+        .await
+        .expect("sign-up");
+    login(&a, "first@example.org", "long enough pw").await;
+    assert!(!a.user(&web.address).await.expect("exists").admin);
+    assert!(!a.user("first@example.org").await.expect("exists").admin);
+}
+
+#[tokio::test]
+async fn setup_invite_makes_the_admin_once_and_is_gone_after() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new(RegistrationMode::Closed);
+    let a = f.accounts();
+    let code = a
+        .ensure_setup_invite()
+        .await
+        .expect("ok")
+        .expect("no admin yet");
+    let file =
+        f.db.parent()
+            .expect("dir")
+            .join(register::SETUP_INVITE_FILE);
+    let mode = std::fs::metadata(&file).expect("file").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Reused while unused.
+    assert_eq!(
+        a.ensure_setup_invite().await.expect("ok"),
+        Some(code.clone())
+    );
+    let admin = a
+        .register(RegisterRequest {
+            username: Some("boss".into()),
+            token: Some(code.clone()),
+            ..RegisterRequest::default()
+        })
+        .await
+        .expect("setup sign-up, even in closed mode");
+    assert!(a.user(&admin.address).await.expect("exists").admin);
+    assert!(!file.exists(), "the file is removed");
+    let again = a
+        .register(RegisterRequest {
+            token: Some(code),
+            ..RegisterRequest::default()
+        })
+        .await;
+    assert!(again.is_err(), "dead afterwards");
+    // An administrator exists: no setup invite.
+    assert_eq!(a.ensure_setup_invite().await.expect("ok"), None);
+    assert!(!file.exists());
+}
