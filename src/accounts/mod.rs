@@ -205,6 +205,8 @@ pub struct Accounts {
     /// New accounts per hour on every route, `registration.max_new_per_hour`.
     new_per_hour: HourlyCap,
     dummy_hash: tokio::sync::OnceCell<String>,
+    /// Held while the setup invite is being used.
+    setup_lock: tokio::sync::Mutex<()>,
     clock: Clock,
 }
 
@@ -240,6 +242,7 @@ impl Accounts {
             jit_creations: ClientLimiter::default(),
             new_per_hour: HourlyCap::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
+            setup_lock: tokio::sync::Mutex::new(()),
             clock,
         })
     }

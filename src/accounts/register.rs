@@ -120,9 +120,9 @@ impl Accounts {
     }
 
     /// While no active administrator exists: the one-time setup invite (reused when its
-    /// file still holds a live one, else created and written to `setup-invite` beside
-    /// the database, mode 0600). Its first use creates an administrator and removes the
-    /// file. `None` (and no file) once an administrator exists.
+    /// file exists, else created and written to `setup-invite` beside the database, mode
+    /// 0600). The file is the invite (no row in the invites table): its first use creates
+    /// an administrator and removes it. `None` (and no file) once an administrator exists.
     pub async fn ensure_setup_invite(&self) -> Result<Option<String>, super::AdminError> {
         let path = self.setup_invite_path();
         let has_admin = self
@@ -138,22 +138,14 @@ impl Accounts {
         }
         if let Ok(code) = std::fs::read_to_string(&path) {
             let code = code.trim().to_owned();
-            let live = self
-                .store
-                .token(None, Some(&hash_code(&code)))
-                .await
-                .map_err(Unavailable::from)?
-                .map(|t| super::Invite::from_row(t, self.now()).status)
-                == Some(super::InviteStatus::Active);
-            if live {
+            if !code.is_empty() {
                 return Ok(Some(code));
             }
         }
-        let (_, code) = self
-            .create_token(1, None, Some("setup: the first administrator".into()))
-            .await?;
+        let code = generate_code();
         write_private(&path, &format!("{code}\n"))
             .map_err(|e| super::AdminError::SetupFile(path.clone(), e.to_string()))?;
+        tracing::info!("event=setup_invite result=created");
         Ok(Some(code))
     }
 
@@ -180,7 +172,13 @@ impl Accounts {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(hash_code);
-        let setup = token.as_ref().is_some_and(|t| self.is_setup_token(t));
+        let setup_guard = match &token {
+            Some(t) if self.is_setup_token(t) => Some(self.setup_lock.lock().await),
+            _ => None,
+        };
+        // Under the lock, the file is looked at again: only one sign-up uses it.
+        let setup = setup_guard.is_some() && token.as_ref().is_some_and(|t| self.is_setup_token(t));
+        let token = if setup { None } else { token };
         match self.registration_mode().await? {
             _ if setup => {}
             RegistrationMode::Closed => return Err(RegisterError::Closed),
@@ -196,7 +194,7 @@ impl Accounts {
             }
             None => random_password(&config.registration.password),
         };
-        let route = if token.is_some() {
+        let route = if token.is_some() || setup {
             Route::Invite
         } else {
             Route::Web
