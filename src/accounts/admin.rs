@@ -31,6 +31,10 @@ pub enum AdminError {
     Blocked(String),
     #[error("there is no invite {0}")]
     NoToken(String),
+    #[error("an invite must expire in the future: give --expires a positive duration such as 72h")]
+    DeadInvite,
+    #[error("cannot write the setup invite to {}: {1}", .0.display())]
+    SetupFile(PathBuf, String),
     #[error("mail home of {address} ({path}): {message}")]
     MailHome {
         address: String,
@@ -387,6 +391,9 @@ impl Accounts {
         expires_in: Option<Seconds>,
         comment: Option<String>,
     ) -> Result<(Invite, String), AdminError> {
+        if expires_in.is_some_and(|d| d.0 == 0) {
+            return Err(AdminError::DeadInvite);
+        }
         let code = generate_code();
         let hash = hash_code(&code);
         let now = self.now();

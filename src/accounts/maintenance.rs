@@ -428,7 +428,8 @@ impl Accounts {
 
     /// Imports accounts with the hashes another server stored (chatmail's SHA512-CRYPT,
     /// bcrypt, argon2): they log in with their old passwords and are re-hashed to
-    /// argon2id at the next good login. Existing and blocked addresses are left alone.
+    /// argon2id at the next good login. Names the creation rules refuse (reserved, bad
+    /// characters), existing and blocked addresses are skipped and reported.
     pub async fn import(&self, accounts: Vec<Imported>) -> Result<ImportReport, AdminError> {
         let config = self.config();
         let mut report = ImportReport::default();
@@ -441,6 +442,10 @@ impl Accounts {
                     continue;
                 }
             };
+            if let Err(e) = address.check_rules(&config.registration.username) {
+                report.skipped.push((a.address, e.to_string()));
+                continue;
+            }
             if super::address::mail_home(&config.mailbox.home, &address).is_err() {
                 report
                     .skipped

@@ -209,6 +209,8 @@ pub struct Accounts {
     dummy_hash: tokio::sync::OnceCell<String>,
     /// Which throttled requests have had their INFO line in this window.
     repeats: logfmt::Repeats,
+    /// Held while the setup invite is being used.
+    setup_lock: tokio::sync::Mutex<()>,
     clock: Clock,
 }
 
@@ -255,6 +257,7 @@ impl Accounts {
             new_per_hour: HourlyCap::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
             repeats: logfmt::Repeats::default(),
+            setup_lock: tokio::sync::Mutex::new(()),
             clock,
         })
     }

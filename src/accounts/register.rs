@@ -110,7 +110,55 @@ pub fn random_password(rules: &PasswordRules) -> Password {
     }
 }
 
+/// The file beside the database that holds the setup invite's code (mode 0600).
+pub const SETUP_INVITE_FILE: &str = "setup-invite";
+
 impl Accounts {
+    fn setup_invite_path(&self) -> std::path::PathBuf {
+        let config = self.config();
+        config
+            .database
+            .sqlite_path()
+            .parent()
+            .map_or_else(|| SETUP_INVITE_FILE.into(), |d| d.join(SETUP_INVITE_FILE))
+    }
+
+    /// While no active administrator exists: the one-time setup invite (reused when its
+    /// file exists, else created and written to `setup-invite` beside the database, mode
+    /// 0600). The file is the invite (no row in the invites table): its first use creates
+    /// an administrator and removes it. `None` (and no file) once an administrator exists.
+    pub async fn ensure_setup_invite(&self) -> Result<Option<String>, super::AdminError> {
+        let path = self.setup_invite_path();
+        let has_admin = self
+            .store
+            .accounts(false, None)
+            .await
+            .map_err(Unavailable::from)?
+            .iter()
+            .any(|r| r.admin && r.blocked.is_none());
+        if has_admin {
+            let _ = std::fs::remove_file(&path);
+            return Ok(None);
+        }
+        if let Ok(code) = std::fs::read_to_string(&path) {
+            let code = code.trim().to_owned();
+            if !code.is_empty() {
+                return Ok(Some(code));
+            }
+        }
+        let code = generate_code();
+        write_private(&path, &format!("{code}\n"))
+            .map_err(|e| super::AdminError::SetupFile(path.clone(), e.to_string()))?;
+        tracing::info!("event=setup_invite result=created");
+        Ok(Some(code))
+    }
+
+    /// Whether `token` is the setup invite's code hash.
+    fn is_setup_token(&self, token: &[u8; 32]) -> bool {
+        std::fs::read_to_string(self.setup_invite_path())
+            .is_ok_and(|code| !code.trim().is_empty() && hash_code(&code) == *token)
+    }
+
     /// Registers an account from `/new` (or anything else that signs people up).
     pub async fn register(&self, req: RegisterRequest) -> Result<Registered, RegisterError> {
         let outcome = self.register_inner(req).await;
@@ -128,7 +176,15 @@ impl Accounts {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(hash_code);
+        let setup_guard = match &token {
+            Some(t) if self.is_setup_token(t) => Some(self.setup_lock.lock().await),
+            _ => None,
+        };
+        // Under the lock, the file is looked at again: only one sign-up uses it.
+        let setup = setup_guard.is_some() && token.as_ref().is_some_and(|t| self.is_setup_token(t));
+        let token = if setup { None } else { token };
         match self.registration_mode().await? {
+            _ if setup => {}
             RegistrationMode::Closed => return Err(RegisterError::Closed),
             RegistrationMode::InviteOnly if token.is_none() => {
                 return Err(RegisterError::TokenRequired)
@@ -142,7 +198,7 @@ impl Accounts {
             }
             None => random_password(&config.registration.password),
         };
-        let route = if token.is_some() {
+        let route = if token.is_some() || setup {
             Route::Invite
         } else {
             Route::Web
@@ -174,7 +230,7 @@ impl Accounts {
                     now,
                     token_hash: token,
                     admin_if_none: false,
-                    admin: false,
+                    admin: setup,
                     quota: QuotaMode::Default,
                 })
                 .await
@@ -186,6 +242,13 @@ impl Accounts {
                         route.as_str(),
                         self.private(address.as_str())
                     );
+                    if setup {
+                        let _ = std::fs::remove_file(self.setup_invite_path());
+                        tracing::info!(
+                            "event=setup_invite result=used admin={}",
+                            self.private(address.as_str())
+                        );
+                    }
                     self.cache.insert(address.as_str(), &password, &hash);
                     return Ok(Registered {
                         address: address.as_str().to_owned(),
@@ -212,6 +275,19 @@ impl Accounts {
             Address::from_parts(name.trim(), domain, &config.domains)
         }
     }
+}
+
+/// Writes `text` to a new file only its owner may read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 #[cfg(test)]

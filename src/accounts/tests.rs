@@ -1320,3 +1320,103 @@ async fn max_new_per_hour_caps_every_route_but_the_operator() {
     assert!(a.user("three@example.org").await.is_err());
     add_admin(&a, "boss@example.org", "boss password").await;
 }
+
+// `token create --expires 0s` made an invite that was dead on arrival.
+#[tokio::test]
+async fn zero_expiry_made_a_dead_invite() {
+    let f = Fixture::new(RegistrationMode::InviteOnly);
+    let a = f.accounts();
+    let r = a
+        .create_token(1, Some(crate::config::Seconds(0)), None)
+        .await;
+    assert!(matches!(r, Err(AdminError::DeadInvite)), "{r:?}");
+    assert!(a.tokens().await.expect("tokens").is_empty());
+}
+
+// `import chatmail` skipped the username rules: `postmaster` and `x%y` were imported.
+#[tokio::test]
+async fn import_skipped_the_username_rules() {
+    let f = Fixture::new(RegistrationMode::InviteOnly);
+    let a = f.accounts();
+    let hash = a.hasher.hash_blocking(&pw("imported pw"));
+    let imported = |address: &str| maintenance::Imported {
+        address: address.into(),
+        password_hash: hash.clone(),
+    };
+    let report = a
+        .import(vec![
+            imported("postmaster@example.org"),
+            imported("x%y@example.org"),
+            imported("fine@example.org"),
+        ])
+        .await
+        .expect("import");
+    assert_eq!(report.imported, 1);
+    let skipped: Vec<&str> = report.skipped.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(skipped, ["postmaster@example.org", "x%y@example.org"]);
+    assert!(a.user("postmaster@example.org").await.is_err());
+    assert!(a.user("x%y@example.org").await.is_err());
+}
+
+#[tokio::test]
+async fn anonymous_signup_and_jit_on_a_fresh_open_server_make_no_admin() {
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    let web = a
+        .register(RegisterRequest::default())
+        .await
+        .expect("sign-up");
+    login(&a, "first@example.org", "long enough pw").await;
+    assert!(!a.user(&web.address).await.expect("exists").admin);
+    assert!(!a.user("first@example.org").await.expect("exists").admin);
+}
+
+#[tokio::test]
+async fn setup_invite_makes_the_admin_once_and_is_gone_after() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new(RegistrationMode::Closed);
+    if f.config.database.url.is_some() {
+        // The setup invite's file lives beside the SQLite database only.
+        return;
+    }
+    let a = f.accounts();
+    let code = a
+        .ensure_setup_invite()
+        .await
+        .expect("ok")
+        .expect("no admin yet");
+    let file = f
+        .config
+        .database
+        .sqlite_path()
+        .parent()
+        .expect("dir")
+        .join(register::SETUP_INVITE_FILE);
+    let mode = std::fs::metadata(&file).expect("file").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Reused while unused.
+    assert_eq!(
+        a.ensure_setup_invite().await.expect("ok"),
+        Some(code.clone())
+    );
+    let admin = a
+        .register(RegisterRequest {
+            username: Some("boss".into()),
+            token: Some(code.clone()),
+            ..RegisterRequest::default()
+        })
+        .await
+        .expect("setup sign-up, even in closed mode");
+    assert!(a.user(&admin.address).await.expect("exists").admin);
+    assert!(!file.exists(), "the file is removed");
+    let again = a
+        .register(RegisterRequest {
+            token: Some(code),
+            ..RegisterRequest::default()
+        })
+        .await;
+    assert!(again.is_err(), "dead afterwards");
+    // An administrator exists: no setup invite.
+    assert_eq!(a.ensure_setup_invite().await.expect("ok"), None);
+    assert!(!file.exists());
+}

@@ -71,6 +71,7 @@ pub async fn run(
     let signals = Signals::catch();
     let accounts = open_accounts(&config)?;
     promote_admins(&accounts).await;
+    announce_setup_invite(&accounts).await;
 
     let mut sockets = SocketFiles::default();
     let mut bound = Vec::new();
@@ -147,6 +148,19 @@ async fn promote_admins(accounts: &Accounts) {
             "event=admin_promote result=tempfail error={}",
             logfmt::value(e)
         ),
+    }
+}
+
+/// While no administrator exists, logs the setup invite's link once (the code is also in
+/// `setup-invite` beside the database, readable by root only).
+async fn announce_setup_invite(accounts: &Accounts) {
+    match accounts.ensure_setup_invite().await {
+        Ok(Some(code)) => tracing::warn!(
+            "event=setup_invite result=waiting link={} note=\"no administrator yet: the first sign-up with this link becomes one\"",
+            accounts.signup_link(&code)
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("event=setup_invite result=tempfail error=\"{e}\""),
     }
 }
 

@@ -60,6 +60,15 @@ fn blank_to_none(s: Option<String>) -> Option<String> {
 
 /// Whether to answer with HTML: `Accept` decides when it names `text/html` or
 /// `application/json`; otherwise the HTML form gets HTML and everything else JSON.
+/// A request that says its body is empty (`curl -d ''`, urllib with `data=b""`): not a
+/// browser's form, whatever its content type.
+fn empty_body(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "0")
+}
+
 fn wants_html(headers: &HeaderMap, is_form: bool) -> bool {
     let accept = headers
         .get(header::ACCEPT)
@@ -120,7 +129,7 @@ pub async fn submit(
 ) -> Response {
     let config = state.accounts().config();
     let is_form = super::media_type(&headers) == "application/x-www-form-urlencoded";
-    let html = wants_html(&headers, is_form);
+    let html = wants_html(&headers, is_form && !empty_body(&headers));
     let mut submitted = Submitted {
         token: query
             .as_deref()
@@ -414,6 +423,17 @@ fn dcaccount(config: &Config, token: Option<&str>) -> String {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    // `curl -d ''` (an empty form body) got the HTML page, unlike every other empty POST.
+    #[test]
+    fn empty_form_post_got_html_instead_of_json() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        assert!(empty_body(&h));
+        assert!(!wants_html(&h, !empty_body(&h)));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
+        assert!(!empty_body(&h));
+    }
 
     #[test]
     fn negotiation() {

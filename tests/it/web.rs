@@ -965,7 +965,8 @@ pub fn sign_in(h: &Http, address: &str, password: &str) -> Result<AdminSession, 
         set.contains("HttpOnly") && set.contains("SameSite=Strict"),
         "{set}"
     );
-    assert!(!set.contains("Secure"), "plain http test setup: {set}");
+    // No public_url: links default to https, so the cookie is Secure.
+    assert!(set.contains("Secure"), "links default to https: {set}");
     assert_eq!(id.len(), 43);
     let cookie = format!("postern_admin={id}");
     let home = h.get_with("/admin/accounts", &cookie);

@@ -87,12 +87,14 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
+/// The session cookie is `Secure` whenever links would be https: always, unless
+/// `http.public_url` is an explicit `http://` URL.
 fn secure(config: &Config) -> bool {
     config
         .http
         .public_url
         .as_deref()
-        .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
+        .is_none_or(|u| !u.trim().to_ascii_lowercase().starts_with("http://"))
 }
 
 fn clear_cookie(name: &str, config: &Config) -> HeaderValue {
@@ -242,5 +244,21 @@ async fn home(admin: Result<Admin, Response>) -> Response {
     match admin {
         Ok(_) => Redirect::to("/admin/accounts").into_response(),
         Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod secure_tests {
+    use super::*;
+
+    // Without public_url invite links were https but the session cookie lacked Secure.
+    #[test]
+    fn cookie_lacked_secure_while_links_defaulted_to_https() {
+        let mut config = Config::default();
+        assert!(secure(&config));
+        config.http.public_url = Some("https://chat.example.org".into());
+        assert!(secure(&config));
+        config.http.public_url = Some("HTTP://chat.example.org".into());
+        assert!(!secure(&config));
     }
 }
