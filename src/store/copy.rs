@@ -269,7 +269,9 @@ fn read_sqlite(path: &Path) -> Result<Snapshot> {
         }
     }
     {
-        let mut st = conn.prepare("SELECT key, value FROM settings ORDER BY key")?;
+        // `database_id` names the SQLite file (its marker beside it), not the accounts.
+        let mut st = conn
+            .prepare("SELECT key, value FROM settings WHERE key <> 'database_id' ORDER BY key")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             snap.settings.0.push(r.get(0)?);
