@@ -156,11 +156,17 @@ async fn promote_admins(accounts: &Accounts) {
 async fn announce_setup_invite(accounts: &Accounts) {
     match accounts.ensure_setup_invite().await {
         Ok(Some(code)) => tracing::warn!(
-            "event=setup_invite result=waiting link={} note=\"no administrator yet: the first sign-up with this link becomes one\"",
-            accounts.signup_link(&code)
+            "event=setup_invite result=waiting link={} note={}",
+            crate::logfmt::value(accounts.signup_link(&code)),
+            crate::logfmt::value(
+                "no administrator yet: the first sign-up with this link becomes one"
+            )
         ),
         Ok(None) => {}
-        Err(e) => tracing::warn!("event=setup_invite result=tempfail error=\"{e}\""),
+        Err(e) => tracing::warn!(
+            "event=setup_invite result=tempfail error={}",
+            crate::logfmt::value(&e)
+        ),
     }
 }
 
