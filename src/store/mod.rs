@@ -95,6 +95,26 @@ pub enum QuotaMode {
     Unlimited,
 }
 
+impl QuotaMode {
+    /// How both backends store it: the `quota_mode` and `quota_bytes` columns.
+    pub(crate) fn columns(self) -> (&'static str, Option<i64>) {
+        match self {
+            QuotaMode::Default => ("default", None),
+            QuotaMode::Explicit(b) => ("explicit", Some(i64::try_from(b).unwrap_or(i64::MAX))),
+            QuotaMode::Unlimited => ("unlimited", None),
+        }
+    }
+
+    /// The mode the two columns hold (an unknown mode falls back to the default).
+    pub(crate) fn from_columns(mode: &str, bytes: Option<i64>) -> QuotaMode {
+        match (mode, bytes) {
+            ("explicit", Some(b)) => QuotaMode::Explicit(u64::try_from(b).unwrap_or(0)),
+            ("unlimited", _) => QuotaMode::Unlimited,
+            _ => QuotaMode::Default,
+        }
+    }
+}
+
 /// One account, with its blocklist entry if it has one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountRow {

@@ -221,7 +221,7 @@ impl Postgres {
         } else {
             false
         };
-        let (mode, bytes) = quota_columns(new.quota);
+        let (mode, bytes) = QuotaMode::columns(new.quota);
         let row = tx
             .query_opt(
                 &tx.prepare_cached(
@@ -266,7 +266,7 @@ impl Postgres {
         let mut bytes = Vec::with_capacity(accounts.len());
         let mut admin = Vec::with_capacity(accounts.len());
         for a in &accounts {
-            let (m, b) = quota_columns(a.quota);
+            let (m, b) = QuotaMode::columns(a.quota);
             address.push(a.address.as_str());
             hash.push(a.password_hash.as_str());
             at.push(a.now);
@@ -321,7 +321,7 @@ impl Postgres {
     }
 
     pub async fn set_quota(&self, address: &str, quota: QuotaMode) -> Result<bool> {
-        let (mode, bytes) = quota_columns(quota);
+        let (mode, bytes) = QuotaMode::columns(quota);
         self.update_one(
             "UPDATE accounts SET quota_mode = $2, quota_bytes = $3 WHERE address = $1",
             &[&address, &mode, &bytes],
@@ -843,14 +843,6 @@ async fn consume_token(
     Ok(Err(problem))
 }
 
-fn quota_columns(q: QuotaMode) -> (&'static str, Option<i64>) {
-    match q {
-        QuotaMode::Default => ("default", None),
-        QuotaMode::Explicit(b) => ("explicit", Some(i64::try_from(b).unwrap_or(i64::MAX))),
-        QuotaMode::Unlimited => ("unlimited", None),
-    }
-}
-
 fn strings(rows: Vec<Row>) -> Result<Vec<String>> {
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
@@ -858,11 +850,7 @@ fn strings(rows: Vec<Row>) -> Result<Vec<String>> {
 fn account_from_row(r: &Row) -> Result<AccountRow> {
     let mode: String = r.try_get(8)?;
     let bytes: Option<i64> = r.try_get(9)?;
-    let quota = match (mode.as_str(), bytes) {
-        ("explicit", Some(b)) => QuotaMode::Explicit(u64::try_from(b).unwrap_or(0)),
-        ("unlimited", _) => QuotaMode::Unlimited,
-        _ => QuotaMode::Default,
-    };
+    let quota = QuotaMode::from_columns(&mode, bytes);
     let blocked = match r.try_get::<_, Option<String>>(14)? {
         Some(address) => Some(BlockEntry {
             address,

@@ -518,7 +518,7 @@ impl Db {
                     && !tx
                         .prepare_cached("SELECT 1 FROM accounts WHERE admin = 1")?
                         .exists([])?);
-            let (mode, bytes) = quota_columns(new.quota);
+            let (mode, bytes) = QuotaMode::columns(new.quota);
             tx.prepare_cached(
                 "INSERT INTO accounts (address, password_hash, created_at, created_via, \
                  token_id, quota_mode, quota_bytes, admin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -558,7 +558,7 @@ impl Db {
                      ON CONFLICT(address) DO NOTHING",
                 )?;
                 for a in accounts {
-                    let (mode, bytes) = quota_columns(a.quota);
+                    let (mode, bytes) = QuotaMode::columns(a.quota);
                     inserted += stmt.execute(params![
                         a.address,
                         a.password_hash,
@@ -610,7 +610,7 @@ impl Db {
     }
 
     pub fn set_quota(&self, address: &str, quota: QuotaMode) -> Result<bool> {
-        let (mode, bytes) = quota_columns(quota);
+        let (mode, bytes) = QuotaMode::columns(quota);
         self.update_one(
             "UPDATE accounts SET quota_mode = ?2, quota_bytes = ?3 WHERE address = ?1",
             params![address, mode, bytes],
@@ -1045,22 +1045,10 @@ fn consume_token(
     Ok(Ok(t.id))
 }
 
-fn quota_columns(q: QuotaMode) -> (&'static str, Option<i64>) {
-    match q {
-        QuotaMode::Default => ("default", None),
-        QuotaMode::Explicit(b) => ("explicit", Some(i64::try_from(b).unwrap_or(i64::MAX))),
-        QuotaMode::Unlimited => ("unlimited", None),
-    }
-}
-
 fn account_from_row(r: &Row<'_>) -> rusqlite::Result<AccountRow> {
     let mode: String = r.get(8)?;
     let bytes: Option<i64> = r.get(9)?;
-    let quota = match (mode.as_str(), bytes) {
-        ("explicit", Some(b)) => QuotaMode::Explicit(u64::try_from(b).unwrap_or(0)),
-        ("unlimited", _) => QuotaMode::Unlimited,
-        _ => QuotaMode::Default,
-    };
+    let quota = QuotaMode::from_columns(&mode, bytes);
     let blocked = match r.get::<_, Option<String>>(14)? {
         Some(address) => Some(BlockEntry {
             address,
