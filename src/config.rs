@@ -76,6 +76,7 @@ pub struct Config {
     pub login: LoginLimits,
     pub policy: PolicyConfig,
     pub http: Http,
+    pub self_service: SelfService,
     pub auth_http: AuthHttp,
     pub autoconfig: Autoconfig,
     pub maintenance: Maintenance,
@@ -357,6 +358,13 @@ pub struct Registration {
     pub jit_per_minute: u32,
     /// New accounts per hour across every route but the operator's (0: no limit).
     pub max_new_per_hour: u32,
+    /// No account is created while the file system of the mail root has less free
+    /// space than this (0: no check).
+    pub min_free_disk: Size,
+    /// No account is created while the 1-minute load average is above this (unset: no
+    /// check).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_load_1m: Option<f64>,
     pub username: UsernameRules,
     pub password: PasswordRules,
 }
@@ -371,6 +379,8 @@ impl Default for Registration {
             random_local_length: 9,
             jit_per_minute: 10,
             max_new_per_hour: 0,
+            min_free_disk: Size(1 << 30),
+            max_load_1m: None,
             username: UsernameRules::default(),
             password: PasswordRules::default(),
         }
@@ -581,6 +591,8 @@ pub struct Http {
     pub new_per_minute: u32,
     /// Admin sign-in attempts per client IP per minute.
     pub admin_logins_per_minute: u32,
+    /// `/new?token=CODE` shows how many uses a live invite has left.
+    pub show_invite_uses: bool,
 }
 
 impl Default for Http {
@@ -594,6 +606,26 @@ impl Default for Http {
             max_connections: 512,
             new_per_minute: 10,
             admin_logins_per_minute: 10,
+            show_invite_uses: false,
+        }
+    }
+}
+
+/// `/account`: owners sign in to see their account, change its password or delete it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfService {
+    pub enabled: bool,
+    /// An address its owner deleted may be registered again; otherwise it stays on the
+    /// blocklist, as after the operator's delete.
+    pub allow_reuse: bool,
+}
+
+impl Default for SelfService {
+    fn default() -> Self {
+        SelfService {
+            enabled: true,
+            allow_reuse: false,
         }
     }
 }
@@ -1221,6 +1253,14 @@ impl Config {
             None,
         )
         .map_err(|e| invalid("argon2", e.to_string()))?;
+        if let Some(load) = self.registration.max_load_1m {
+            if !load.is_finite() || load <= 0.0 {
+                return Err(invalid(
+                    "registration.max_load_1m",
+                    "must be a positive number such as 5 (leave it out for no limit)",
+                ));
+            }
+        }
         if self.argon2.max_pending == 0 {
             return Err(invalid("argon2.max_pending", "must be at least 1"));
         }

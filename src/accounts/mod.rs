@@ -17,9 +17,11 @@
 
 pub mod address;
 pub mod admin;
+pub mod capacity;
 pub mod copy;
 pub mod limits;
 pub mod maintenance;
+pub mod owner;
 pub mod password;
 pub mod policy;
 pub mod register;
@@ -42,8 +44,10 @@ use password::{Busy, Hasher, HasherError, Password, Verdict, VerifiedCache};
 use view::Quota;
 
 pub use admin::{AdminError, NewUser};
+pub use capacity::Paused;
+pub use owner::OwnerError;
 pub use policy::{PolicyRequest, PolicyVerdict};
-pub use register::{RegisterError, RegisterRequest, Registered};
+pub use register::{InviteCheck, RegisterError, RegisterRequest, Registered};
 pub use view::{
     Account, BlockedAddress, Invite, InviteStatus, InviteUsed, QuotaSetting, QuotaSource, Status,
     Usage,
@@ -73,6 +77,18 @@ pub enum Unavailable {
     Store(#[from] StoreError),
     #[error(transparent)]
     Busy(#[from] Busy),
+    /// The sign-up guard: the disk is nearly full or the load too high (`capacity.rs`).
+    #[error(transparent)]
+    Paused(#[from] Paused),
+}
+
+/// Why `admit_creation` said no.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CreationRefused {
+    /// The sign-up guard: no account for anyone now.
+    Paused(Paused),
+    /// A creation limit: try again after this long.
+    Limited(Duration),
 }
 
 /// How an account came into being; stored with it and shown in `user show`.
@@ -209,6 +225,8 @@ pub struct Accounts {
     dummy_hash: tokio::sync::OnceCell<String>,
     /// Which throttled requests have had their INFO line in this window.
     repeats: logfmt::Repeats,
+    /// The sign-up guard's reading of the disk and the load.
+    capacity: capacity::Gauge,
     /// Held while the setup invite is being used.
     setup_lock: tokio::sync::Mutex<()>,
     clock: Clock,
@@ -257,6 +275,7 @@ impl Accounts {
             new_per_hour: HourlyCap::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
             repeats: logfmt::Repeats::default(),
+            capacity: capacity::Gauge::default(),
             setup_lock: tokio::sync::Mutex::new(()),
             clock,
         })
@@ -348,23 +367,82 @@ impl Accounts {
     }
 
     /// Counts one account about to be created by `route` for `client` against the
-    /// creation limits: `registration.jit_per_minute` per client IP for just-in-time
-    /// creations that carry one (SMTP AUTH, the Lua API; the dict passdb carries none),
-    /// and `registration.max_new_per_hour` across every route but the operator's. The
-    /// one place register and just-in-time creation ask. `Err`: how long to wait.
+    /// creation limits: first the sign-up guard (`registration.min_free_disk`,
+    /// `max_load_1m`: no account for anyone while either is exceeded), then
+    /// `registration.jit_per_minute` per client IP for just-in-time creations that carry
+    /// one (SMTP AUTH, the Lua API; the dict passdb carries none), and
+    /// `registration.max_new_per_hour` across every route but the operator's. The one
+    /// place register and just-in-time creation ask.
     pub fn admit_creation(
         &self,
         route: Route,
         client: Option<IpAddr>,
-    ) -> Result<(), std::time::Duration> {
+    ) -> Result<(), CreationRefused> {
+        self.check_capacity().map_err(CreationRefused::Paused)?;
         let config = self.config();
         let now = Instant::now();
         if route == Route::Jit && client.is_some() {
             self.jit_creations
-                .take(client, config.registration.jit_per_minute, now)?;
+                .take(client, config.registration.jit_per_minute, now)
+                .map_err(CreationRefused::Limited)?;
         }
         self.new_per_hour
             .take(config.registration.max_new_per_hour, now)
+            .map_err(CreationRefused::Limited)
+    }
+
+    /// The sign-up guard on its own: `Err` while the mail root's file system has less
+    /// than `registration.min_free_disk` free or the load is above `max_load_1m`. Logs
+    /// the pause (and a reading that failed) at most once a minute, and the resumption.
+    pub fn check_capacity(&self) -> Result<(), Paused> {
+        let config = self.config();
+        let r = &config.registration;
+        if r.min_free_disk.0 == 0 && r.max_load_1m.is_none() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let root = address::home_root(&config.mailbox.home);
+        let reading = self.capacity.reading(&root, now);
+        let every = capacity::LOG_EVERY;
+        if let (Err(e), true) = (&reading.free_disk, r.min_free_disk.0 > 0) {
+            if self
+                .repeats
+                .first("signup_guard unreadable disk", every, now)
+            {
+                tracing::warn!(
+                    "event=signup_guard result=unmeasured what=disk path={} error={}",
+                    self.private(root.display()),
+                    logfmt::value(e)
+                );
+            }
+        }
+        if let (Err(e), true) = (&reading.load_1m, r.max_load_1m.is_some()) {
+            if self
+                .repeats
+                .first("signup_guard unreadable load", every, now)
+            {
+                tracing::warn!(
+                    "event=signup_guard result=unmeasured what=load error={}",
+                    logfmt::value(e)
+                );
+            }
+        }
+        let exceeded = capacity::exceeded(&reading, r.min_free_disk.0, r.max_load_1m);
+        let changed = self.capacity.changed(exceeded.is_some());
+        match exceeded {
+            Some(why) => {
+                if changed || self.repeats.first("signup_guard paused", every, now) {
+                    tracing::warn!("event=signup_guard result=paused {}", why.fields());
+                }
+                Err(Paused { why })
+            }
+            None => {
+                if changed {
+                    tracing::info!("event=signup_guard result=resumed");
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The registration mode in force: the run-time setting if one is stored, else the
@@ -458,6 +536,11 @@ impl Accounts {
                     tracing::debug!("{line}");
                 }
             }
+            // The sign-up guard logs its pause itself, once a minute.
+            Err(e @ Unavailable::Paused(_)) => tracing::debug!(
+                "event=login result=tempfail address={user_shown} service={service} ip={ip} error={}",
+                logfmt::value(e)
+            ),
             Err(e) => tracing::warn!(
                 "event=login result=tempfail address={user_shown} service={service} ip={ip} error={}",
                 logfmt::value(e)
@@ -629,12 +712,16 @@ impl Accounts {
             self.spend_dummy_hash(password).await;
             return Ok(LoginOutcome::Refused(Refusal::Invalid));
         }
-        if self.admit_creation(Route::Jit, ip).is_err() {
-            tracing::info!(
-                "event=register route=jit result=limited address={}",
-                self.private(address.as_str())
-            );
-            return Ok(LoginOutcome::Refused(Refusal::Throttled));
+        match self.admit_creation(Route::Jit, ip) {
+            Ok(()) => {}
+            Err(CreationRefused::Paused(p)) => return Err(Unavailable::Paused(p)),
+            Err(CreationRefused::Limited(_)) => {
+                tracing::info!(
+                    "event=register route=jit result=limited address={}",
+                    self.private(address.as_str())
+                );
+                return Ok(LoginOutcome::Refused(Refusal::Throttled));
+            }
         }
         // One creation per address at a time in this process; the others wait, then
         // find the account and verify against it (a cache hit when the password matches).

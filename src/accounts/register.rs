@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::address::{self, Address, AddressError};
 use super::password::{self, Password, PasswordError};
-use super::{Accounts, Route, Unavailable};
+use super::{Accounts, CreationRefused, Paused, Route, Unavailable};
 use crate::config::{PasswordRules, RegistrationMode};
 use crate::logfmt;
 use crate::store::{CreateRefusal, NewAccount, QuotaMode, TokenProblem};
@@ -58,6 +58,9 @@ pub enum RegisterError {
     /// `registration.max_new_per_hour` was reached.
     #[error("too many new accounts right now, please try again later.")]
     Limited,
+    /// The sign-up guard (disk or load): a temporary refusal, logged by the guard.
+    #[error("{0}")]
+    Paused(Paused),
 }
 
 fn token_text(p: TokenProblem) -> &'static str {
@@ -106,6 +109,25 @@ pub fn random_password(rules: &PasswordRules) -> Password {
         let candidate = Password::new(candidate);
         if password::check_rules(&candidate, rules).is_ok() {
             return candidate;
+        }
+    }
+}
+
+/// What an invite code can do now, for the sign-up page (`/new?token=CODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteCheck {
+    /// It can be used this many more times.
+    Live { uses_left: i64 },
+    /// Unknown, expired, used up or revoked: the reason is the text `/new` answers.
+    Dead(TokenProblem),
+}
+
+impl InviteCheck {
+    /// The sentence for a dead invite (the same `POST /new` answers with).
+    pub fn problem_text(self) -> Option<String> {
+        match self {
+            InviteCheck::Live { .. } => None,
+            InviteCheck::Dead(p) => Some(RegisterError::Token(p).to_string()),
         }
     }
 }
@@ -159,11 +181,34 @@ impl Accounts {
             .is_ok_and(|code| !code.trim().is_empty() && hash_code(&code) == *token)
     }
 
+    /// Whether the invite `code` can be used now, and how often; the setup invite is
+    /// live for one use. Changes nothing.
+    pub async fn check_invite(&self, code: &str) -> Result<InviteCheck, Unavailable> {
+        let hash = hash_code(code);
+        if self.is_setup_token(&hash) {
+            return Ok(InviteCheck::Live { uses_left: 1 });
+        }
+        Ok(match self.store.token(None, Some(&hash)).await? {
+            None => InviteCheck::Dead(TokenProblem::Unknown),
+            Some(row) => match row.problem(self.now()) {
+                Some(p) => InviteCheck::Dead(p),
+                None => InviteCheck::Live {
+                    uses_left: row.max_uses.saturating_sub(row.uses),
+                },
+            },
+        })
+    }
+
     /// Registers an account from `/new` (or anything else that signs people up).
     pub async fn register(&self, req: RegisterRequest) -> Result<Registered, RegisterError> {
         let outcome = self.register_inner(req).await;
-        if let Err(e) = &outcome {
-            tracing::info!("event=register result=fail reason={}", logfmt::value(e));
+        match &outcome {
+            // The sign-up guard logs its pause itself, once a minute.
+            Err(e @ RegisterError::Paused(_)) => {
+                tracing::debug!("event=register result=fail reason={}", logfmt::value(e));
+            }
+            Err(e) => tracing::info!("event=register result=fail reason={}", logfmt::value(e)),
+            Ok(_) => {}
         }
         outcome
     }
@@ -212,8 +257,10 @@ impl Accounts {
             };
             address.check_rules(&config.registration.username)?;
             address::mail_home(&config.mailbox.home, &address)?;
-            if self.admit_creation(route, None).is_err() {
-                return Err(RegisterError::Limited);
+            match self.admit_creation(route, None) {
+                Ok(()) => {}
+                Err(CreationRefused::Paused(p)) => return Err(RegisterError::Paused(p)),
+                Err(CreationRefused::Limited(_)) => return Err(RegisterError::Limited),
             }
             let hash = self
                 .hasher

@@ -1420,3 +1420,329 @@ async fn setup_invite_makes_the_admin_once_and_is_gone_after() {
     assert_eq!(a.ensure_setup_invite().await.expect("ok"), None);
     assert!(!file.exists());
 }
+
+// ----- the owner's self-service (owner.rs) ------------------------------------------
+
+fn owner_ctx() -> LoginContext<'static> {
+    LoginContext {
+        service: "account",
+        remote_ip: Some("198.51.100.7".parse().expect("ip")),
+    }
+}
+
+#[tokio::test]
+async fn owner_sign_in_never_creates_and_counts_failures_like_every_login() {
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.login.max_failures = 3;
+    let a = f.accounts();
+    let r = a
+        .owner_sign_in("new@example.org", &pw("long enough pw"), owner_ctx())
+        .await;
+    assert!(matches!(r, Err(OwnerError::Credentials)), "{r:?}");
+    assert!(a.users(false, None).await.expect("db").is_empty());
+    login(&a, "alice@example.org", "long enough pw").await;
+    let ok = a
+        .owner_sign_in(" Alice@Example.org", &pw("long enough pw"), owner_ctx())
+        .await
+        .expect("signed in");
+    assert_eq!(ok.as_str(), "alice@example.org");
+    for _ in 0..3 {
+        let r = a
+            .owner_sign_in("alice@example.org", &pw("wrong guess"), owner_ctx())
+            .await;
+        assert!(matches!(r, Err(OwnerError::Credentials)), "{r:?}");
+    }
+    let r = a
+        .owner_sign_in("alice@example.org", &pw("another guess"), owner_ctx())
+        .await;
+    assert!(matches!(r, Err(OwnerError::Throttled)), "{r:?}");
+}
+
+#[tokio::test]
+async fn own_password_change_refuses_a_cached_old_password_at_once() {
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    login(&a, "alice@example.org", "old password").await;
+    // Cached: the second login costs no argon2 check.
+    let before = a.argon2_verifications();
+    login(&a, "alice@example.org", "old password").await;
+    assert_eq!(a.argon2_verifications(), before);
+
+    let r = a
+        .change_own_password(
+            "alice@example.org",
+            &pw("old password"),
+            &pw("short"),
+            owner_ctx(),
+        )
+        .await;
+    assert!(matches!(&r, Err(OwnerError::Password(_))), "{r:?}");
+    assert_eq!(
+        r.err().map(|e| e.to_string()),
+        Some("the password must be at least 9 characters long".into())
+    );
+    let r = a
+        .change_own_password(
+            "alice@example.org",
+            &pw("wrong password"),
+            &pw("new password"),
+            owner_ctx(),
+        )
+        .await;
+    assert!(matches!(r, Err(OwnerError::Credentials)), "{r:?}");
+    assert_eq!(
+        login(&a, "alice@example.org", "new password").await,
+        LoginOutcome::Refused(Refusal::BadPassword)
+    );
+
+    let changed = a
+        .change_own_password(
+            "alice@example.org",
+            &pw("old password"),
+            &pw("new password"),
+            owner_ctx(),
+        )
+        .await
+        .expect("changed");
+    assert_eq!(changed.as_str(), "alice@example.org");
+    assert_eq!(
+        login(&a, "alice@example.org", "old password").await,
+        LoginOutcome::Refused(Refusal::BadPassword)
+    );
+    assert_eq!(
+        login(&a, "alice@example.org", "new password").await,
+        accepted("alice@example.org", false)
+    );
+}
+
+#[tokio::test]
+async fn own_delete_goes_the_operators_way_and_reuse_follows_the_configuration() {
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    let home = with_mail(&a, "alice@example.org").await;
+    let r = a
+        .delete_own_account("alice@example.org", &pw("wrong password"), owner_ctx())
+        .await;
+    assert!(matches!(r, Err(OwnerError::Credentials)), "{r:?}");
+    let deleted = a
+        .delete_own_account("alice@example.org", &pw("long enough pw"), owner_ctx())
+        .await
+        .expect("deleted");
+    assert_eq!(deleted.mail_queued.as_deref(), Some(home.as_path()));
+    assert!(deleted.still_blocked);
+    assert_eq!(a.queued_home_count().await.expect("db"), 1);
+    assert_eq!(
+        login(&a, "alice@example.org", "long enough pw").await,
+        LoginOutcome::Refused(Refusal::Blocked)
+    );
+    let again = a
+        .register(RegisterRequest {
+            username: Some("alice".into()),
+            password: Some(pw("long enough pw")),
+            ..RegisterRequest::default()
+        })
+        .await;
+    assert!(matches!(again, Err(RegisterError::Taken)), "{again:?}");
+
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.self_service.allow_reuse = true;
+    let a = f.accounts();
+    login(&a, "bob@example.org", "long enough pw").await;
+    let deleted = a
+        .delete_own_account("bob@example.org", &pw("long enough pw"), owner_ctx())
+        .await
+        .expect("deleted");
+    assert!(!deleted.still_blocked);
+    assert_eq!(
+        login(&a, "bob@example.org", "long enough pw").await,
+        accepted("bob@example.org", true)
+    );
+}
+
+#[tokio::test]
+async fn self_service_switched_off_refuses_everything() {
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.self_service.enabled = false;
+    let a = f.accounts();
+    login(&a, "alice@example.org", "long enough pw").await;
+    let p = pw("long enough pw");
+    assert!(matches!(
+        a.owner_sign_in("alice@example.org", &p, owner_ctx()).await,
+        Err(OwnerError::Disabled)
+    ));
+    assert!(matches!(
+        a.change_own_password("alice@example.org", &p, &pw("new password"), owner_ctx())
+            .await,
+        Err(OwnerError::Disabled)
+    ));
+    assert!(matches!(
+        a.delete_own_account("alice@example.org", &p, owner_ctx())
+            .await,
+        Err(OwnerError::Disabled)
+    ));
+    assert!(a.user("alice@example.org").await.is_ok());
+    assert!(a.confirms_address("alice@example.org", " ALICE@example.org"));
+    assert!(!a.confirms_address("alice@example.org", "alice"));
+}
+
+// ----- the sign-up guard (capacity.rs) ----------------------------------------------
+
+fn full_disk(_: &std::path::Path) -> capacity::Reading {
+    capacity::Reading {
+        free_disk: Ok(10 << 20),
+        load_1m: Ok(0.5),
+    }
+}
+
+fn busy_machine(_: &std::path::Path) -> capacity::Reading {
+    capacity::Reading {
+        free_disk: Ok(100 << 30),
+        load_1m: Ok(12.0),
+    }
+}
+
+fn healthy(_: &std::path::Path) -> capacity::Reading {
+    capacity::Reading {
+        free_disk: Ok(100 << 30),
+        load_1m: Ok(0.5),
+    }
+}
+
+#[tokio::test]
+async fn the_signup_guard_pauses_every_route_but_not_existing_accounts() {
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.registration.max_load_1m = Some(5.0);
+    let a = f.accounts();
+    a.capacity.set_probe(healthy);
+    login(&a, "alice@example.org", "long enough pw").await;
+    let code = a.create_token(5, None, None).await.expect("invite").1;
+    for probe in [full_disk as capacity::Probe, busy_machine] {
+        a.capacity.set_probe(probe);
+        let jit = a
+            .login("bob@example.org", &pw("long enough pw"), owner_ctx())
+            .await;
+        assert!(matches!(jit, Err(Unavailable::Paused(_))), "{jit:?}");
+        for token in [None, Some(code.clone())] {
+            let r = a
+                .register(RegisterRequest {
+                    username: Some("carol".into()),
+                    token,
+                    ..RegisterRequest::default()
+                })
+                .await;
+            assert!(matches!(r, Err(RegisterError::Paused(_))), "{r:?}");
+            assert_eq!(
+                r.err().map(|e| e.to_string()),
+                Some("registration is temporarily unavailable".into())
+            );
+        }
+        assert_eq!(
+            login(&a, "alice@example.org", "long enough pw").await,
+            accepted("alice@example.org", false)
+        );
+    }
+    assert_eq!(
+        a.users(false, None)
+            .await
+            .expect("db")
+            .iter()
+            .map(|u| u.address.to_string())
+            .collect::<Vec<_>>(),
+        vec!["alice@example.org"]
+    );
+    a.capacity.set_probe(healthy);
+    assert_eq!(
+        login(&a, "bob@example.org", "long enough pw").await,
+        accepted("bob@example.org", true)
+    );
+    // The operator still creates accounts while sign-ups are paused.
+    a.capacity.set_probe(full_disk);
+    a.add_user(NewUser {
+        address: "dave@example.org".into(),
+        password: Some(pw("long enough pw")),
+        quota: QuotaSetting::Default,
+        admin: false,
+        route: Route::Cli,
+    })
+    .await
+    .expect("the operator is not paused");
+}
+
+#[tokio::test]
+async fn the_signup_guard_switched_off_reads_nothing() {
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.registration.min_free_disk = crate::config::Size(0);
+    f.config.registration.max_load_1m = None;
+    let a = f.accounts();
+    a.capacity.set_probe(full_disk);
+    assert_eq!(a.check_capacity(), Ok(()));
+    // The default: 1G free; 10M is not enough.
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    a.capacity.set_probe(full_disk);
+    assert!(matches!(
+        a.check_capacity(),
+        Err(Paused {
+            why: capacity::PauseReason::Disk { free, min: 1073741824 }
+        }) if free == 10 << 20
+    ));
+    a.capacity.set_probe(busy_machine);
+    assert_eq!(a.check_capacity(), Ok(()), "no load limit by default");
+}
+
+// ----- invites on the sign-up page ---------------------------------------------------
+
+#[tokio::test]
+async fn check_invite_tells_each_reason_and_the_uses_left() {
+    let f = Fixture::new(RegistrationMode::InviteOnly);
+    let a = f.accounts();
+    assert_eq!(
+        a.check_invite("no-such-code").await.expect("db"),
+        InviteCheck::Dead(TokenProblem::Unknown)
+    );
+    let (_, live) = a.create_token(3, None, None).await.expect("invite");
+    assert_eq!(
+        a.check_invite(&live).await.expect("db"),
+        InviteCheck::Live { uses_left: 3 }
+    );
+    a.register(RegisterRequest {
+        token: Some(live.clone()),
+        ..RegisterRequest::default()
+    })
+    .await
+    .expect("used once");
+    assert_eq!(
+        a.check_invite(&format!(" {live} ")).await.expect("db"),
+        InviteCheck::Live { uses_left: 2 }
+    );
+    let (_, once) = a.create_token(1, None, None).await.expect("invite");
+    a.register(RegisterRequest {
+        token: Some(once.clone()),
+        ..RegisterRequest::default()
+    })
+    .await
+    .expect("used");
+    assert_eq!(
+        a.check_invite(&once).await.expect("db"),
+        InviteCheck::Dead(TokenProblem::UsedUp)
+    );
+    let (_, soon) = a
+        .create_token(1, Some(crate::config::Seconds(60)), None)
+        .await
+        .expect("invite");
+    f.clock.fetch_add(61, Ordering::SeqCst);
+    assert_eq!(
+        a.check_invite(&soon).await.expect("db"),
+        InviteCheck::Dead(TokenProblem::Expired)
+    );
+    let (_, revoked) = a.create_token(1, None, None).await.expect("invite");
+    a.revoke_token(&revoked).await.expect("revoke");
+    assert_eq!(
+        a.check_invite(&revoked).await.expect("db"),
+        InviteCheck::Dead(TokenProblem::Revoked)
+    );
+    assert_eq!(
+        InviteCheck::Dead(TokenProblem::Revoked).problem_text(),
+        Some("this invite code has been revoked.".into())
+    );
+}

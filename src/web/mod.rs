@@ -8,9 +8,11 @@
 //! GET  /new                        -> sign-up page (HTML, no JavaScript)
 //! GET  /.well-known/autoconfig/mail/config-v1.1.xml   -> where IMAP and SMTP are
 //! GET  /admin                      -> 303 /admin/login until signed in
+//! GET  /account                    -> an owner's sign-in, then their account page
+//! POST /account/password           {"email","password","new_password"} -> 200 {}
 //! ```
 //!
-//! Files: `new.rs` (/new), `autoconfig.rs` (mail client autoconfiguration), `admin/`
+//! Files: `new.rs` (/new), `account.rs` (/account), `autoconfig.rs` (mail client autoconfiguration), `admin/`
 //! (/admin: one module per resource), `session.rs` (admin sessions, CSRF), `client.rs` (client IP behind proxies,
 //! for the core's per-client limits), `pages.rs` (HTML frame, setup instructions), `qr.rs` (QR codes),
 //! `form.rs` (urlencoded bodies).
@@ -18,6 +20,7 @@
 //! Every response carries a strict Content-Security-Policy (no scripts, styles only from
 //! [`pages::CSS_PATH`]), `no-referrer` (invite codes travel in URLs) and `no-store`.
 
+mod account;
 mod admin;
 mod autoconfig;
 mod client;
@@ -55,6 +58,8 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     accounts: Arc<Accounts>,
     sessions: session::Sessions,
+    /// Owners signed in at `/account` (apart from the admin sessions).
+    owner_sessions: session::Sessions,
     /// `GET /new` without an invite code, rendered.
     new_pages: new::PageCache,
 }
@@ -70,6 +75,7 @@ pub fn router(accounts: Arc<Accounts>) -> Router {
     let state = AppState(Arc::new(Inner {
         accounts,
         sessions: session::Sessions::default(),
+        owner_sessions: session::Sessions::default(),
         new_pages: new::PageCache::default(),
     }));
     Router::new()
@@ -79,6 +85,7 @@ pub fn router(accounts: Arc<Accounts>) -> Router {
         .route(autoconfig::WELL_KNOWN_PATH, get(autoconfig::document))
         .route(autoconfig::AUTOCONFIG_PATH, get(autoconfig::document))
         .merge(admin::routes())
+        .merge(account::routes())
         .fallback(not_found)
         .with_state(state)
         .layer(MapResponseLayer::new(security_headers))

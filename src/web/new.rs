@@ -33,7 +33,7 @@ use super::form::{self, Fields};
 use super::{pages, read_body, AppState, Client};
 use crate::accounts::password::Password;
 use crate::accounts::register::CLOSED_MESSAGE;
-use crate::accounts::{RegisterError, RegisterRequest};
+use crate::accounts::{InviteCheck, RegisterError, RegisterRequest};
 use crate::config::{Config, RegistrationMode};
 use crate::logfmt;
 
@@ -92,7 +92,7 @@ fn status_of(e: &RegisterError) -> StatusCode {
             StatusCode::FORBIDDEN
         }
         RegisterError::Taken => StatusCode::CONFLICT,
-        RegisterError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        RegisterError::Unavailable(_) | RegisterError::Paused(_) => StatusCode::SERVICE_UNAVAILABLE,
         RegisterError::Limited => StatusCode::TOO_MANY_REQUESTS,
     }
 }
@@ -111,6 +111,7 @@ fn refuse(
             token: submitted.token.as_deref(),
             username: submitted.username.as_deref(),
             error: Some(reason),
+            invite: None,
         };
         let mode = mode.unwrap_or(RegistrationMode::Open);
         (status, signup_page(config, mode, &form)).into_response()
@@ -277,6 +278,7 @@ impl PageCache {
             token: None,
             username: None,
             error: None,
+            invite: None,
         };
         let page = Bytes::from(signup_page(config, mode, &empty).into_string());
         let mut cache = lock();
@@ -307,28 +309,57 @@ pub async fn page(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
             state.0.new_pages.page(&config, mode),
         )
             .into_response(),
-        Ok(mode) => {
+        Ok(RegistrationMode::Closed) => {
             let form = FormState {
                 token: token.as_deref(),
                 username: None,
                 error: None,
+                invite: None,
+            };
+            signup_page(&config, RegistrationMode::Closed, &form).into_response()
+        }
+        Ok(mode) => {
+            let code = token.as_deref().unwrap_or_default();
+            let invite = match state.accounts().check_invite(code).await {
+                Ok(check) => invite_note(check, config.http.show_invite_uses),
+                Err(e) => return unavailable_page(&config, e),
+            };
+            let dead = matches!(invite, Some(InviteNote::Dead(_)));
+            let form = FormState {
+                // A dead code is neither filled in nor put into a QR code.
+                token: token.as_deref().filter(|_| !dead),
+                username: None,
+                error: None,
+                invite,
             };
             signup_page(&config, mode, &form).into_response()
         }
-        Err(e) => {
-            tracing::warn!("event=new_page result=tempfail error={}", logfmt::value(&e));
-            let body = pages::layout(
-                "Try again later",
-                true,
-                site_header(&config),
-                html! {
-                    h1 { "Try again later" }
-                    p .error role="alert" { (RegisterError::Unavailable(e).to_string()) }
-                },
-            );
-            (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
-        }
+        Err(e) => unavailable_page(&config, e),
     }
+}
+
+/// What the page says about an invite code: a dead one's reason; a live one's uses
+/// left when `show_uses` (`http.show_invite_uses`).
+fn invite_note(check: InviteCheck, show_uses: bool) -> Option<InviteNote> {
+    match check {
+        InviteCheck::Live { uses_left } => show_uses.then_some(InviteNote::UsesLeft(uses_left)),
+        dead => dead.problem_text().map(InviteNote::Dead),
+    }
+}
+
+/// The sign-up page's answer when the store cannot say what mode is in force.
+fn unavailable_page(config: &Config, e: crate::accounts::Unavailable) -> Response {
+    tracing::warn!("event=new_page result=tempfail error={}", logfmt::value(&e));
+    let body = pages::layout(
+        "Try again later",
+        true,
+        site_header(config),
+        html! {
+            h1 { "Try again later" }
+            p .error role="alert" { (RegisterError::Unavailable(e).to_string()) }
+        },
+    );
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
 
 fn site_header(config: &Config) -> Markup {
@@ -340,6 +371,15 @@ struct FormState<'a> {
     token: Option<&'a str>,
     username: Option<&'a str>,
     error: Option<&'a str>,
+    /// What `GET /new?token=CODE` found out about the code.
+    invite: Option<InviteNote>,
+}
+
+/// A dead invite's reason, or a live one's remaining uses (`http.show_invite_uses`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum InviteNote {
+    Dead(String),
+    UsesLeft(i64),
 }
 
 fn signup_page(config: &Config, mode: RegistrationMode, state: &FormState<'_>) -> Markup {
@@ -349,13 +389,22 @@ fn signup_page(config: &Config, mode: RegistrationMode, state: &FormState<'_>) -
     let title = format!("Create an account on {domain}");
     let content = html! {
         h1 { (title) }
+        @if let Some(InviteNote::Dead(why)) = &state.invite {
+            p .error role="alert" #invite-problem { (why) }
+        }
+        @if let Some(InviteNote::UsesLeft(n)) = &state.invite {
+            p .notice #invite-uses {
+                "This invite can be used " (n) " more " (if *n == 1 { "time" } else { "times" }) "."
+            }
+        }
         @if let Some(error) = state.error.filter(|e| mode != RegistrationMode::Closed || *e != CLOSED_MESSAGE) {
             p .error role="alert" #error { (error) }
         }
         @if mode == RegistrationMode::Closed {
             p .notice #closed { (CLOSED_MESSAGE) }
         } @else {
-            @if mode == RegistrationMode::Open || state.token.is_some() {
+            @let dead = matches!(state.invite, Some(InviteNote::Dead(_)));
+            @if !dead && (mode == RegistrationMode::Open || state.token.is_some()) {
                 section aria-labelledby="dc-h" {
                     h2 #dc-h { "With Delta Chat" }
                     @let link = dcaccount(config, state.token);
@@ -459,6 +508,7 @@ mod tests {
             token: None,
             username: None,
             error: None,
+            invite: None,
         };
         let closed = signup_page(&config, RegistrationMode::Closed, &empty).into_string();
         assert!(closed.contains(CLOSED_MESSAGE));
@@ -468,7 +518,9 @@ mod tests {
         assert!(!invite.contains("DCACCOUNT:"), "no QR without a code");
         let with_code = FormState {
             token: Some("abc\"def"),
-            ..empty
+            username: None,
+            error: None,
+            invite: None,
         };
         let invite = signup_page(&config, RegistrationMode::InviteOnly, &with_code).into_string();
         assert!(invite.contains("value=\"abc&quot;def\""));
@@ -477,6 +529,54 @@ mod tests {
         let open = signup_page(&config, RegistrationMode::Open, &empty).into_string();
         assert!(!open.contains("name=\"token\""));
         assert!(open.contains("DCACCOUNT:https://example.org/new\""));
+    }
+
+    #[test]
+    fn dead_invites_show_their_reason_and_no_qr_code() {
+        use crate::store::TokenProblem;
+        let config = Config {
+            domains: vec!["example.org".into()],
+            ..Config::default()
+        };
+        for (problem, text) in [
+            (TokenProblem::Unknown, "this invite code is not valid."),
+            (TokenProblem::Expired, "this invite code has expired."),
+            (TokenProblem::UsedUp, "this invite code has been used up."),
+            (TokenProblem::Revoked, "this invite code has been revoked."),
+        ] {
+            let note = invite_note(InviteCheck::Dead(problem), true);
+            assert_eq!(note, Some(InviteNote::Dead(text.into())));
+            for mode in [RegistrationMode::Open, RegistrationMode::InviteOnly] {
+                let form = FormState {
+                    token: None,
+                    username: None,
+                    error: None,
+                    invite: note.clone(),
+                };
+                let page = signup_page(&config, mode, &form).into_string();
+                let top =
+                    format!("<p class=\"error\" id=\"invite-problem\" role=\"alert\">{text}</p>");
+                let at = page.find(&top).unwrap_or_else(|| panic!("{page}"));
+                assert!(at < page.find("<form").unwrap_or(usize::MAX), "{page}");
+                assert!(!page.contains("DCACCOUNT:"), "{page}");
+                assert!(!page.contains("<svg"), "{page}");
+            }
+        }
+        let live = InviteCheck::Live { uses_left: 3 };
+        assert_eq!(invite_note(live, false), None);
+        assert_eq!(invite_note(live, true), Some(InviteNote::UsesLeft(3)));
+        let form = FormState {
+            token: Some("code"),
+            username: None,
+            error: None,
+            invite: Some(InviteNote::UsesLeft(1)),
+        };
+        let page = signup_page(&config, RegistrationMode::InviteOnly, &form).into_string();
+        assert!(
+            page.contains("This invite can be used 1 more time."),
+            "{page}"
+        );
+        assert!(page.contains("DCACCOUNT:https://example.org/new?token=code"));
     }
 
     #[test]

@@ -134,6 +134,11 @@ impl Sessions {
         self.lock().remove(&key(id));
     }
 
+    /// Ends every session of `address` (its password changed, it was deleted).
+    pub fn remove_address(&self, address: &str) {
+        self.lock().retain(|_, e| e.address != address);
+    }
+
     pub fn set_flash(&self, id: &str, flash: Flash) {
         if let Some(e) = self.lock().get_mut(&key(id)) {
             e.flash = Some(flash);
@@ -176,11 +181,32 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// A `Set-Cookie` value for the admin pages; `max_age` 0 deletes the cookie.
 pub fn set_cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> String {
+    set_cookie_at("/admin", name, value, max_age, secure)
+}
+
+/// A `Set-Cookie` value for the pages below `path` (`/admin`, `/account`).
+pub fn set_cookie_at(
+    path: &str,
+    name: &str,
+    value: &str,
+    max_age: Duration,
+    secure: bool,
+) -> String {
     format!(
-        "{name}={value}; Path=/admin; Max-Age={}; HttpOnly; SameSite=Strict{}",
+        "{name}={value}; Path={path}; Max-Age={}; HttpOnly; SameSite=Strict{}",
         max_age.as_secs(),
         if secure { "; Secure" } else { "" }
     )
+}
+
+/// Session cookies are `Secure` whenever links would be https: always, unless
+/// `http.public_url` is an explicit `http://` URL.
+pub fn secure_cookies(config: &crate::config::Config) -> bool {
+    config
+        .http
+        .public_url
+        .as_deref()
+        .is_none_or(|u| !u.trim().to_ascii_lowercase().starts_with("http://"))
 }
 
 /// How long the session cookie lives in the browser (the server may end it sooner).
@@ -230,6 +256,13 @@ mod tests {
         assert_eq!(s.take_flash(&c.id), None);
         s.remove(&c.id);
         assert!(s.get(&c.id, t0).is_none());
+
+        let d = s.create("bob@example.org", t0);
+        let e = s.create("bob@example.org", t0);
+        let other = s.create("carol@example.org", t0);
+        s.remove_address("bob@example.org");
+        assert!(s.get(&d.id, t0).is_none() && s.get(&e.id, t0).is_none());
+        assert!(s.get(&other.id, t0).is_some());
     }
 
     #[test]

@@ -123,3 +123,79 @@ fn browser_admin_signs_in_creates_an_invite_and_blocks_an_account() {
     b.goto(&format!("{base}/admin/accounts"));
     b.find("form[action='/admin/login']");
 }
+
+#[test]
+fn browser_owner_changes_the_password_and_deletes_the_account_at_account() {
+    use crate::support::dovecot::{login_ok, login_refused, Dovecot};
+    use crate::web::Http;
+    const NEW_PW: &str = "a brand new passphrase";
+
+    let d = TestDaemon::start("open");
+    let dovecot = Dovecot::start(&d);
+    // The first IMAP login creates alice; the second is answered from the verified cache.
+    login_ok(&dovecot, "alice@example.org", PW);
+    login_ok(&dovecot, "alice@example.org", PW);
+    let b = Browser::start("account");
+    let base = format!("http://{}", d.http);
+
+    b.goto(&format!("{base}/account"));
+    b.find("form[action='/account/login']");
+    b.screenshot("1-sign-in");
+    b.fill("#address", "alice@example.org");
+    b.fill("#password", PW);
+    b.click("form[action='/account/login'] button");
+    assert_eq!(b.text("#address"), "alice@example.org");
+    assert_eq!(b.text("#usage"), "0 of 500M (0%)");
+    assert!(b.text("#created").ends_with(" UTC"), "{}", b.source());
+    assert!(b.text("#last-login").ends_with(" UTC"), "{}", b.source());
+    b.screenshot("2-account");
+
+    b.fill("#current-password", PW);
+    b.fill("#new-password", NEW_PW);
+    b.click("form[action='/account/change-password'] button");
+    b.find("#changed");
+    assert_eq!(b.text("#password"), NEW_PW);
+    b.find("main svg.qr path");
+    let link = b.attribute("#dclogin", "href").expect("dclogin link");
+    assert!(
+        link.starts_with("dclogin:alice@example.org?p=a%20brand%20new%20passphrase&v=1"),
+        "{link}"
+    );
+    b.screenshot("3-password-changed");
+    // Through the real Dovecot: the old password, cached a moment ago, is refused at once.
+    let refused = login_refused(&dovecot, "alice@example.org", PW);
+    assert!(refused.contains("AUTHENTICATIONFAILED"), "{refused}");
+    login_ok(&dovecot, "alice@example.org", NEW_PW);
+
+    b.goto(&format!("{base}/account"));
+    b.fill("#delete-password", NEW_PW);
+    b.fill("#confirm", "alice@example.org");
+    b.click("form[action='/account/delete-account'] button");
+    assert_eq!(
+        b.text("#deleted"),
+        "alice@example.org is deleted. Its mail is removed from the server within a day."
+    );
+    b.screenshot("4-deleted");
+    let refused = login_refused(&dovecot, "alice@example.org", NEW_PW);
+    assert!(refused.contains("AUTHENTICATIONFAILED"), "{refused}");
+    // Nobody gets the address again: not by logging in, not on /new.
+    let refused = login_refused(&dovecot, "alice@example.org", "another password");
+    assert!(refused.contains("AUTHENTICATIONFAILED"), "{refused}");
+    let r = Http::new(&d).post_json(
+        "/new",
+        &serde_json::json!({"username": "alice", "password": PW}),
+    );
+    assert_eq!(
+        (r.status, r.reason()),
+        (409, "this address is not available.".to_owned())
+    );
+    assert!(d
+        .cli_json(&["user", "list"])
+        .as_array()
+        .expect("list")
+        .is_empty());
+
+    // Signed out with the account: the page asks for a sign-in again.
+    b.goto(&format!("{base}/account"));
+    b.find("form[action='/account/login']");
+}

@@ -19,7 +19,7 @@ use crate::web::Http;
 
 const PW: &str = "correct horse battery";
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     let root = nix::unistd::geteuid().is_root();
     if !root {
         eprintln!("skipped: needs root to mount file systems");
@@ -28,10 +28,10 @@ fn is_root() -> bool {
 }
 
 /// A mount made by a test, taken away when it ends.
-struct Mount(PathBuf);
+pub struct Mount(PathBuf);
 
 impl Mount {
-    fn tmpfs(at: &Path, size: &str) -> Mount {
+    pub fn tmpfs(at: &Path, size: &str) -> Mount {
         std::fs::create_dir_all(at).expect("mkdir");
         run(
             "mount",

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod account;
 mod browser;
 mod cli;
 mod deltachat;
@@ -20,5 +21,6 @@ mod postfix;
 mod postgres;
 mod sasl;
 mod ship;
+mod signup_guard;
 mod systemd;
 mod web;

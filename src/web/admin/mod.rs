@@ -90,11 +90,7 @@ impl FromRequestParts<AppState> for Admin {
 /// The session cookie is `Secure` whenever links would be https: always, unless
 /// `http.public_url` is an explicit `http://` URL.
 fn secure(config: &Config) -> bool {
-    config
-        .http
-        .public_url
-        .as_deref()
-        .is_none_or(|u| !u.trim().to_ascii_lowercase().starts_with("http://"))
+    super::session::secure_cookies(config)
 }
 
 fn clear_cookie(name: &str, config: &Config) -> HeaderValue {
