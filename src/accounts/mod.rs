@@ -431,7 +431,9 @@ impl Accounts {
         let changed = self.capacity.changed(exceeded.is_some());
         match exceeded {
             Some(why) => {
-                if changed || self.repeats.first("signup_guard paused", every, now) {
+                // Asked every time, so a pause just begun also starts the minute.
+                let news = self.repeats.first("signup_guard paused", every, now);
+                if changed || news {
                     tracing::warn!("event=signup_guard result=paused {}", why.fields());
                 }
                 Err(Paused { why })

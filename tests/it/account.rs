@@ -357,7 +357,7 @@ fn invite_problem(h: &Http, code: &str) -> String {
         "{}",
         page.body
     );
-    let marker = "id=\"invite-problem\">";
+    let marker = "id=\"invite-problem\" role=\"alert\">";
     let start = page
         .body
         .find(marker)
