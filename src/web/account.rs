@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -35,7 +35,7 @@ use serde_json::json;
 
 use super::form::Fields;
 use super::session::{
-    cookie, cookie_lifetime, random_token, same_token, secure_cookies, set_cookie_at, Flash,
+    cookie, cookie_lifetime, secure_cookies, set_cookie_at, signin_fields, signin_token, Flash,
     Session, CSRF_FIELD,
 };
 use super::{media_type, pages, read_body, AppState, Client};
@@ -145,16 +145,7 @@ fn signin_form(config: &Config, token: &str, address: Option<&str>, error: Optio
         header(config, None),
         html! {
             h1 { "Sign in to your account" }
-            @if let Some(e) = error { p .error role="alert" #error { (e) } }
-            form method="post" action="/account/login" {
-                input type="hidden" name=(CSRF_FIELD) value=(token);
-                label for="address" { "Address" }
-                input #address type="text" name="address" value=[address] autocomplete="username"
-                    autocapitalize="none" spellcheck="false" required;
-                label for="password" { "Password" }
-                input #password type="password" name="password" autocomplete="current-password" required;
-                button type="submit" { "Sign in" }
-            }
+            (pages::signin_form("/account/login", token, address, error))
             p .hint { "The address and password you use in your mail program. Signing in here never creates an account: "
                 a href="/new" { "create one" } " instead." }
         },
@@ -169,9 +160,7 @@ fn signin_response(
     address: Option<&str>,
     error: Option<&str>,
 ) -> Response {
-    let token = cookie(headers, SIGNIN_COOKIE)
-        .filter(|t| t.len() == 43)
-        .unwrap_or_else(random_token);
+    let token = signin_token(headers, SIGNIN_COOKIE);
     let mut res = (status, signin_form(config, &token, address, error)).into_response();
     res.headers_mut().append(
         header::SET_COOKIE,
@@ -327,30 +316,37 @@ impl NoOwner {
     }
 }
 
-/// A signed-in owner's form: read within the body limits, accepted only with the
-/// session's CSRF token.
-async fn owner_form(
-    state: &AppState,
-    owner: Result<Owner, NoOwner>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<(Owner, Fields), Response> {
-    let config = state.accounts().config();
-    let owner = owner.map_err(|n| n.answer(&config, &Method::POST, headers))?;
-    let bytes = read_body(state, headers, body)
-        .await
-        .map_err(|e| message(&config, e.status(), "Not accepted", &e.reason()))?;
-    let fields = Fields::parse(&bytes);
-    if !owner.session.csrf_ok(fields.get(CSRF_FIELD)) {
-        return Err(message(
-            &config,
-            StatusCode::FORBIDDEN,
-            "Form refused",
-            "This form did not carry this session's security token (it may be old, or come \
-             from another site). Go back, reload the page and try again.",
-        ));
+/// A signed-in owner's form: the [`Owner`] and the urlencoded fields, read within the
+/// body limits and accepted only with the session's CSRF token.
+struct OwnerForm {
+    owner: Owner,
+    fields: Fields,
+}
+
+impl FromRequest<AppState> for OwnerForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let config = state.accounts().config();
+        let owner = Owner::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|n| n.answer(&config, &Method::POST, &parts.headers))?;
+        let bytes = read_body(state, &parts.headers, body)
+            .await
+            .map_err(|e| message(&config, e.status(), "Not accepted", &e.reason()))?;
+        let fields = Fields::parse(&bytes);
+        if !owner.session.csrf_ok(fields.get(CSRF_FIELD)) {
+            return Err(message(
+                &config,
+                StatusCode::FORBIDDEN,
+                "Form refused",
+                "This form did not carry this session's security token (it may be old, or \
+                 come from another site). Go back, reload the page and try again.",
+            ));
+        }
+        Ok(OwnerForm { owner, fields })
     }
-    Ok((owner, fields))
 }
 
 /// Back to the account page with a one-time message.
@@ -422,26 +418,9 @@ async fn signin(
         Err(e) => return refuse(e.status(), None, &e.reason()),
     };
     let fields = Fields::parse(&bytes);
-    let address = fields.text("address");
-    let cookie_token = cookie(&headers, SIGNIN_COOKIE).unwrap_or_default();
-    if !fields
-        .get(CSRF_FIELD)
-        .is_some_and(|t| same_token(t, &cookie_token))
-    {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            address,
-            "This sign-in form has expired or did not come from this site; please try again.",
-        );
-    }
-    let (Some(address), Some(password)) =
-        (address, fields.get("password").filter(|p| !p.is_empty()))
-    else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            address,
-            "Enter your address and password.",
-        );
+    let (address, password) = match signin_fields(&fields, &headers, SIGNIN_COOKIE) {
+        Ok(typed) => typed,
+        Err(bad) => return refuse(bad.status(), bad.address, bad.text()),
     };
     let outcome = state
         .accounts()
@@ -487,16 +466,7 @@ async fn signin(
     }
 }
 
-async fn signout(
-    State(state): State<AppState>,
-    owner: Result<Owner, NoOwner>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let (owner, _) = match owner_form(&state, owner, &headers, body).await {
-        Ok(o) => o,
-        Err(res) => return res,
-    };
+async fn signout(State(state): State<AppState>, OwnerForm { owner, .. }: OwnerForm) -> Response {
     state.0.owner_sessions.remove(&owner.session.id);
     let config = state.accounts().config();
     let mut res = Redirect::to(PATH).into_response();
@@ -508,14 +478,8 @@ async fn signout(
 async fn change_password_form(
     State(state): State<AppState>,
     client: Client,
-    owner: Result<Owner, NoOwner>,
-    headers: HeaderMap,
-    body: Body,
+    OwnerForm { owner, fields }: OwnerForm,
 ) -> Response {
-    let (owner, fields) = match owner_form(&state, owner, &headers, body).await {
-        Ok(o) => o,
-        Err(res) => return res,
-    };
     let (Some(current), Some(new)) = (
         fields.get("password").filter(|p| !p.is_empty()),
         fields.get("new_password").filter(|p| !p.is_empty()),
@@ -566,14 +530,8 @@ async fn change_password_form(
 async fn delete_form(
     State(state): State<AppState>,
     client: Client,
-    owner: Result<Owner, NoOwner>,
-    headers: HeaderMap,
-    body: Body,
+    OwnerForm { owner, fields }: OwnerForm,
 ) -> Response {
-    let (owner, fields) = match owner_form(&state, owner, &headers, body).await {
-        Ok(o) => o,
-        Err(res) => return res,
-    };
     let accounts = state.accounts();
     let address = owner.account.address.as_str().to_owned();
     let Some(password) = fields.get("password").filter(|p| !p.is_empty()) else {

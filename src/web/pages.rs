@@ -16,6 +16,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::form;
+use super::session::CSRF_FIELD;
 use crate::config::{Config, MailServers};
 
 /// The style sheet, served at [`CSS_PATH`]: no external fonts, no scripts.
@@ -134,6 +135,28 @@ pub fn qr_code(text: &str, label: &str) -> Markup {
     match qr::svg(text, 240, label) {
         Some(svg) => PreEscaped(svg),
         None => html! { p .hint { "(too long for a QR code)" } },
+    }
+}
+
+/// A sign-in form posting address, password and the double-submit `token` to `action`,
+/// with the refusal `error` above it (the admin pages and `/account`).
+pub fn signin_form(
+    action: &str,
+    token: &str,
+    address: Option<&str>,
+    error: Option<&str>,
+) -> Markup {
+    html! {
+        @if let Some(e) = error { p .error role="alert" #error { (e) } }
+        form method="post" action=(action) {
+            input type="hidden" name=(CSRF_FIELD) value=(token);
+            label for="address" { "Address" }
+            input #address type="text" name="address" value=[address] autocomplete="username"
+                autocapitalize="none" spellcheck="false" required;
+            label for="password" { "Password" }
+            input #password type="password" name="password" autocomplete="current-password" required;
+            button type="submit" { "Sign in" }
+        }
     }
 }
 

@@ -15,12 +15,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rand::RngCore as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
+
+use super::form::Fields;
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "postern_admin";
@@ -207,6 +209,67 @@ pub fn secure_cookies(config: &crate::config::Config) -> bool {
         .public_url
         .as_deref()
         .is_none_or(|u| !u.trim().to_ascii_lowercase().starts_with("http://"))
+}
+
+/// The double-submit token for a sign-in form: the one its cookie `name` already holds,
+/// or a new one.
+pub fn signin_token(headers: &HeaderMap, name: &str) -> String {
+    cookie(headers, name)
+        .filter(|t| t.len() == 43)
+        .unwrap_or_else(random_token)
+}
+
+/// A sign-in form that is not to be checked: forged (its token is not its cookie's) or
+/// incomplete. The address as typed, to fill in again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadSignIn<'a> {
+    pub address: Option<&'a str>,
+    forged: bool,
+}
+
+impl BadSignIn<'_> {
+    pub fn status(&self) -> StatusCode {
+        if self.forged {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::BAD_REQUEST
+        }
+    }
+
+    pub fn text(&self) -> &'static str {
+        if self.forged {
+            "This sign-in form has expired or did not come from this site; please try again."
+        } else {
+            "Enter your address and password."
+        }
+    }
+}
+
+/// The address and password of a sign-in form (`address`, `password`, the hidden
+/// token), once its token matches the double-submit cookie `cookie_name`.
+pub fn signin_fields<'a>(
+    fields: &'a Fields,
+    headers: &HeaderMap,
+    cookie_name: &str,
+) -> Result<(&'a str, &'a str), BadSignIn<'a>> {
+    let address = fields.text("address");
+    let cookie_token = cookie(headers, cookie_name).unwrap_or_default();
+    if !fields
+        .get(CSRF_FIELD)
+        .is_some_and(|t| same_token(t, &cookie_token))
+    {
+        return Err(BadSignIn {
+            address,
+            forged: true,
+        });
+    }
+    match (address, fields.get("password").filter(|p| !p.is_empty())) {
+        (Some(a), Some(p)) => Ok((a, p)),
+        _ => Err(BadSignIn {
+            address,
+            forged: false,
+        }),
+    }
 }
 
 /// How long the session cookie lives in the browser (the server may end it sooner).

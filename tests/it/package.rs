@@ -680,6 +680,7 @@ fn packaged_config_lists_every_key_with_its_builtin_default() {
         "autoconfig.smtp_host",
         "maintenance.delete_inactive_after",
         "maintenance.delete_unused_after",
+        "registration.max_load_1m",
     ] {
         assert!(
             with_all.iter().any(|l| l.split(" = ").next() == Some(key)),

@@ -16,7 +16,7 @@ use maud::{html, Markup};
 
 use super::super::form::Fields;
 use super::super::session::{
-    cookie, random_token, same_token, set_cookie, CSRF_FIELD, SESSION_COOKIE, SIGNIN_COOKIE,
+    cookie, set_cookie, signin_fields, signin_token, SESSION_COOKIE, SIGNIN_COOKIE,
 };
 use super::super::{pages, read_body, AppState, Client};
 use super::{clear_cookie, secure, unavailable, Admin, AdminForm};
@@ -38,16 +38,7 @@ fn signin_form(config: &Config, token: &str, address: Option<&str>, error: Optio
         html! { span .site { (config.site_name()) " · admin" } },
         html! {
             h1 { "Sign in" }
-            @if let Some(e) = error { p .error role="alert" #error { (e) } }
-            form method="post" action="/admin/login" {
-                input type="hidden" name=(CSRF_FIELD) value=(token);
-                label for="address" { "Address" }
-                input #address type="text" name="address" value=[address] autocomplete="username"
-                    autocapitalize="none" spellcheck="false" required;
-                label for="password" { "Password" }
-                input #password type="password" name="password" autocomplete="current-password" required;
-                button type="submit" { "Sign in" }
-            }
+            (pages::signin_form("/admin/login", token, address, error))
             p .hint { "Only administrator accounts can sign in." }
         },
     )
@@ -61,9 +52,7 @@ fn signin_response(
     address: Option<&str>,
     error: Option<&str>,
 ) -> Response {
-    let token = cookie(headers, SIGNIN_COOKIE)
-        .filter(|t| t.len() == 43)
-        .unwrap_or_else(random_token);
+    let token = signin_token(headers, SIGNIN_COOKIE);
     let mut res = (status, signin_form(config, &token, address, error)).into_response();
     if let Ok(v) = HeaderValue::from_str(&set_cookie(
         SIGNIN_COOKIE,
@@ -120,26 +109,9 @@ async fn signin(
         Err(e) => return refuse(e.status(), None, &e.reason()),
     };
     let fields = Fields::parse(&bytes);
-    let address = fields.text("address");
-    let cookie_token = cookie(&headers, SIGNIN_COOKIE).unwrap_or_default();
-    if !fields
-        .get(CSRF_FIELD)
-        .is_some_and(|t| same_token(t, &cookie_token))
-    {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            address,
-            "This sign-in form has expired or did not come from this site; please try again.",
-        );
-    }
-    let (Some(address), Some(password)) =
-        (address, fields.get("password").filter(|p| !p.is_empty()))
-    else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            address,
-            "Enter your address and password.",
-        );
+    let (address, password) = match signin_fields(&fields, &headers, SIGNIN_COOKIE) {
+        Ok(typed) => typed,
+        Err(bad) => return refuse(bad.status(), bad.address, bad.text()),
     };
     const WRONG: &str = "Wrong address or password.";
     let shown_ip = logfmt::private_opt(client.ip, config.log.no_log);
