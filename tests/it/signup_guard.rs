@@ -1,13 +1,13 @@
 //! The sign-up guard on a real disk: a mail root on a tiny tmpfs filled past
 //! `registration.min_free_disk` pauses every creation (a just-in-time login through a real
-//! Dovecot 2.3, `/new`) with a temporary failure, while existing accounts keep logging
+//! Dovecot 2.3, SMTP AUTH, `/new`) with a temporary failure, while existing accounts keep logging
 //! in; freeing the space lets sign-ups through again. Needs root (the mount, Dovecot).
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::faults::{is_root, Mount};
+use crate::faults::{is_root, sasl, Mount};
 use crate::support::dovecot::{accounts, login_ok, login_refused, Dovecot};
 use crate::support::{TestDaemon, MAIL_GID, MAIL_UID};
 use crate::web::Http;
@@ -45,6 +45,13 @@ fn a_full_mail_root_pauses_sign_ups_with_a_temporary_failure_until_space_is_free
         // [UNAVAILABLE]: the client retries later instead of asking for a new password.
         assert!(refused.contains("NO [UNAVAILABLE]"), "{refused}");
     }
+    // SMTP AUTH (SASL) asks again later too; the account it knows still gets in.
+    let auth = sasl(&d, "dave@example.org", PW);
+    assert!(
+        auth.starts_with("FAIL\t1") && auth.contains("code=temp_fail"),
+        "{auth}"
+    );
+    assert!(sasl(&d, "alice@example.org", PW).starts_with("OK\t1"));
     let r = h.post_json("/new", &json!({"username": "carol", "password": PW}));
     assert_eq!(
         (r.status, r.reason()),
