@@ -248,9 +248,18 @@ enum NoOwner {
 }
 
 impl FromRequestParts<AppState> for Owner {
-    type Rejection = NoOwner;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, NoOwner> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let config = state.accounts().config();
+        Owner::find(parts, state)
+            .await
+            .map_err(|n| n.answer(&config, &parts.method, &parts.headers))
+    }
+}
+
+impl Owner {
+    async fn find(parts: &Parts, state: &AppState) -> Result<Owner, NoOwner> {
         let accounts = state.accounts();
         if !accounts.self_service_enabled() {
             return Err(NoOwner::Disabled);
@@ -274,18 +283,6 @@ impl FromRequestParts<AppState> for Owner {
                 Err(NoOwner::Unavailable)
             }
         }
-    }
-}
-
-/// Only for the trait: every handler takes `Result<Owner, NoOwner>` and answers with
-/// [`NoOwner::answer`], which has the configuration and the request.
-impl IntoResponse for NoOwner {
-    fn into_response(self) -> Response {
-        match self {
-            NoOwner::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            NoOwner::Disabled | NoOwner::SignedOut => StatusCode::FORBIDDEN,
-        }
-        .into_response()
     }
 }
 
@@ -328,10 +325,8 @@ impl FromRequest<AppState> for OwnerForm {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
+        let owner = Owner::from_request_parts(&mut parts, state).await?;
         let config = state.accounts().config();
-        let owner = Owner::from_request_parts(&mut parts, state)
-            .await
-            .map_err(|n| n.answer(&config, &Method::POST, &parts.headers))?;
         let bytes = read_body(state, &parts.headers, body)
             .await
             .map_err(|e| message(&config, e.status(), "Not accepted", &e.reason()))?;
@@ -384,19 +379,14 @@ fn error_text(e: &OwnerError) -> String {
 
 // ----- handlers -----------------------------------------------------------------------
 
-async fn home(
-    State(state): State<AppState>,
-    owner: Result<Owner, NoOwner>,
-    method: Method,
-    headers: HeaderMap,
-) -> Response {
+async fn home(State(state): State<AppState>, owner: Result<Owner, Response>) -> Response {
     let config = state.accounts().config();
     match owner {
         Ok(owner) => {
             let flash = state.0.owner_sessions.take_flash(&owner.session.id);
             account_page(&config, &owner, flash).into_response()
         }
-        Err(n) => n.answer(&config, &method, &headers),
+        Err(res) => res,
     }
 }
 
