@@ -1,7 +1,9 @@
-//! Admin sessions and CSRF tokens, kept in memory (a restart signs everyone out).
+//! Sessions and CSRF tokens of the admin pages and of `/account` (one [`Sessions`] store
+//! each), kept in memory (a restart signs everyone out).
 //!
 //! ```text
 //! Set-Cookie: postern_admin=<43 chars: 256 random bits>; Path=/admin; HttpOnly; SameSite=Strict[; Secure]
+//! Set-Cookie: postern_account=<...>; Path=/account; ...   an owner's session at /account
 //! <input type="hidden" name="csrf" value="<per-session 256-bit token>">
 //! Set-Cookie: postern_signin=<random>; ...    sign-in form only: the same value must come
 //!                                             back in its hidden field (double submit)
@@ -329,6 +331,37 @@ mod tests {
     }
 
     #[test]
+    fn sign_in_forms_need_their_cookie_token_and_both_fields() {
+        let token = random_token();
+        let mut h = HeaderMap::new();
+        h.insert(
+            axum::http::header::COOKIE,
+            HeaderValue::from_str(&format!("postern_signin={token}")).expect("header"),
+        );
+        assert_eq!(signin_token(&h, SIGNIN_COOKIE), token);
+        assert_ne!(signin_token(&HeaderMap::new(), SIGNIN_COOKIE), token);
+        let form = |body: String| Fields::parse(body.as_bytes());
+        let good = form(format!("address=a%40example.org&password=pw&csrf={token}"));
+        assert_eq!(
+            signin_fields(&good, &h, SIGNIN_COOKIE),
+            Ok(("a@example.org", "pw"))
+        );
+        let forged = form("address=a%40example.org&password=pw&csrf=other".into());
+        let bad = signin_fields(&forged, &h, SIGNIN_COOKIE).expect_err("forged");
+        assert_eq!(
+            (bad.status(), bad.address),
+            (StatusCode::FORBIDDEN, Some("a@example.org"))
+        );
+        assert!(signin_fields(&good, &HeaderMap::new(), SIGNIN_COOKIE).is_err());
+        let empty = form(format!("address=a%40example.org&password=&csrf={token}"));
+        let bad = signin_fields(&empty, &h, SIGNIN_COOKIE).expect_err("no password");
+        assert_eq!(
+            (bad.status(), bad.text()),
+            (StatusCode::BAD_REQUEST, "Enter your address and password.")
+        );
+    }
+
+    #[test]
     fn cookies_and_tokens() {
         let mut h = HeaderMap::new();
         h.append(
@@ -342,6 +375,10 @@ mod tests {
         assert!(same_token("abc", "abc"));
         assert!(!same_token("abc", "abd"));
         assert!(!same_token("", ""));
+        assert_eq!(
+            set_cookie_at("/account", "postern_account", "v", Duration::ZERO, false),
+            "postern_account=v; Path=/account; Max-Age=0; HttpOnly; SameSite=Strict"
+        );
         let set = set_cookie(SESSION_COOKIE, "v", Duration::from_secs(60), true);
         assert_eq!(
             set,
