@@ -45,7 +45,7 @@ use view::Quota;
 
 pub use admin::{AdminError, NewUser};
 pub use capacity::Paused;
-pub use owner::OwnerError;
+pub use owner::{OwnerError, SignedIn};
 pub use policy::{PolicyRequest, PolicyVerdict};
 pub use register::{InviteCheck, RegisterError, RegisterRequest, Registered};
 pub use view::{

@@ -4,7 +4,8 @@
 //! account; `[self_service] enabled = false` closes all of them.
 //!
 //! ```text
-//! owner_sign_in(user, password)                -> the canonical address
+//! owner_sign_in(user, password)                -> the canonical address and a tag of the
+//!                                              password in force (sessions keep it)
 //! change_own_password(user, password, new)     new meets the password rules; cached
 //!                                              logins with the old one end at once
 //! delete_own_account(user, password)           as the operator's delete: the address
@@ -51,6 +52,15 @@ impl From<AdminError> for OwnerError {
     }
 }
 
+/// A signed-in owner: the canonical address and a tag of the password in force. The tag
+/// goes with the owner's session: once the password changes (here, on the admin page, by
+/// the CLI in another process), [`Accounts::owner_account`] no longer accepts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    pub address: Address,
+    pub tag: [u8; 16],
+}
+
 impl Accounts {
     /// Whether `/account` is open (`self_service.enabled`).
     pub fn self_service_enabled(&self) -> bool {
@@ -59,36 +69,60 @@ impl Accounts {
 
     /// Checks an owner's address and password like every login (failure limits, the
     /// verified cache, a dummy hash for unknown addresses) without ever creating an
-    /// account. The canonical address on success.
+    /// account.
     pub async fn owner_sign_in(
         &self,
         user: &str,
         password: &Password,
         ctx: LoginContext<'_>,
-    ) -> Result<Address, OwnerError> {
+    ) -> Result<SignedIn, OwnerError> {
         if !self.self_service_enabled() {
             return Err(OwnerError::Disabled);
         }
         let outcome = self.login_inner(user, password, ctx.remote_ip, false).await;
         self.log_login(user, &ctx, &outcome);
         match outcome? {
-            LoginOutcome::Accepted { address, .. } => Ok(Address::from_canonical(address)),
+            LoginOutcome::Accepted { address, .. } => self.signed_in(address).await,
             LoginOutcome::Refused(Refusal::Throttled) => Err(OwnerError::Throttled),
             LoginOutcome::Refused(_) => Err(OwnerError::Credentials),
         }
     }
 
-    /// The signed-in owner's account, or `None` once it is gone or blocked (which ends
-    /// the session).
-    pub async fn owner_account(&self, address: &str) -> Result<Option<Account>, OwnerError> {
+    async fn signed_in(&self, address: String) -> Result<SignedIn, OwnerError> {
+        let row = self
+            .store
+            .account(&address)
+            .await
+            .map_err(Unavailable::from)?
+            .ok_or(OwnerError::Credentials)?;
+        Ok(SignedIn {
+            tag: self.cache.credential_tag(&row.password_hash),
+            address: Address::from_canonical(address),
+        })
+    }
+
+    /// The signed-in owner's account, or `None` once it is gone or blocked or its
+    /// password is no longer the one `tag` was made for (which ends the session).
+    pub async fn owner_account(
+        &self,
+        address: &str,
+        tag: &[u8; 16],
+    ) -> Result<Option<Account>, OwnerError> {
         if !self.self_service_enabled() {
             return Err(OwnerError::Disabled);
         }
-        match self.user(address).await {
-            Ok(a) if !a.status.is_blocked() => Ok(Some(a)),
-            Ok(_) | Err(AdminError::NotFound(_) | AdminError::Address(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        let Ok(parsed) = self.parse(address) else {
+            return Ok(None);
+        };
+        let row = self
+            .store
+            .account(parsed.as_str())
+            .await
+            .map_err(Unavailable::from)?;
+        Ok(row
+            .filter(|r| r.blocked.is_none())
+            .filter(|r| self.cache.credential_tag(&r.password_hash) == *tag)
+            .map(|r| self.account_view(r)))
     }
 
     /// Sets a new password after checking the current one. The new one must meet the
@@ -100,20 +134,20 @@ impl Accounts {
         current: &Password,
         new: &Password,
         ctx: LoginContext<'_>,
-    ) -> Result<Address, OwnerError> {
+    ) -> Result<SignedIn, OwnerError> {
         if !self.self_service_enabled() {
             return Err(OwnerError::Disabled);
         }
         password::check_rules(new, &self.config().registration.password)?;
-        let address = self.owner_sign_in(user, current, ctx).await?;
+        let signed_in = self.owner_sign_in(user, current, ctx).await?;
         let (address, _) = self
-            .set_password(address.as_str(), Some(new.clone()))
+            .set_password(signed_in.address.as_str(), Some(new.clone()))
             .await?;
         tracing::info!(
             "event=self_service action=passwd address={}",
             self.private(address.as_str())
         );
-        Ok(address)
+        self.signed_in(address.as_str().to_owned()).await
     }
 
     /// Deletes the account after checking its password, through the operator's delete:
@@ -128,7 +162,7 @@ impl Accounts {
         if !self.self_service_enabled() {
             return Err(OwnerError::Disabled);
         }
-        let address = self.owner_sign_in(user, current, ctx).await?;
+        let address = self.owner_sign_in(user, current, ctx).await?.address;
         let allow_reuse = self.config().self_service.allow_reuse;
         let deleted = self
             .delete_user(address.as_str(), false, allow_reuse)

@@ -463,6 +463,18 @@ impl VerifiedCache {
         entries.push(entry);
     }
 
+    /// A keyed digest of a stored hash (this process's key): it tells whether the
+    /// password changed since, without the hash leaving the core.
+    pub fn credential_tag(&self, stored: &str) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        if let Ok(mut mac) = HmacSha256::new_from_slice(&self.key) {
+            mac.update(b"credential\0");
+            mac.update(stored.as_bytes());
+            out.copy_from_slice(&mac.finalize().into_bytes()[..16]);
+        }
+        out
+    }
+
     /// Drops every entry of an account (password change, block, delete).
     pub fn forget(&self, address: &str) {
         if let Ok(mut map) = self.map.lock() {

@@ -1445,7 +1445,22 @@ async fn owner_sign_in_never_creates_and_counts_failures_like_every_login() {
         .owner_sign_in(" Alice@Example.org", &pw("long enough pw"), owner_ctx())
         .await
         .expect("signed in");
-    assert_eq!(ok.as_str(), "alice@example.org");
+    assert_eq!(ok.address.as_str(), "alice@example.org");
+    assert!(a
+        .owner_account("alice@example.org", &ok.tag)
+        .await
+        .expect("db")
+        .is_some());
+    // Another password (set by the operator here) ends what the old tag opened.
+    a.set_password("alice@example.org", Some(pw("long enough pw")))
+        .await
+        .expect("same password, new hash");
+    assert_eq!(
+        a.owner_account("alice@example.org", &ok.tag)
+            .await
+            .expect("db"),
+        None
+    );
     for _ in 0..3 {
         let r = a
             .owner_sign_in("alice@example.org", &pw("wrong guess"), owner_ctx())
@@ -1504,7 +1519,12 @@ async fn own_password_change_refuses_a_cached_old_password_at_once() {
         )
         .await
         .expect("changed");
-    assert_eq!(changed.as_str(), "alice@example.org");
+    assert_eq!(changed.address.as_str(), "alice@example.org");
+    assert!(a
+        .owner_account("alice@example.org", &changed.tag)
+        .await
+        .expect("db")
+        .is_some());
     assert_eq!(
         login(&a, "alice@example.org", "old password").await,
         LoginOutcome::Refused(Refusal::BadPassword)

@@ -268,7 +268,7 @@ impl Owner {
         let session = cookie(&parts.headers, SESSION_COOKIE)
             .and_then(|id| sessions.get(&id, super::now()))
             .ok_or(NoOwner::SignedOut)?;
-        match accounts.owner_account(&session.address).await {
+        match accounts.owner_account(&session.address, &session.tag).await {
             Ok(Some(account)) => Ok(Owner { session, account }),
             Ok(None) => {
                 sessions.remove(&session.id);
@@ -422,10 +422,11 @@ async fn signin(
             if let Some(old) = cookie(&headers, SESSION_COOKIE) {
                 state.0.owner_sessions.remove(&old);
             }
-            let session = state
-                .0
-                .owner_sessions
-                .create(signed_in.as_str(), super::now());
+            let session = state.0.owner_sessions.create_tagged(
+                signed_in.address.as_str(),
+                signed_in.tag,
+                super::now(),
+            );
             let mut res = Redirect::to(PATH).into_response();
             let h = res.headers_mut();
             h.append(
@@ -487,11 +488,12 @@ async fn change_password_form(
         .change_own_password(address, &Password::new(current), &new, ctx(&client))
         .await
     {
-        Ok(address) => {
+        Ok(signed_in) => {
             // Sessions opened with the old password end; this browser gets a new one.
+            let address = signed_in.address;
             let sessions = &state.0.owner_sessions;
             sessions.remove_address(address.as_str());
-            let session = sessions.create(address.as_str(), super::now());
+            let session = sessions.create_tagged(address.as_str(), signed_in.tag, super::now());
             let config = accounts.config();
             let body = pages::layout(
                 "Password changed",
@@ -664,8 +666,11 @@ async fn change_password_json(
         .accounts()
         .change_own_password(&email, &password, &new, ctx(&client))
         .await;
-    if let Ok(address) = &result {
-        state.0.owner_sessions.remove_address(address.as_str());
+    if let Ok(signed_in) = &result {
+        state
+            .0
+            .owner_sessions
+            .remove_address(signed_in.address.as_str());
     }
     json_answer(result)
 }

@@ -47,6 +47,7 @@ pub struct Flash {
 
 struct Entry {
     address: String,
+    tag: [u8; 16],
     csrf: String,
     created: Instant,
     seen: Instant,
@@ -60,6 +61,9 @@ pub struct Session {
     pub id: String,
     pub address: String,
     pub csrf: String,
+    /// What the session was opened with besides the address (an owner's: the core's tag
+    /// of the password in force); zero for admin sessions.
+    pub tag: [u8; 16],
 }
 
 impl Session {
@@ -89,6 +93,11 @@ impl Sessions {
 
     /// Starts a session for `address` with a fresh id and CSRF token.
     pub fn create(&self, address: &str, now: Instant) -> Session {
+        self.create_tagged(address, [0; 16], now)
+    }
+
+    /// Starts a session that carries `tag` (see [`Session::tag`]).
+    pub fn create_tagged(&self, address: &str, tag: [u8; 16], now: Instant) -> Session {
         let id = random_token();
         let csrf = random_token();
         let mut map = self.lock();
@@ -104,6 +113,7 @@ impl Sessions {
             key(&id),
             Entry {
                 address: address.to_owned(),
+                tag,
                 csrf: csrf.clone(),
                 created: now,
                 seen: now,
@@ -114,6 +124,7 @@ impl Sessions {
             id,
             address: address.to_owned(),
             csrf,
+            tag,
         }
     }
 
@@ -131,6 +142,7 @@ impl Sessions {
             id: id.to_owned(),
             address: entry.address.clone(),
             csrf: entry.csrf.clone(),
+            tag: entry.tag,
         })
     }
 

@@ -332,6 +332,20 @@ fn the_page_signs_owners_in_and_its_forms_need_the_session_token() {
     assert_eq!(r.status, 303);
     let page = h.get_with("/account", &fresh);
     assert!(page.body.contains("Sign in to your account"));
+
+    // A password set elsewhere (the CLI, another process) ends the session too.
+    let cookie = sign_in(&h, "alice@example.org", NEW_PW).expect("signed in");
+    assert!(h
+        .get_with("/account", &cookie)
+        .body
+        .contains("id=\"address\""));
+    d.cli_ok(&["user", "passwd", "alice@example.org", "--random"]);
+    let page = h.get_with("/account", &cookie);
+    assert!(
+        page.body.contains("Sign in to your account"),
+        "{}",
+        page.body
+    );
 }
 
 // ----- dead invites on /new ---------------------------------------------------------

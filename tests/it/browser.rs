@@ -144,6 +144,8 @@ fn browser_owner_changes_the_password_and_deletes_the_account_at_account() {
     b.fill("#address", "alice@example.org");
     b.fill("#password", PW);
     b.click("form[action='/account/login'] button");
+    // The sign-in form has an #address too: wait for the account page first.
+    b.find("#usage");
     assert_eq!(b.text("#address"), "alice@example.org");
     assert_eq!(b.text("#usage"), "0 of 500M (0%)");
     assert!(b.text("#created").ends_with(" UTC"), "{}", b.source());
