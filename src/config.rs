@@ -1334,6 +1334,33 @@ mod tests {
     }
 
     #[test]
+    fn sign_up_guard_and_self_service_keys() {
+        let c = load_str("domains = [\"example.org\"]\n").expect("defaults");
+        assert_eq!(c.registration.min_free_disk, Size(1 << 30));
+        assert_eq!(c.registration.max_load_1m, None);
+        assert!(c.self_service.enabled && !c.self_service.allow_reuse);
+        assert!(!c.http.show_invite_uses);
+        let c = load_str(
+            "domains = [\"example.org\"]\n[registration]\nmin_free_disk = \"0\"\nmax_load_1m = 5\n\
+             [self_service]\nenabled = false\n",
+        )
+        .expect("ok");
+        assert_eq!(
+            (c.registration.min_free_disk, c.registration.max_load_1m),
+            (Size(0), Some(5.0))
+        );
+        assert!(!c.self_service.enabled);
+        for bad in ["0", "-1", "nan"] {
+            let e = load_str(&format!(
+                "domains = [\"example.org\"]\n[registration]\nmax_load_1m = {bad}\n"
+            ))
+            .expect_err("refused")
+            .to_string();
+            assert!(e.contains("registration.max_load_1m"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn file_values_and_errors_name_the_key() {
         let c = load_str("domains = [\"Example.ORG\"]\n[quota]\ndefault = \"1G\"\n").expect("ok");
         assert_eq!(c.domains, vec!["example.org"]);
