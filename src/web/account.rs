@@ -38,7 +38,7 @@ use super::session::{
     cookie, cookie_lifetime, secure_cookies, set_cookie_at, signin_fields, signin_token, Flash,
     Session, CSRF_FIELD,
 };
-use super::{media_type, pages, read_body, AppState, Client};
+use super::{media_type, pages, read_body, session_form, AppState, Client};
 use crate::accounts::password::Password;
 use crate::accounts::{Account, LoginContext, OwnerError};
 use crate::config::Config;
@@ -327,19 +327,9 @@ impl FromRequest<AppState> for OwnerForm {
         let (mut parts, body) = req.into_parts();
         let owner = Owner::from_request_parts(&mut parts, state).await?;
         let config = state.accounts().config();
-        let bytes = read_body(state, &parts.headers, body)
+        let fields = session_form(state, &parts.headers, body, &owner.session)
             .await
-            .map_err(|e| message(&config, e.status(), "Not accepted", &e.reason()))?;
-        let fields = Fields::parse(&bytes);
-        if !owner.session.csrf_ok(fields.get(CSRF_FIELD)) {
-            return Err(message(
-                &config,
-                StatusCode::FORBIDDEN,
-                "Form refused",
-                "This form did not carry this session's security token (it may be old, or \
-                 come from another site). Go back, reload the page and try again.",
-            ));
-        }
+            .map_err(|r| message(&config, r.status, r.title, &r.text))?;
         Ok(OwnerForm { owner, fields })
     }
 }

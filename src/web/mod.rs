@@ -218,6 +218,42 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
     }
 }
 
+/// Why a signed-in session's form was not accepted: for the page that says so.
+struct FormRefused {
+    status: StatusCode,
+    title: &'static str,
+    text: String,
+}
+
+/// Reads the urlencoded form of a signed-in `session` (admin or owner): the body within
+/// `http.max_body` (413) and `http.idle_timeout` (408), accepted only with the session's
+/// CSRF token (403).
+async fn session_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    session: &session::Session,
+) -> Result<form::Fields, FormRefused> {
+    let bytes = read_body(state, headers, body)
+        .await
+        .map_err(|e| FormRefused {
+            status: e.status(),
+            title: "Not accepted",
+            text: e.reason(),
+        })?;
+    let fields = form::Fields::parse(&bytes);
+    if !session.csrf_ok(fields.get(session::CSRF_FIELD)) {
+        return Err(FormRefused {
+            status: StatusCode::FORBIDDEN,
+            title: "Form refused",
+            text: "This form did not carry this session's security token (it may be old, or \
+                   come from another site). Go back, reload the page and try again."
+                .into(),
+        });
+    }
+    Ok(fields)
+}
+
 /// The `Content-Type` without parameters, lowercased.
 fn media_type(headers: &HeaderMap) -> String {
     headers

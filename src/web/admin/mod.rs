@@ -41,7 +41,7 @@ use maud::{html, Markup};
 
 use super::form::Fields;
 use super::session::{cookie, set_cookie, Flash, Session, CSRF_FIELD, SESSION_COOKIE};
-use super::{pages, read_body, AppState};
+use super::{pages, session_form, AppState};
 use crate::accounts::AdminError;
 use crate::config::Config;
 use crate::logfmt;
@@ -175,19 +175,9 @@ impl FromRequest<AppState> for AdminForm {
         let (mut parts, body) = req.into_parts();
         let admin = Admin::from_request_parts(&mut parts, state).await?;
         let config = state.accounts().config();
-        let bytes = read_body(state, &parts.headers, body)
+        let fields = session_form(state, &parts.headers, body, &admin.0)
             .await
-            .map_err(|e| message(&config, e.status(), "Not accepted", &e.reason()))?;
-        let fields = Fields::parse(&bytes);
-        if !admin.0.csrf_ok(fields.get(CSRF_FIELD)) {
-            return Err(message(
-                &config,
-                StatusCode::FORBIDDEN,
-                "Form refused",
-                "This form did not carry this session's security token (it may be old, or \
-                 come from another site). Go back, reload the page and try again.",
-            ));
-        }
+            .map_err(|r| message(&config, r.status, r.title, &r.text))?;
         Ok(AdminForm { admin, fields })
     }
 }
