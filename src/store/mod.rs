@@ -620,6 +620,63 @@ impl Store {
             Store::Postgres(p) => p.set_setting(key, value).await,
         }
     }
+
+    // ----- limits shared by the hosts ---------------------------------------------------
+
+    /// Whether several hosts share this store, so the core keeps the per-account failure
+    /// count and the per-sender send rate in it rather than in its own memory.
+    pub fn shared_by_hosts(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
+    /// Failed logins counted for `address` in its current window (0 once the window
+    /// ended at or before `now_ms`).
+    pub async fn login_failures(&self, address: &str, now_ms: i64) -> Result<u32> {
+        match self {
+            Store::Sqlite(s) => s.login_failures(address, now_ms).await,
+            Store::Postgres(p) => p.login_failures(address, now_ms).await,
+        }
+    }
+
+    /// Counts one failed login for `address` and returns the count in its window: one
+    /// atomic upsert. A window opens at the first failure after the last one ended and
+    /// lasts `window_ms`; a failure after it ends starts a new one at 1.
+    pub async fn add_login_failure(
+        &self,
+        address: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u32> {
+        match self {
+            Store::Sqlite(s) => s.add_login_failure(address, now_ms, window_ms).await,
+            Store::Postgres(p) => p.add_login_failure(address, now_ms, window_ms).await,
+        }
+    }
+
+    /// Takes one token from `address`'s send bucket (`capacity` tokens, refilled at
+    /// `per_ms` tokens per millisecond, a new bucket full) in one atomic upsert; false,
+    /// and nothing written, when less than one token is there.
+    pub async fn take_send_token(
+        &self,
+        address: &str,
+        now_ms: i64,
+        capacity: f64,
+        per_ms: f64,
+    ) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => s.take_send_token(address, now_ms, capacity, per_ms).await,
+            Store::Postgres(p) => p.take_send_token(address, now_ms, capacity, per_ms).await,
+        }
+    }
+
+    /// Deletes the failure counts whose window ended and the send buckets untouched for
+    /// `full_after_ms` (full again: forgetting them changes nothing); returns how many.
+    pub async fn prune_limits(&self, now_ms: i64, full_after_ms: i64) -> Result<u64> {
+        match self {
+            Store::Sqlite(s) => s.prune_limits(now_ms, full_after_ms).await,
+            Store::Postgres(p) => p.prune_limits(now_ms, full_after_ms).await,
+        }
+    }
 }
 
 #[cfg(test)]

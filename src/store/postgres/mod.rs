@@ -761,6 +761,88 @@ impl Postgres {
         Ok(())
     }
 
+    // ----- limits shared by the hosts ---------------------------------------------------
+
+    pub async fn login_failures(&self, address: &str, now_ms: i64) -> Result<u32> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT failures FROM login_failures WHERE address = $1 AND window_end > $2",
+            )
+            .await?;
+        Ok(match c.query_opt(&st, &[&address, &now_ms]).await? {
+            Some(r) => count_u32(r.try_get(0)?),
+            None => 0,
+        })
+    }
+
+    pub async fn add_login_failure(
+        &self,
+        address: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u32> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "INSERT INTO login_failures (address, failures, window_end) \
+                 VALUES ($1, 1, $2::BIGINT + $3::BIGINT) \
+                 ON CONFLICT (address) DO UPDATE SET \
+                 failures = CASE WHEN login_failures.window_end <= $2::BIGINT THEN 1 \
+                            ELSE login_failures.failures + 1 END, \
+                 window_end = CASE WHEN login_failures.window_end <= $2::BIGINT \
+                              THEN $2::BIGINT + $3::BIGINT ELSE login_failures.window_end END \
+                 RETURNING failures",
+            )
+            .await?;
+        let row = c.query_one(&st, &[&address, &now_ms, &window_ms]).await?;
+        Ok(count_u32(row.try_get(0)?))
+    }
+
+    pub async fn take_send_token(
+        &self,
+        address: &str,
+        now_ms: i64,
+        capacity: f64,
+        per_ms: f64,
+    ) -> Result<bool> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "INSERT INTO send_rate (address, tokens, updated_at) \
+                 VALUES ($1, $3::DOUBLE PRECISION - 1, $2) \
+                 ON CONFLICT (address) DO UPDATE SET \
+                 tokens = LEAST($3::DOUBLE PRECISION, send_rate.tokens \
+                          + GREATEST(0, $2::BIGINT - send_rate.updated_at) \
+                          * $4::DOUBLE PRECISION) - 1, \
+                 updated_at = GREATEST(send_rate.updated_at, $2::BIGINT) \
+                 WHERE LEAST($3::DOUBLE PRECISION, send_rate.tokens \
+                       + GREATEST(0, $2::BIGINT - send_rate.updated_at) \
+                       * $4::DOUBLE PRECISION) >= 1 \
+                 RETURNING tokens",
+            )
+            .await?;
+        Ok(c.query_opt(&st, &[&address, &now_ms, &capacity, &per_ms])
+            .await?
+            .is_some())
+    }
+
+    pub async fn prune_limits(&self, now_ms: i64, full_after_ms: i64) -> Result<u64> {
+        let failures = self
+            .execute(
+                "DELETE FROM login_failures WHERE window_end <= $1",
+                &[&now_ms],
+            )
+            .await?;
+        let buckets = self
+            .execute(
+                "DELETE FROM send_rate WHERE updated_at <= $1::BIGINT - $2::BIGINT",
+                &[&now_ms, &full_after_ms],
+            )
+            .await?;
+        Ok(failures + buckets)
+    }
+
     // ----- helpers --------------------------------------------------------------------
 
     async fn execute(
@@ -841,6 +923,11 @@ async fn consume_token(
             .unwrap_or(TokenProblem::UsedUp),
     };
     Ok(Err(problem))
+}
+
+/// A stored counter as the core counts it (never negative, saturating).
+fn count_u32(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
 fn strings(rows: Vec<Row>) -> Result<Vec<String>> {

@@ -1020,6 +1020,80 @@ impl Db {
             Ok(())
         })
     }
+
+    // ----- limits shared by the hosts ---------------------------------------------------
+
+    pub fn login_failures(&self, address: &str, now_ms: i64) -> Result<u32> {
+        self.with(|c| {
+            let n: Option<i64> = c
+                .prepare_cached(
+                    "SELECT failures FROM login_failures WHERE address = ?1 AND window_end > ?2",
+                )?
+                .query_row(params![address, now_ms], |r| r.get(0))
+                .optional()?;
+            Ok(n.map_or(0, count_u32))
+        })
+    }
+
+    pub fn add_login_failure(&self, address: &str, now_ms: i64, window_ms: i64) -> Result<u32> {
+        self.with(|c| {
+            let n: i64 = c
+                .prepare_cached(
+                    "INSERT INTO login_failures (address, failures, window_end) \
+                     VALUES (?1, 1, ?2 + ?3) \
+                     ON CONFLICT(address) DO UPDATE SET \
+                     failures = CASE WHEN login_failures.window_end <= ?2 THEN 1 \
+                                ELSE login_failures.failures + 1 END, \
+                     window_end = CASE WHEN login_failures.window_end <= ?2 THEN ?2 + ?3 \
+                                  ELSE login_failures.window_end END \
+                     RETURNING failures",
+                )?
+                .query_row(params![address, now_ms, window_ms], |r| r.get(0))?;
+            Ok(count_u32(n))
+        })
+    }
+
+    pub fn take_send_token(
+        &self,
+        address: &str,
+        now_ms: i64,
+        capacity: f64,
+        per_ms: f64,
+    ) -> Result<bool> {
+        self.with(|c| {
+            let left: Option<f64> = c
+                .prepare_cached(
+                    "INSERT INTO send_rate (address, tokens, updated_at) VALUES (?1, ?3 - 1, ?2) \
+                     ON CONFLICT(address) DO UPDATE SET \
+                     tokens = min(?3, send_rate.tokens \
+                              + max(0, ?2 - send_rate.updated_at) * ?4) - 1, \
+                     updated_at = max(send_rate.updated_at, ?2) \
+                     WHERE min(?3, send_rate.tokens \
+                           + max(0, ?2 - send_rate.updated_at) * ?4) >= 1 \
+                     RETURNING tokens",
+                )?
+                .query_row(params![address, now_ms, capacity, per_ms], |r| r.get(0))
+                .optional()?;
+            Ok(left.is_some())
+        })
+    }
+
+    pub fn prune_limits(&self, now_ms: i64, full_after_ms: i64) -> Result<u64> {
+        self.with(|c| {
+            let failures = c
+                .prepare_cached("DELETE FROM login_failures WHERE window_end <= ?1")?
+                .execute([now_ms])?;
+            let buckets = c
+                .prepare_cached("DELETE FROM send_rate WHERE updated_at <= ?1 - ?2")?
+                .execute([now_ms, full_after_ms])?;
+            Ok(u64::try_from(failures + buckets).unwrap_or(u64::MAX))
+        })
+    }
+}
+
+/// A stored counter as the core counts it (never negative, saturating).
+fn count_u32(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
 fn consume_token(

@@ -57,6 +57,18 @@ CREATE TABLE mail_home_removals (
     queued_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 ",
+    r"
+CREATE TABLE login_failures (
+    address    TEXT PRIMARY KEY,
+    failures   INTEGER NOT NULL,
+    window_end INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE send_rate (
+    address    TEXT PRIMARY KEY,
+    tokens     REAL NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+",
 ];
 
 /// Applies every migration the database has not seen yet.

@@ -288,4 +288,38 @@ impl Sqlite {
         self.blocking(move |d| d.set_setting(&key, value.as_deref()))
             .await
     }
+
+    pub async fn login_failures(&self, address: &str, now_ms: i64) -> Result<u32> {
+        let address = address.to_owned();
+        self.blocking(move |d| d.login_failures(&address, now_ms))
+            .await
+    }
+
+    pub async fn add_login_failure(
+        &self,
+        address: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u32> {
+        let address = address.to_owned();
+        self.blocking(move |d| d.add_login_failure(&address, now_ms, window_ms))
+            .await
+    }
+
+    pub async fn take_send_token(
+        &self,
+        address: &str,
+        now_ms: i64,
+        capacity: f64,
+        per_ms: f64,
+    ) -> Result<bool> {
+        let address = address.to_owned();
+        self.blocking(move |d| d.take_send_token(&address, now_ms, capacity, per_ms))
+            .await
+    }
+
+    pub async fn prune_limits(&self, now_ms: i64, full_after_ms: i64) -> Result<u64> {
+        self.blocking(move |d| d.prune_limits(now_ms, full_after_ms))
+            .await
+    }
 }
