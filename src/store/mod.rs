@@ -653,6 +653,21 @@ impl Store {
         }
     }
 
+    /// Claims the next password check of an account in slow mode for the caller, one
+    /// per `interval_ms` across every host: `None` when claimed (the next turn is then
+    /// `interval_ms` away), else how many milliseconds until the next turn is free.
+    pub async fn claim_login_turn(
+        &self,
+        address: &str,
+        now_ms: i64,
+        interval_ms: i64,
+    ) -> Result<Option<i64>> {
+        match self {
+            Store::Sqlite(s) => s.claim_login_turn(address, now_ms, interval_ms).await,
+            Store::Postgres(p) => p.claim_login_turn(address, now_ms, interval_ms).await,
+        }
+    }
+
     /// Takes one token from `address`'s send bucket (`capacity` tokens, refilled at
     /// `per_ms` tokens per millisecond, a new bucket full) in one atomic upsert; false,
     /// and nothing written, when less than one token is there.
@@ -669,8 +684,9 @@ impl Store {
         }
     }
 
-    /// Deletes the failure counts whose window ended and the send buckets untouched for
-    /// `full_after_ms` (full again: forgetting them changes nothing); returns how many.
+    /// Deletes the failure counts whose window and slow-mode turn ended, and the send
+    /// buckets untouched for `full_after_ms` (full again: forgetting them changes
+    /// nothing); returns how many.
     pub async fn prune_limits(&self, now_ms: i64, full_after_ms: i64) -> Result<u64> {
         match self {
             Store::Sqlite(s) => s.prune_limits(now_ms, full_after_ms).await,

@@ -332,7 +332,8 @@ async fn send_tokens_allow_the_burst_then_refill_at_the_rate() {
     assert!(!take("a@x.org", 5000).await.expect("db"));
 }
 
-/// Many takes at once from one bucket (as from several hosts): exactly the burst passes.
+/// Many takes at once from one bucket (as from several hosts): exactly the burst passes;
+/// many failures at once: each counted once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_send_tokens_never_exceed_the_burst() {
     let (_d, s) = store();
@@ -350,4 +351,50 @@ async fn concurrent_send_tokens_never_exceed_the_burst() {
         }
     }
     assert_eq!(taken, 10);
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.add_login_failure("a@x.org", 0, 60_000).await })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for t in tasks {
+        counts.push(t.await.expect("task").expect("db"));
+    }
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (1..=40).collect::<Vec<u32>>(),
+        "each failure counted once"
+    );
+}
+
+#[tokio::test]
+async fn slow_mode_turns_are_claimed_once_per_interval() {
+    let (_d, s) = store();
+    // No failures counted yet: the first claim makes the row and takes the turn.
+    assert_eq!(
+        s.claim_login_turn("a@x.org", 1000, 300).await.expect("db"),
+        None
+    );
+    assert_eq!(s.login_failures("a@x.org", 1000).await.expect("db"), 0);
+    assert_eq!(
+        s.claim_login_turn("a@x.org", 1100, 300).await.expect("db"),
+        Some(200)
+    );
+    assert_eq!(
+        s.claim_login_turn("a@x.org", 1300, 300).await.expect("db"),
+        None
+    );
+    // Counting failures keeps the turn; the turn keeps the row from pruning.
+    assert_eq!(
+        s.add_login_failure("a@x.org", 1300, 100).await.expect("db"),
+        1
+    );
+    assert_eq!(
+        s.claim_login_turn("a@x.org", 1400, 300).await.expect("db"),
+        Some(200)
+    );
+    assert_eq!(s.prune_limits(1500, 0).await.expect("db"), 0);
+    assert_eq!(s.prune_limits(1600, 0).await.expect("db"), 1);
 }

@@ -68,7 +68,8 @@ CREATE TABLE mail_home_removals (
 CREATE TABLE login_failures (
     address    TEXT PRIMARY KEY,
     failures   BIGINT NOT NULL,
-    window_end BIGINT NOT NULL
+    window_end BIGINT NOT NULL,
+    next_turn  BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE send_rate (
     address    TEXT PRIMARY KEY,

@@ -799,6 +799,37 @@ impl Postgres {
         Ok(count_u32(row.try_get(0)?))
     }
 
+    pub async fn claim_login_turn(
+        &self,
+        address: &str,
+        now_ms: i64,
+        interval_ms: i64,
+    ) -> Result<Option<i64>> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "INSERT INTO login_failures (address, failures, window_end, next_turn) \
+                 VALUES ($1, 0, $2, $2::BIGINT + $3::BIGINT) \
+                 ON CONFLICT (address) DO UPDATE SET next_turn = $2::BIGINT + $3::BIGINT \
+                 WHERE login_failures.next_turn <= $2::BIGINT \
+                 RETURNING next_turn",
+            )
+            .await?;
+        if c.query_opt(&st, &[&address, &now_ms, &interval_ms])
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let st = c
+            .prepare_cached("SELECT next_turn FROM login_failures WHERE address = $1")
+            .await?;
+        Ok(Some(match c.query_opt(&st, &[&address]).await? {
+            Some(r) => (r.try_get::<_, i64>(0)? - now_ms).max(0),
+            None => 0,
+        }))
+    }
+
     pub async fn take_send_token(
         &self,
         address: &str,
@@ -830,7 +861,7 @@ impl Postgres {
     pub async fn prune_limits(&self, now_ms: i64, full_after_ms: i64) -> Result<u64> {
         let failures = self
             .execute(
-                "DELETE FROM login_failures WHERE window_end <= $1",
+                "DELETE FROM login_failures WHERE window_end <= $1 AND next_turn <= $1",
                 &[&now_ms],
             )
             .await?;

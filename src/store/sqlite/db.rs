@@ -1053,6 +1053,34 @@ impl Db {
         })
     }
 
+    pub fn claim_login_turn(
+        &self,
+        address: &str,
+        now_ms: i64,
+        interval_ms: i64,
+    ) -> Result<Option<i64>> {
+        self.with(|c| {
+            let claimed: Option<i64> = c
+                .prepare_cached(
+                    "INSERT INTO login_failures (address, failures, window_end, next_turn) \
+                     VALUES (?1, 0, ?2, ?2 + ?3) \
+                     ON CONFLICT(address) DO UPDATE SET next_turn = ?2 + ?3 \
+                     WHERE login_failures.next_turn <= ?2 \
+                     RETURNING next_turn",
+                )?
+                .query_row(params![address, now_ms, interval_ms], |r| r.get(0))
+                .optional()?;
+            if claimed.is_some() {
+                return Ok(None);
+            }
+            let next: Option<i64> = c
+                .prepare_cached("SELECT next_turn FROM login_failures WHERE address = ?1")?
+                .query_row([address], |r| r.get(0))
+                .optional()?;
+            Ok(Some(next.map_or(0, |n| (n - now_ms).max(0))))
+        })
+    }
+
     pub fn take_send_token(
         &self,
         address: &str,
@@ -1081,7 +1109,9 @@ impl Db {
     pub fn prune_limits(&self, now_ms: i64, full_after_ms: i64) -> Result<u64> {
         self.with(|c| {
             let failures = c
-                .prepare_cached("DELETE FROM login_failures WHERE window_end <= ?1")?
+                .prepare_cached(
+                    "DELETE FROM login_failures WHERE window_end <= ?1 AND next_turn <= ?1",
+                )?
                 .execute([now_ms])?;
             let buckets = c
                 .prepare_cached("DELETE FROM send_rate WHERE updated_at <= ?1 - ?2")?

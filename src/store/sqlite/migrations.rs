@@ -61,7 +61,8 @@ CREATE TABLE mail_home_removals (
 CREATE TABLE login_failures (
     address    TEXT PRIMARY KEY,
     failures   INTEGER NOT NULL,
-    window_end INTEGER NOT NULL
+    window_end INTEGER NOT NULL,
+    next_turn  INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE send_rate (
     address    TEXT PRIMARY KEY,

@@ -306,6 +306,17 @@ impl Sqlite {
             .await
     }
 
+    pub async fn claim_login_turn(
+        &self,
+        address: &str,
+        now_ms: i64,
+        interval_ms: i64,
+    ) -> Result<Option<i64>> {
+        let address = address.to_owned();
+        self.blocking(move |d| d.claim_login_turn(&address, now_ms, interval_ms))
+            .await
+    }
+
     pub async fn take_send_token(
         &self,
         address: &str,
