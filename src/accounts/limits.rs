@@ -40,14 +40,17 @@ impl FailureLimiter {
 
     /// True when `key` has reached `max` failures in the current window.
     pub fn is_limited(&self, key: &str, max: u32, now: Instant) -> bool {
-        if max == 0 {
-            return false;
-        }
+        max != 0 && self.count(key, now) >= max
+    }
+
+    /// The failures of `key` in the current window.
+    pub fn count(&self, key: &str, now: Instant) -> u32 {
         let Ok(map) = self.map.lock() else {
-            return false;
+            return 0;
         };
         map.get(key)
-            .is_some_and(|(n, start)| *n >= max && now.duration_since(*start) < self.window)
+            .filter(|(_, start)| now.duration_since(*start) < self.window)
+            .map_or(0, |(n, _)| *n)
     }
 
     pub fn record_failure(&self, key: &str, now: Instant) {
@@ -124,8 +127,17 @@ impl Guard {
         }
     }
 
-    /// Decides whether `client` may have `account`'s password checked now.
-    pub fn admit(&self, account: &str, client: &str, max: u32, now: Instant) -> Admission {
+    /// Decides whether `client` may have `account`'s password checked now. `shared` is
+    /// the account's failure count from every host (0 with one host): slow mode starts
+    /// when either it or this process's own count is over `max`.
+    pub fn admit(
+        &self,
+        account: &str,
+        client: &str,
+        max: u32,
+        shared: u32,
+        now: Instant,
+    ) -> Admission {
         if max == 0 {
             return Admission::Go;
         }
@@ -136,10 +148,7 @@ impl Guard {
         if self.is_known(account, client, now) {
             return Admission::Go;
         }
-        if self
-            .accounts
-            .is_limited(account, max.saturating_add(1), now)
-        {
+        if self.accounts.count(account, now).max(shared) >= max.saturating_add(1) {
             return Admission::Rationed {
                 fresh: !self.pairs.is_limited(&pair, 1, now),
             };
@@ -252,31 +261,57 @@ impl Guard {
         }
     }
 
-    /// Waits at most `wait` for the account's next turn; false: none came in time.
-    pub async fn turn(
+    /// The account's next turn in this process is at `at`: the turn just granted here
+    /// was another host's, and the shared one is free again then.
+    fn defer(&self, account: &str, at: Instant) {
+        let mut rations = match self.rations.lock() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(r) = rations.get_mut(account) {
+            r.next = at;
+        }
+    }
+
+    /// Waits at most `wait` for the account's next turn; false: none came in time. A
+    /// turn this process grants must also be claimed with `claim` (the turn shared by
+    /// every host; with one host it always succeeds): `Err(after)` says another host
+    /// has it, and when the next one is free.
+    pub async fn turn<E, F, Fut>(
         &self,
         account: &str,
         fresh: bool,
         interval: Duration,
         wait: Duration,
-    ) -> bool {
+        mut claim: F,
+    ) -> Result<bool, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Result<(), Duration>, E>>,
+    {
         let deadline = Instant::now() + wait;
         let mut entered = false;
         let got = loop {
             let now = Instant::now();
-            match self.try_turn(account, fresh, interval, now) {
-                Ok(()) => break true,
-                Err(after) => {
-                    if now + after > deadline {
-                        break false;
+            let after = match self.try_turn(account, fresh, interval, now) {
+                Ok(()) => match claim().await {
+                    Ok(Ok(())) => break Ok(true),
+                    Ok(Err(after)) => {
+                        self.defer(account, now + after);
+                        after.max(POLL)
                     }
-                    if !entered {
-                        self.waiting(account, fresh, true);
-                        entered = true;
-                    }
-                    tokio::time::sleep(after.min(POLL)).await;
-                }
+                    Err(e) => break Err(e),
+                },
+                Err(after) => after,
+            };
+            if now + after > deadline {
+                break Ok(false);
             }
+            if !entered {
+                self.waiting(account, fresh, true);
+                entered = true;
+            }
+            tokio::time::sleep(after.min(POLL)).await;
         };
         if entered {
             self.waiting(account, fresh, false);
@@ -348,6 +383,36 @@ impl TokenBuckets {
         } else {
             Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
         }
+    }
+}
+
+/// The message each sender's last send token paid for, when the buckets are in the
+/// database: another recipient of the same message is free without asking it.
+#[derive(Default)]
+pub struct PaidTags {
+    map: Mutex<HashMap<String, String>>,
+}
+
+impl PaidTags {
+    /// Whether `tag` (not empty) is what `key`'s last token paid for.
+    pub fn is_paid(&self, key: &str, tag: &str) -> bool {
+        !tag.is_empty()
+            && self
+                .map
+                .lock()
+                .is_ok_and(|m| m.get(key).is_some_and(|t| t == tag))
+    }
+
+    /// Remembers that `key`'s last token paid for `tag`. Bounded: at `MAX_KEYS` senders
+    /// it starts over (a recipient then pays again: stricter, never looser).
+    pub fn paid(&self, key: &str, tag: &str) {
+        let Ok(mut map) = self.map.lock() else {
+            return;
+        };
+        if map.len() >= MAX_KEYS && !map.contains_key(key) {
+            map.clear();
+        }
+        map.insert(key.to_owned(), tag.to_owned());
     }
 }
 

@@ -231,6 +231,8 @@ impl Accounts {
             return Ok(report);
         }
         report.tokens_purged = self.purge_tokens(plan.tokens).await?;
+        let pruned = self.prune_shared_limits().await?;
+        tracing::debug!("event=maintenance limits_pruned={pruned}");
         for address in &plan.stale_usage {
             let measured = rights.with_rights(self.measure_mail_home(address)).await;
             if let Ok(Some((bytes, messages))) = measured {

@@ -1420,3 +1420,94 @@ async fn setup_invite_makes_the_admin_once_and_is_gone_after() {
     assert_eq!(a.ensure_setup_invite().await.expect("ok"), None);
     assert!(!file.exists());
 }
+
+/// Fresh-address guesses at alice, alternating over `hosts`, with slow mode's turns an
+/// hour apart: how many were checked (refused as a bad password) before the throttle.
+async fn checked_guesses(hosts: &[&Accounts], user: &str, guesses: usize) -> usize {
+    let mut checked = 0;
+    for i in 0..guesses {
+        let host = hosts[i % hosts.len()];
+        let r = host
+            .login(user, &pw("wrong guess"), from(&format!("192.0.2.{}", i + 1)))
+            .await
+            .expect("ok");
+        match r {
+            LoginOutcome::Refused(Refusal::BadPassword) => checked += 1,
+            LoginOutcome::Refused(Refusal::Throttled) => {}
+            other => panic!("guess {i}: {other:?}"),
+        }
+    }
+    checked
+}
+
+#[tokio::test]
+async fn guesses_spread_over_two_hosts_count_against_one_account_limit_when_shared() {
+    let (mut f, one) = guarded(3).await;
+    f.config.login.slow_interval_ms = 3_600_000;
+    f.config.login.slow_wait_ms = 100;
+    one.replace_config(f.config.clone());
+    for user in ["bob@example.org", "carol@example.org"] {
+        one.add_user(NewUser {
+            address: user.into(),
+            password: Some(pw("right password")),
+            quota: QuotaSetting::Default,
+            admin: false,
+            route: Route::Cli,
+        })
+        .await
+        .expect("add");
+    }
+    // One host: max_failures + 1 checks at full speed, then slow mode's first turn.
+    assert_eq!(checked_guesses(&[&one], "bob@example.org", 12).await, 5);
+    let (a, b) = (f.accounts(), f.accounts());
+    let spread = checked_guesses(&[&a, &b], "carol@example.org", 12).await;
+    if a.store.shared_by_hosts() {
+        assert_eq!(spread, 5, "the same total as on one host");
+        assert_eq!(
+            a.store
+                .login_failures("carol@example.org", super::shared::now_ms_for_tests())
+                .await
+                .expect("db"),
+            5
+        );
+    } else {
+        assert_eq!(spread, 10, "one host per process: each counts its own");
+    }
+}
+
+#[tokio::test]
+async fn messages_spread_over_two_hosts_share_one_send_rate_when_shared() {
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.policy.send_burst = 3;
+    f.config.policy.send_per_minute = 1;
+    let (a, b) = (f.accounts(), f.accounts());
+    login(&a, "alice@example.org", "policy password").await;
+    async fn send(host: &Accounts, instance: &str, rcpt: &str) -> PolicyVerdict {
+        let req = PolicyRequest {
+            protocol_state: "RCPT",
+            recipient: rcpt,
+            sasl_username: "alice@example.org",
+            size: 0,
+            instance,
+        };
+        host.policy(req).await.expect("policy")
+    }
+    let mut passed = 0;
+    for i in 0..8 {
+        let host = if i % 2 == 0 { &a } else { &b };
+        let instance = format!("m{i}");
+        let v = send(host, &instance, "friend@elsewhere.net").await;
+        if v == PolicyVerdict::Dunno {
+            passed += 1;
+            // Another recipient of the same message costs nothing.
+            assert_eq!(
+                send(host, &instance, "other@elsewhere.net").await,
+                PolicyVerdict::Dunno
+            );
+        } else {
+            assert_eq!(v, PolicyVerdict::SenderRateLimited);
+        }
+    }
+    let expected = if a.store.shared_by_hosts() { 3 } else { 6 };
+    assert_eq!(passed, expected);
+}
