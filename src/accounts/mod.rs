@@ -37,8 +37,7 @@ use crate::logfmt;
 use crate::store::{AccountRow, CreateRefusal, NewAccount, QuotaMode, Store, StoreError};
 use address::Address;
 use limits::{
-    client_key, Admission, ClientLimiter, FailureLimiter, Guard, HourlyCap, PaidTags,
-    TokenBuckets,
+    client_key, Admission, ClientLimiter, FailureLimiter, Guard, HourlyCap, PaidTags, TokenBuckets,
 };
 use password::{Busy, Hasher, HasherError, Password, Verdict, VerifiedCache};
 use view::Quota;

@@ -1428,7 +1428,11 @@ async fn checked_guesses(hosts: &[&Accounts], user: &str, guesses: usize) -> usi
     for i in 0..guesses {
         let host = hosts[i % hosts.len()];
         let r = host
-            .login(user, &pw("wrong guess"), from(&format!("192.0.2.{}", i + 1)))
+            .login(
+                user,
+                &pw("wrong guess"),
+                from(&format!("192.0.2.{}", i + 1)),
+            )
             .await
             .expect("ok");
         match r {

@@ -16,9 +16,6 @@ use rusqlite::{Connection, OpenFlags};
 use super::postgres::{migrations, Postgres};
 use super::{Result, StoreError};
 
-/// The SQLite schema version the copy reads (`user_version` after every migration).
-const SQLITE_VERSION: i64 = 3;
-
 /// What was copied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CopyReport {
@@ -204,9 +201,12 @@ fn read_sqlite(path: &Path) -> Result<Snapshot> {
         permanent: false,
     })?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version != SQLITE_VERSION {
+    // The copy reads the schema this binary writes (`user_version` after every
+    // migration); the tables it does not copy (the limits) hold nothing lasting.
+    let wanted = super::sqlite::schema_version();
+    if version != wanted {
         return Err(copy_error(format!(
-            "{}: schema version {version}, the copy reads version {SQLITE_VERSION} \
+            "{}: schema version {version}, the copy reads version {wanted} \
              (start this postern once on the SQLite file to bring it up to date)",
             path.display()
         )));

@@ -72,9 +72,14 @@ CREATE TABLE send_rate (
 ",
 ];
 
+/// The schema version this binary writes.
+pub fn known() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
 /// Applies every migration the database has not seen yet.
 pub fn apply(conn: &mut Connection) -> Result<()> {
-    let known = MIGRATIONS.len() as i64;
+    let known = known();
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > known {
         return Err(StoreError::TooNew { found, known });

@@ -24,6 +24,11 @@ use super::{
     StoreError, StoreStats, TokenRow,
 };
 
+/// The schema version this binary writes (`user_version` after every migration).
+pub fn schema_version() -> i64 {
+    migrations::known()
+}
+
 /// The SQLite database as the async core uses it.
 pub struct Sqlite {
     db: Arc<Db>,
