@@ -465,6 +465,47 @@ mod tests {
         assert!(!l.is_limited("a", 3, t0));
     }
 
+    #[tokio::test]
+    async fn a_turn_another_host_holds_is_waited_for_then_claimed() {
+        let g = Guard::new(Duration::from_secs(60));
+        let interval = Duration::from_secs(3600);
+        let claims = std::sync::atomic::AtomicU32::new(0);
+        let claim = || {
+            let n = claims.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                Ok::<_, ()>(if n == 0 {
+                    Err(Duration::from_millis(60))
+                } else {
+                    Ok(())
+                })
+            }
+        };
+        let began = Instant::now();
+        let got = g
+            .turn("a", true, interval, Duration::from_secs(5), claim)
+            .await;
+        assert_eq!(got, Ok(true));
+        assert_eq!(claims.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert!(
+            began.elapsed() >= Duration::from_millis(60),
+            "waited for it"
+        );
+        // The turn is this process's now: the next one is an interval away.
+        let again = g
+            .turn("a", true, interval, Duration::from_millis(50), || async {
+                Ok::<_, ()>(Ok(()))
+            })
+            .await;
+        assert_eq!(again, Ok(false));
+        // A store error ends the wait as an error.
+        let failed = g
+            .turn("b", true, interval, Duration::from_secs(5), || async {
+                Err::<Result<(), Duration>, _>("store")
+            })
+            .await;
+        assert_eq!(failed, Err("store"));
+    }
+
     #[test]
     fn send_bucket_allows_burst_then_refills_and_charges_per_message() {
         let l = TokenBuckets::default();

@@ -300,6 +300,11 @@ fn database_away_is_a_temporary_failure_everywhere_and_both_hosts_recover_withou
             policy(d, "alice@example.org"),
             "DEFER_IF_PERMIT Service temporarily unavailable"
         );
+        assert_eq!(
+            policy_from(d, "friend@elsewhere.net", "alice@example.org", "m1.1"),
+            "DEFER_IF_PERMIT Service temporarily unavailable",
+            "an authenticated sender's send rate"
+        );
         assert_eq!(post_new(d, ""), 503);
         let out = d.cli(&["user", "list"]);
         assert_eq!(out.status.code(), Some(3), "the CLI says: try again");

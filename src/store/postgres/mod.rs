@@ -11,6 +11,9 @@
 //!                  the row lock makes the count exact whichever host asks
 //! delete, block    take the same address lock, so no creation slips between a
 //!                  deletion and its tombstone
+//! limits           a failure count, a slow-mode turn, a send token: each one
+//!                  INSERT ... ON CONFLICT DO UPDATE [WHERE ...] RETURNING, atomic on
+//!                  its row whichever host asks
 //! failures         a lost server or a full pool is an error (temporary for every
 //!                  caller); the pool drops closed connections and dials anew
 //! ```

@@ -10,6 +10,8 @@
 //! tokens     invite codes, stored as SHA-256 of the code
 //! settings   run-time overrides (registration mode)
 //! mail_home_removals  mail homes of deleted accounts waiting for `maintenance run`
+//! login_failures, send_rate  the limits several hosts share (used by the core on
+//!            PostgreSQL only; here so the store suite runs the same ops on both)
 //! ```
 
 use std::cell::Cell;
