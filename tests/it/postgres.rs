@@ -1,7 +1,8 @@
 //! Several mail hosts on one PostgreSQL database: two `postern serve` daemons, each with
 //! its own real Dovecot 2.3, share a database on a real PostgreSQL server from Debian's
-//! packages (started in a temporary directory). What one host creates, blocks or uses up
-//! holds on the other at once; a database that goes away is a temporary failure on every
+//! packages (started in a temporary directory). What one host creates, blocks, deletes,
+//! re-passwords or uses up holds on the other at once; a guesser's failures and a
+//! sender's messages count once over both hosts; a database that goes away is a temporary failure on every
 //! adapter and comes back without a restart; `database copy` moves a SQLite
 //! installation with its passwords.
 
