@@ -1515,3 +1515,29 @@ async fn messages_spread_over_two_hosts_share_one_send_rate_when_shared() {
     let expected = if a.store.shared_by_hosts() { 3 } else { 6 };
     assert_eq!(passed, expected);
 }
+
+#[tokio::test]
+async fn a_good_login_writes_no_limit_and_a_refused_one_counts_only_when_shared() {
+    let (_f, a) = guarded(3).await;
+    let rows = || a.store.prune_limits(i64::MAX / 2, 0);
+    // Not cached (the fixture keeps no cache): read, checked, accepted; nothing written.
+    for _ in 0..3 {
+        let r = a
+            .login(
+                "alice@example.org",
+                &pw("right password"),
+                from("192.0.2.1"),
+            )
+            .await
+            .expect("ok");
+        assert_eq!(r, accepted("alice@example.org", false));
+    }
+    assert_eq!(rows().await.expect("db"), 0);
+    let r = a
+        .login("alice@example.org", &pw("wrong guess"), from("192.0.2.1"))
+        .await
+        .expect("ok");
+    assert_eq!(r, LoginOutcome::Refused(Refusal::BadPassword));
+    let expected = u64::from(a.store.shared_by_hosts());
+    assert_eq!(rows().await.expect("db"), expected);
+}
