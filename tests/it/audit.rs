@@ -252,18 +252,19 @@ fn audit_records_each_cli_action_with_the_unix_user_and_no_secret() {
             "open",
             "configured (invite_only)",
         ),
+        // No administrator is left (alice's flag is revoked): bob becomes one.
         row(
             &c,
             "account_add",
             "bob@example.org",
             "",
-            "quota=default admin=no",
+            "quota=default admin=yes",
         ),
         row(
             &c,
             "account_delete",
             "bob@example.org",
-            "account",
+            "account admin=yes",
             "mail=kept address=blocked",
         ),
         row(&c, "import", "", "", "imported=1 skipped=0"),
@@ -360,7 +361,7 @@ fn browser_admin_actions_are_on_the_audit_page_and_in_the_log_without_secrets() 
     b.fill("#new-address", "dave");
     b.fill("#new-password", NEW_PW);
     b.fill("#new-quota", "500M");
-    b.click("form[action='/admin/accounts'] button");
+    b.click("form[action='/admin/accounts'][method='post'] button");
     b.find("form[action$='/block']");
     b.fill("#reason", "spam <b>run</b>");
     b.click("form[action$='/block'] button");
