@@ -331,6 +331,16 @@ fn audit_records_each_cli_action_with_the_unix_user_and_no_secret() {
 
 const BOSS_PW: &str = "boss secret password";
 const NEW_PW: &str = "dave typed this password";
+/// What the browser test does on the admin page, in order.
+const ADMIN_ACTIONS: [&str; 7] = [
+    "account_add",
+    "account_block",
+    "account_unblock",
+    "invite_create",
+    "invite_revoke",
+    "blocklist_add",
+    "registration_mode",
+];
 
 #[test]
 fn browser_admin_actions_are_on_the_audit_page_and_in_the_log_without_secrets() {
@@ -396,18 +406,10 @@ fn browser_admin_actions_are_on_the_audit_page_and_in_the_log_without_secrets() 
     b.click("nav a[href='/admin/audit']");
     b.find("table#audit");
     b.screenshot("1-audit");
-    let actions: Vec<String> = [
-        "account_add",
-        "account_block",
-        "account_unblock",
-        "invite_create",
-        "invite_revoke",
-        "blocklist_add",
-        "registration_mode",
-    ]
-    .iter()
-    .map(|a| b.text(&format!("tr[data-action='{a}'] td.who")))
-    .collect();
+    let actions: Vec<String> = ADMIN_ACTIONS
+        .iter()
+        .map(|a| b.text(&format!("tr[data-action='{a}'] td.who")))
+        .collect();
     assert!(
         actions.iter().all(|who| who == "admin: boss@example.org"),
         "{actions:?}"
@@ -444,18 +446,7 @@ fn browser_admin_actions_are_on_the_audit_page_and_in_the_log_without_secrets() 
         .filter(|r| r["actor"] == "admin" && r["actor_name"] == "boss@example.org")
         .map(|r| r["action"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(
-        by_admin,
-        [
-            "account_add",
-            "account_block",
-            "account_unblock",
-            "invite_create",
-            "invite_revoke",
-            "blocklist_add",
-            "registration_mode",
-        ]
-    );
+    assert_eq!(by_admin, ADMIN_ACTIONS);
     // The admin account itself was added with the CLI.
     assert_eq!(rows.len(), by_admin.len() + 1, "{rows:#?}");
     let lines = syslog.audit_lines(rows.len());
