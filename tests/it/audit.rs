@@ -469,4 +469,31 @@ fn browser_admin_actions_are_on_the_audit_page_and_in_the_log_without_secrets() 
         assert!(!log.contains(secret), "a secret in the log");
         assert!(!page.contains(secret), "a secret on the audit page");
     }
+
+    // Paged: 50 to a page, newest first. 45 more actions make 53.
+    for i in 0..45 {
+        d.cli_ok(&["blocklist", "add", &format!("spam{i}@example.org")]);
+    }
+    b.goto(&format!("{base}/admin/audit"));
+    let rows_on = |b: &Browser| b.source().matches("<tr data-id=").count();
+    assert_eq!(rows_on(&b), 50);
+    assert!(b.try_find("#audit-newer").is_none());
+    assert_eq!(
+        b.text("#audit tbody tr:first-child td.target"),
+        "spam44@example.org"
+    );
+    b.click("#audit-older");
+    b.find("#audit-newer");
+    assert!(b.try_find("#audit-older").is_none());
+    assert_eq!(rows_on(&b), 3);
+    // The oldest three: boss added with the CLI, then dave and his block on the page.
+    assert_eq!(
+        b.text("#audit tbody tr:last-child td.who"),
+        format!("cli: {}", unix_user())
+    );
+    assert_eq!(
+        b.text("#audit tbody tr:first-child td.action"),
+        "account_block"
+    );
+    b.screenshot("3-page-2");
 }
