@@ -22,15 +22,15 @@ use crate::config::Seconds;
 pub struct AuditCmd {
     /// Only actions of the last DURATION, such as 24h or 7d.
     #[arg(long, value_name = "DURATION")]
-    since: Option<String>,
+    pub(super) since: Option<String>,
     /// Only actions about this address (or made by this admin account).
     #[arg(long, value_name = "ADDRESS")]
-    address: Option<String>,
+    pub(super) address: Option<String>,
     /// At most this many actions (the newest).
     #[arg(long, value_name = "N")]
-    limit: Option<u32>,
+    pub(super) limit: Option<u32>,
     #[command(flatten)]
-    json: Json,
+    pub(super) json: Json,
 }
 
 /// The Unix user the CLI runs as: the real uid (not the database owner it switches to,
