@@ -1741,3 +1741,34 @@ async fn maintenance_records_its_deletions_and_purges_as_maintenance() {
         ]
     );
 }
+
+// The change stands, and is reported, when its audit record cannot be written.
+#[tokio::test]
+async fn an_unwritable_audit_record_neither_undoes_nor_fails_the_change() {
+    let f = Fixture::new(RegistrationMode::InviteOnly);
+    let a = f.accounts();
+    a.blocklist_add(&op(), "eve@example.org", None)
+        .await
+        .expect("block");
+    let drop = "DROP TABLE audit_log";
+    match &f.config.database.url {
+        Some(url) => {
+            let name = url
+                .split_once(":///")
+                .and_then(|(_, rest)| rest.split('?').next())
+                .expect("a database name");
+            crate::store::test_pg::PgServer::shared().psql(name, drop);
+        }
+        None => rusqlite::Connection::open(f.config.database.sqlite_path())
+            .expect("open")
+            .execute_batch(drop)
+            .expect("drop"),
+    }
+    let (_, removed) = a
+        .blocklist_remove(&op(), "eve@example.org")
+        .await
+        .expect("the change is reported");
+    assert!(removed);
+    assert!(a.blocklist().await.expect("db").is_empty());
+    assert!(a.audit_trail(AuditQuery::default()).await.is_err());
+}
