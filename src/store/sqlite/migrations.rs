@@ -58,6 +58,20 @@ CREATE TABLE mail_home_removals (
 ) WITHOUT ROWID;
 ",
     r"
+CREATE TABLE audit_log (
+    id         INTEGER PRIMARY KEY,
+    at         INTEGER NOT NULL,
+    actor      TEXT NOT NULL,
+    actor_name TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    target     TEXT,
+    old_value  TEXT,
+    new_value  TEXT
+);
+CREATE INDEX audit_log_at ON audit_log(at);
+CREATE INDEX audit_log_target ON audit_log(target) WHERE target IS NOT NULL;
+",
+    r"
 CREATE TABLE login_failures (
     address    TEXT PRIMARY KEY,
     failures   INTEGER NOT NULL,

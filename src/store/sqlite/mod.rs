@@ -20,8 +20,8 @@ use std::sync::Arc;
 pub use db::Db;
 
 use super::{
-    AccountRow, BlockEntry, CreateRefusal, Created, NewAccount, QueuedHome, QuotaMode, Result,
-    StoreError, StoreStats, TokenRow,
+    AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created, NewAccount,
+    QueuedHome, QuotaMode, Result, StoreError, StoreStats, TokenRow,
 };
 
 /// The schema version this binary writes (`user_version` after every migration).
@@ -337,5 +337,13 @@ impl Sqlite {
     pub async fn prune_limits(&self, now_ms: i64, full_after_ms: i64) -> Result<u64> {
         self.blocking(move |d| d.prune_limits(now_ms, full_after_ms))
             .await
+    }
+
+    pub async fn append_audit(&self, record: AuditRecord) -> Result<i64> {
+        self.blocking(move |d| d.append_audit(&record)).await
+    }
+
+    pub async fn audit_log(&self, filter: AuditFilter) -> Result<Vec<AuditRow>> {
+        self.blocking(move |d| d.audit_log(&filter)).await
     }
 }
