@@ -40,14 +40,17 @@ impl FailureLimiter {
 
     /// True when `key` has reached `max` failures in the current window.
     pub fn is_limited(&self, key: &str, max: u32, now: Instant) -> bool {
-        if max == 0 {
-            return false;
-        }
+        max != 0 && self.count(key, now) >= max
+    }
+
+    /// The failures of `key` in the current window.
+    pub fn count(&self, key: &str, now: Instant) -> u32 {
         let Ok(map) = self.map.lock() else {
-            return false;
+            return 0;
         };
         map.get(key)
-            .is_some_and(|(n, start)| *n >= max && now.duration_since(*start) < self.window)
+            .filter(|(_, start)| now.duration_since(*start) < self.window)
+            .map_or(0, |(n, _)| *n)
     }
 
     pub fn record_failure(&self, key: &str, now: Instant) {
@@ -124,8 +127,17 @@ impl Guard {
         }
     }
 
-    /// Decides whether `client` may have `account`'s password checked now.
-    pub fn admit(&self, account: &str, client: &str, max: u32, now: Instant) -> Admission {
+    /// Decides whether `client` may have `account`'s password checked now. `shared` is
+    /// the account's failure count from every host (0 with one host): slow mode starts
+    /// when either it or this process's own count is over `max`.
+    pub fn admit(
+        &self,
+        account: &str,
+        client: &str,
+        max: u32,
+        shared: u32,
+        now: Instant,
+    ) -> Admission {
         if max == 0 {
             return Admission::Go;
         }
@@ -136,10 +148,7 @@ impl Guard {
         if self.is_known(account, client, now) {
             return Admission::Go;
         }
-        if self
-            .accounts
-            .is_limited(account, max.saturating_add(1), now)
-        {
+        if self.accounts.count(account, now).max(shared) >= max.saturating_add(1) {
             return Admission::Rationed {
                 fresh: !self.pairs.is_limited(&pair, 1, now),
             };
@@ -252,31 +261,57 @@ impl Guard {
         }
     }
 
-    /// Waits at most `wait` for the account's next turn; false: none came in time.
-    pub async fn turn(
+    /// The account's next turn in this process is at `at`: the turn just granted here
+    /// was another host's, and the shared one is free again then.
+    fn defer(&self, account: &str, at: Instant) {
+        let mut rations = match self.rations.lock() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(r) = rations.get_mut(account) {
+            r.next = at;
+        }
+    }
+
+    /// Waits at most `wait` for the account's next turn; false: none came in time. A
+    /// turn this process grants must also be claimed with `claim` (the turn shared by
+    /// every host; with one host it always succeeds): `Err(after)` says another host
+    /// has it, and when the next one is free.
+    pub async fn turn<E, F, Fut>(
         &self,
         account: &str,
         fresh: bool,
         interval: Duration,
         wait: Duration,
-    ) -> bool {
+        mut claim: F,
+    ) -> Result<bool, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Result<(), Duration>, E>>,
+    {
         let deadline = Instant::now() + wait;
         let mut entered = false;
         let got = loop {
             let now = Instant::now();
-            match self.try_turn(account, fresh, interval, now) {
-                Ok(()) => break true,
-                Err(after) => {
-                    if now + after > deadline {
-                        break false;
+            let after = match self.try_turn(account, fresh, interval, now) {
+                Ok(()) => match claim().await {
+                    Ok(Ok(())) => break Ok(true),
+                    Ok(Err(after)) => {
+                        self.defer(account, now + after);
+                        after.max(POLL)
                     }
-                    if !entered {
-                        self.waiting(account, fresh, true);
-                        entered = true;
-                    }
-                    tokio::time::sleep(after.min(POLL)).await;
-                }
+                    Err(e) => break Err(e),
+                },
+                Err(after) => after,
+            };
+            if now + after > deadline {
+                break Ok(false);
             }
+            if !entered {
+                self.waiting(account, fresh, true);
+                entered = true;
+            }
+            tokio::time::sleep(after.min(POLL)).await;
         };
         if entered {
             self.waiting(account, fresh, false);
@@ -351,6 +386,36 @@ impl TokenBuckets {
     }
 }
 
+/// The message each sender's last send token paid for, when the buckets are in the
+/// database: another recipient of the same message is free without asking it.
+#[derive(Default)]
+pub struct PaidTags {
+    map: Mutex<HashMap<String, String>>,
+}
+
+impl PaidTags {
+    /// Whether `tag` (not empty) is what `key`'s last token paid for.
+    pub fn is_paid(&self, key: &str, tag: &str) -> bool {
+        !tag.is_empty()
+            && self
+                .map
+                .lock()
+                .is_ok_and(|m| m.get(key).is_some_and(|t| t == tag))
+    }
+
+    /// Remembers that `key`'s last token paid for `tag`. Bounded: at `MAX_KEYS` senders
+    /// it starts over (a recipient then pays again: stricter, never looser).
+    pub fn paid(&self, key: &str, tag: &str) {
+        let Ok(mut map) = self.map.lock() else {
+            return;
+        };
+        if map.len() >= MAX_KEYS && !map.contains_key(key) {
+            map.clear();
+        }
+        map.insert(key.to_owned(), tag.to_owned());
+    }
+}
+
 /// The bucket a client counts against: its IPv4 address, its IPv6 /64 (one host usually
 /// has a whole /64), or one shared bucket when the address is unknown.
 pub fn client_key(ip: Option<IpAddr>) -> String {
@@ -398,6 +463,47 @@ mod tests {
         );
         l.clear("a");
         assert!(!l.is_limited("a", 3, t0));
+    }
+
+    #[tokio::test]
+    async fn a_turn_another_host_holds_is_waited_for_then_claimed() {
+        let g = Guard::new(Duration::from_secs(60));
+        let interval = Duration::from_secs(3600);
+        let claims = std::sync::atomic::AtomicU32::new(0);
+        let claim = || {
+            let n = claims.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                Ok::<_, ()>(if n == 0 {
+                    Err(Duration::from_millis(60))
+                } else {
+                    Ok(())
+                })
+            }
+        };
+        let began = Instant::now();
+        let got = g
+            .turn("a", true, interval, Duration::from_secs(5), claim)
+            .await;
+        assert_eq!(got, Ok(true));
+        assert_eq!(claims.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert!(
+            began.elapsed() >= Duration::from_millis(60),
+            "waited for it"
+        );
+        // The turn is this process's now: the next one is an interval away.
+        let again = g
+            .turn("a", true, interval, Duration::from_millis(50), || async {
+                Ok::<_, ()>(Ok(()))
+            })
+            .await;
+        assert_eq!(again, Ok(false));
+        // A store error ends the wait as an error.
+        let failed = g
+            .turn("b", true, interval, Duration::from_secs(5), || async {
+                Err::<Result<(), Duration>, _>("store")
+            })
+            .await;
+        assert_eq!(failed, Err("store"));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! login(user, password)      verify (cache, argon2, legacy re-hash) or create just in time
 //! userdb(user)               home / uid / gid / quota for Dovecot
 //! register(...)              /new, invites          (register.rs)
-//! add_user, block, delete... operator actions       (admin.rs)
+//! add_user, block, delete... operator actions       (admin.rs), each recorded in the
+//!                            audit trail with its Actor     (audit.rs)
 //! Account, Invite, BlockedAddress, Address   what adapters get back (view.rs): no
 //!                            store record and no password hash leaves the core
 //! ```
@@ -17,6 +18,7 @@
 
 pub mod address;
 pub mod admin;
+pub mod audit;
 pub mod capacity;
 pub mod copy;
 pub mod limits;
@@ -25,6 +27,7 @@ pub mod owner;
 pub mod password;
 pub mod policy;
 pub mod register;
+mod shared;
 pub mod view;
 
 use std::collections::HashMap;
@@ -38,12 +41,13 @@ use crate::logfmt;
 use crate::store::{AccountRow, CreateRefusal, NewAccount, QuotaMode, Store, StoreError};
 use address::Address;
 use limits::{
-    client_key, Admission, ClientLimiter, FailureLimiter, Guard, HourlyCap, TokenBuckets,
+    client_key, Admission, ClientLimiter, FailureLimiter, Guard, HourlyCap, PaidTags, TokenBuckets,
 };
 use password::{Busy, Hasher, HasherError, Password, Verdict, VerifiedCache};
 use view::Quota;
 
 pub use admin::{AdminError, NewUser};
+pub use audit::{Actor, AuditEntry, AuditQuery};
 pub use capacity::Paused;
 pub use owner::{OwnerError, SignedIn};
 pub use policy::{PolicyRequest, PolicyVerdict};
@@ -214,6 +218,8 @@ pub struct Accounts {
     guard: Guard,
     ip_failures: FailureLimiter,
     send_limiter: TokenBuckets,
+    /// What each sender's last shared send token paid for (`shared.rs`).
+    paid_tags: PaidTags,
     /// Sign-ups (`/new`) per client, `http.new_per_minute`.
     signups: ClientLimiter,
     /// Admin sign-ins per client, `http.admin_logins_per_minute`.
@@ -269,6 +275,7 @@ impl Accounts {
             guard: Guard::new(window),
             ip_failures: FailureLimiter::new(window),
             send_limiter: TokenBuckets::default(),
+            paid_tags: PaidTags::default(),
             signups: ClientLimiter::default(),
             admin_sign_ins: ClientLimiter::default(),
             jit_creations: ClientLimiter::default(),
@@ -588,19 +595,21 @@ impl Accounts {
             r.blocked.is_none() && self.cache.check(&r.address, password, &r.password_hash)
         });
         if !cached {
+            let shared = self.shared_failures(&address).await?;
             match self
                 .guard
-                .admit(address.as_str(), &client, limits.max_failures, now)
+                .admit(address.as_str(), &client, limits.max_failures, shared, now)
             {
                 Admission::Go => {}
                 Admission::Refused => return Ok(LoginOutcome::Refused(Refusal::Throttled)),
                 Admission::Rationed { fresh } => {
                     let interval = std::time::Duration::from_millis(limits.slow_interval_ms);
                     let wait = std::time::Duration::from_millis(limits.slow_wait_ms);
+                    let claim = || self.claim_shared_turn(&address, interval);
                     if !self
                         .guard
-                        .turn(address.as_str(), fresh, interval, wait)
-                        .await
+                        .turn(address.as_str(), fresh, interval, wait, claim)
+                        .await?
                     {
                         self.guard
                             .record_missed_turn(address.as_str(), &client, Instant::now());
@@ -627,6 +636,9 @@ impl Accounts {
                 }
             }
         };
+        if !cached && matches!(outcome, LoginOutcome::Refused(r) if r != Refusal::Throttled) {
+            self.count_shared_failure(&address).await;
+        }
         if let (LoginOutcome::Refused(Refusal::BadPassword | Refusal::Unknown), Some(_)) =
             (&outcome, ip)
         {

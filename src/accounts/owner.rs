@@ -17,7 +17,7 @@ use super::address::Address;
 use super::admin::Deleted;
 use super::password::{self, Password, PasswordError};
 use super::view::Account;
-use super::{Accounts, AdminError, LoginContext, LoginOutcome, Refusal, Unavailable};
+use super::{Accounts, Actor, AdminError, LoginContext, LoginOutcome, Refusal, Unavailable};
 
 /// Why an owner's request was refused. The text is for the owner.
 #[derive(Debug, thiserror::Error)]
@@ -140,8 +140,11 @@ impl Accounts {
         }
         password::check_rules(new, &self.config().registration.password)?;
         let signed_in = self.owner_sign_in(user, current, ctx).await?;
+        let owner = Actor::Owner {
+            address: signed_in.address.as_str().to_owned(),
+        };
         let (address, _) = self
-            .set_password(signed_in.address.as_str(), Some(new.clone()))
+            .set_password(&owner, signed_in.address.as_str(), Some(new.clone()))
             .await?;
         tracing::info!(
             "event=self_service action=passwd address={}",
@@ -164,8 +167,11 @@ impl Accounts {
         }
         let address = self.owner_sign_in(user, current, ctx).await?.address;
         let allow_reuse = self.config().self_service.allow_reuse;
+        let owner = Actor::Owner {
+            address: address.as_str().to_owned(),
+        };
         let deleted = self
-            .delete_user(address.as_str(), false, allow_reuse)
+            .delete_user(&owner, address.as_str(), false, allow_reuse)
             .await?;
         tracing::info!(
             "event=self_service action=delete address={}",

@@ -10,8 +10,6 @@
 //! anything else                             -> Dunno
 //! ```
 
-use std::time::Instant;
-
 use super::address::Address;
 use super::{Accounts, Unavailable};
 use crate::logfmt;
@@ -82,16 +80,9 @@ impl Accounts {
                     return Ok(PolicyVerdict::SenderBlocked);
                 }
                 if at_rcpt
-                    && self
-                        .send_limiter
-                        .take(
-                            sender.as_str(),
-                            req.instance,
-                            config.policy.send_burst,
-                            config.policy.send_per_minute,
-                            Instant::now(),
-                        )
-                        .is_err()
+                    && !self
+                        .take_send_token(&sender, req.instance, &config.policy)
+                        .await?
                 {
                     return Ok(PolicyVerdict::SenderRateLimited);
                 }

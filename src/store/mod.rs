@@ -204,6 +204,40 @@ pub struct QueuedHome {
     pub queued_at: i64,
 }
 
+/// One operator action as the audit trail keeps it (never a password or an invite
+/// code: the core writes only what is safe to show).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub at: i64,
+    /// `cli`, `admin` or `maintenance`.
+    pub actor: String,
+    /// The Unix user (cli, maintenance) or the admin account's address.
+    pub actor_name: String,
+    pub action: String,
+    /// The address (or `invite:<id>`, `registration`) the action was about.
+    pub target: Option<String>,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+}
+
+/// A stored audit record and its id (ids grow with time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub id: i64,
+    pub record: AuditRecord,
+}
+
+/// Which audit records to read: newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only records at or after this time.
+    pub since: Option<i64>,
+    /// Only records about this address or made by this admin account.
+    pub address: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
 /// Counts for `postern stats`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoreStats {
@@ -618,6 +652,95 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.set_setting(key, value).await,
             Store::Postgres(p) => p.set_setting(key, value).await,
+        }
+    }
+
+    // ----- limits shared by the hosts ---------------------------------------------------
+
+    /// Whether several hosts share this store, so the core keeps the per-account failure
+    /// count and the per-sender send rate in it rather than in its own memory.
+    pub fn shared_by_hosts(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
+    /// Failed logins counted for `address` in its current window (0 once the window
+    /// ended at or before `now_ms`).
+    pub async fn login_failures(&self, address: &str, now_ms: i64) -> Result<u32> {
+        match self {
+            Store::Sqlite(s) => s.login_failures(address, now_ms).await,
+            Store::Postgres(p) => p.login_failures(address, now_ms).await,
+        }
+    }
+
+    /// Counts one failed login for `address` and returns the count in its window: one
+    /// atomic upsert. A window opens at the first failure after the last one ended and
+    /// lasts `window_ms`; a failure after it ends starts a new one at 1.
+    pub async fn add_login_failure(
+        &self,
+        address: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u32> {
+        match self {
+            Store::Sqlite(s) => s.add_login_failure(address, now_ms, window_ms).await,
+            Store::Postgres(p) => p.add_login_failure(address, now_ms, window_ms).await,
+        }
+    }
+
+    /// Claims the next password check of an account in slow mode for the caller, one
+    /// per `interval_ms` across every host: `None` when claimed (the next turn is then
+    /// `interval_ms` away), else how many milliseconds until the next turn is free.
+    pub async fn claim_login_turn(
+        &self,
+        address: &str,
+        now_ms: i64,
+        interval_ms: i64,
+    ) -> Result<Option<i64>> {
+        match self {
+            Store::Sqlite(s) => s.claim_login_turn(address, now_ms, interval_ms).await,
+            Store::Postgres(p) => p.claim_login_turn(address, now_ms, interval_ms).await,
+        }
+    }
+
+    /// Takes one token from `address`'s send bucket (`capacity` tokens, refilled at
+    /// `per_ms` tokens per millisecond, a new bucket full) in one atomic upsert; false,
+    /// and nothing written, when less than one token is there.
+    pub async fn take_send_token(
+        &self,
+        address: &str,
+        now_ms: i64,
+        capacity: f64,
+        per_ms: f64,
+    ) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => s.take_send_token(address, now_ms, capacity, per_ms).await,
+            Store::Postgres(p) => p.take_send_token(address, now_ms, capacity, per_ms).await,
+        }
+    }
+
+    /// Deletes the failure counts whose window and slow-mode turn ended, and the send
+    /// buckets untouched for `full_after_ms` (full again: forgetting them changes
+    /// nothing); returns how many.
+    pub async fn prune_limits(&self, now_ms: i64, full_after_ms: i64) -> Result<u64> {
+        match self {
+            Store::Sqlite(s) => s.prune_limits(now_ms, full_after_ms).await,
+            Store::Postgres(p) => p.prune_limits(now_ms, full_after_ms).await,
+        }
+    }
+
+    /// Appends one record to the audit trail; returns its id.
+    pub async fn append_audit(&self, record: AuditRecord) -> Result<i64> {
+        match self {
+            Store::Sqlite(s) => s.append_audit(record).await,
+            Store::Postgres(p) => p.append_audit(record).await,
+        }
+    }
+
+    /// Audit records, newest first, as `filter` selects them.
+    pub async fn audit_log(&self, filter: AuditFilter) -> Result<Vec<AuditRow>> {
+        match self {
+            Store::Sqlite(s) => s.audit_log(filter).await,
+            Store::Postgres(p) => p.audit_log(filter).await,
         }
     }
 }

@@ -266,3 +266,209 @@ async fn reopening_keeps_data_and_schema() {
     let s = open(dir.path());
     assert!(s.account("a@x.org").await.expect("db").is_some());
 }
+
+#[tokio::test]
+async fn login_failures_count_within_one_window_then_start_again() {
+    let (_d, s) = store();
+    let count = |at| s.login_failures("a@x.org", at);
+    assert_eq!(count(1000).await.expect("db"), 0);
+    assert_eq!(
+        s.add_login_failure("a@x.org", 1000, 600).await.expect("db"),
+        1
+    );
+    assert_eq!(
+        s.add_login_failure("a@x.org", 1100, 600).await.expect("db"),
+        2
+    );
+    assert_eq!(
+        s.add_login_failure("a@x.org", 1599, 600).await.expect("db"),
+        3
+    );
+    assert_eq!(count(1599).await.expect("db"), 3);
+    assert_eq!(s.login_failures("b@x.org", 1599).await.expect("db"), 0);
+    // The window opened at the first failure (1000) and ends at 1600.
+    assert_eq!(count(1600).await.expect("db"), 0);
+    assert_eq!(
+        s.add_login_failure("a@x.org", 1600, 600).await.expect("db"),
+        1
+    );
+    assert_eq!(count(2199).await.expect("db"), 1);
+    assert_eq!(
+        s.add_login_failure("b@x.org", 1700, 100).await.expect("db"),
+        1
+    );
+    // Pruning takes only the windows that ended: b's (1800), not a's (2200).
+    assert_eq!(s.prune_limits(2199, 60_000).await.expect("db"), 1);
+    assert_eq!(count(2199).await.expect("db"), 1);
+    assert_eq!(s.prune_limits(2200, 60_000).await.expect("db"), 1);
+    assert_eq!(s.prune_limits(2200, 60_000).await.expect("db"), 0);
+}
+
+#[tokio::test]
+async fn send_tokens_allow_the_burst_then_refill_at_the_rate() {
+    let (_d, s) = store();
+    // 3 at once, then one every 1024 ms (a rate exact in binary).
+    let per_ms = 1.0 / 1024.0;
+    let take = |who: &'static str, at| s.take_send_token(who, at, 3.0, per_ms);
+    for i in 0..3 {
+        assert!(take("a@x.org", 0).await.expect("db"), "burst {i}");
+    }
+    assert!(!take("a@x.org", 0).await.expect("db"));
+    assert!(!take("a@x.org", 1023).await.expect("db"));
+    assert!(take("a@x.org", 1024).await.expect("db"));
+    assert!(!take("a@x.org", 1024).await.expect("db"));
+    // A host whose clock is behind gets no refill from going back in time.
+    assert!(!take("a@x.org", 500).await.expect("db"));
+    assert!(
+        take("b@x.org", 500).await.expect("db"),
+        "one bucket per sender"
+    );
+    // Idle for a whole refill (3 * 1024 ms): full again, so pruning may forget it.
+    assert_eq!(s.prune_limits(1024 + 3072 - 1, 3072).await.expect("db"), 1);
+    assert_eq!(s.prune_limits(1024 + 3072, 3072).await.expect("db"), 1);
+    for i in 0..3 {
+        assert!(take("a@x.org", 5000).await.expect("db"), "again {i}");
+    }
+    assert!(!take("a@x.org", 5000).await.expect("db"));
+}
+
+/// Many takes at once from one bucket (as from several hosts): exactly the burst passes;
+/// many failures at once: each counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_send_tokens_never_exceed_the_burst() {
+    let (_d, s) = store();
+    let s = std::sync::Arc::new(s);
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.take_send_token("a@x.org", 0, 10.0, 0.0).await })
+        })
+        .collect();
+    let mut taken = 0;
+    for t in tasks {
+        if t.await.expect("task").expect("db") {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 10);
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.add_login_failure("a@x.org", 0, 60_000).await })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for t in tasks {
+        counts.push(t.await.expect("task").expect("db"));
+    }
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (1..=40).collect::<Vec<u32>>(),
+        "each failure counted once"
+    );
+}
+
+#[tokio::test]
+async fn slow_mode_turns_are_claimed_once_per_interval() {
+    let (_d, s) = store();
+    // No failures counted yet: the first claim makes the row and takes the turn.
+    assert_eq!(
+        s.claim_login_turn("a@x.org", 1000, 300).await.expect("db"),
+        None
+    );
+    assert_eq!(s.login_failures("a@x.org", 1000).await.expect("db"), 0);
+    assert_eq!(
+        s.claim_login_turn("a@x.org", 1100, 300).await.expect("db"),
+        Some(200)
+    );
+    assert_eq!(
+        s.claim_login_turn("a@x.org", 1300, 300).await.expect("db"),
+        None
+    );
+    // Counting failures keeps the turn; the turn keeps the row from pruning.
+    assert_eq!(
+        s.add_login_failure("a@x.org", 1300, 100).await.expect("db"),
+        1
+    );
+    assert_eq!(
+        s.claim_login_turn("a@x.org", 1400, 300).await.expect("db"),
+        Some(200)
+    );
+    assert_eq!(s.prune_limits(1500, 0).await.expect("db"), 0);
+    assert_eq!(s.prune_limits(1600, 0).await.expect("db"), 1);
+}
+
+fn audit(at: i64, actor_name: &str, action: &str, target: Option<&str>) -> AuditRecord {
+    AuditRecord {
+        at,
+        actor: "cli".into(),
+        actor_name: actor_name.into(),
+        action: action.into(),
+        target: target.map(str::to_owned),
+        old_value: Some("500M".into()),
+        new_value: Some("1G".into()),
+    }
+}
+
+#[tokio::test]
+async fn audit_log_reads_newest_first_by_time_and_address_and_pages() {
+    let (_d, s) = store();
+    let first = s
+        .append_audit(audit(100, "root", "quota_change", Some("a@x.org")))
+        .await
+        .expect("db");
+    let second = s
+        .append_audit(audit(200, "boss@x.org", "account_block", Some("b@x.org")))
+        .await
+        .expect("db");
+    let third = s
+        .append_audit(audit(200, "root", "import", None))
+        .await
+        .expect("db");
+    assert!(first < second && second < third, "{first} {second} {third}");
+    let all = |since, address: Option<&str>, limit, offset| AuditFilter {
+        since,
+        address: address.map(str::to_owned),
+        limit,
+        offset,
+    };
+    let ids = |rows: Vec<AuditRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+
+    let rows = s.audit_log(all(None, None, 10, 0)).await.expect("db");
+    assert_eq!(
+        rows[2],
+        AuditRow {
+            id: first,
+            record: audit(100, "root", "quota_change", Some("a@x.org")),
+        }
+    );
+    assert_eq!(ids(rows), vec![third, second, first]);
+    assert_eq!(
+        ids(s.audit_log(all(Some(200), None, 10, 0)).await.expect("db")),
+        vec![third, second]
+    );
+    assert_eq!(
+        ids(s
+            .audit_log(all(None, Some("a@x.org"), 10, 0))
+            .await
+            .expect("db")),
+        vec![first]
+    );
+    // An admin's own actions are found under its address too.
+    assert_eq!(
+        ids(s
+            .audit_log(all(None, Some("boss@x.org"), 10, 0))
+            .await
+            .expect("db")),
+        vec![second]
+    );
+    assert_eq!(
+        ids(s.audit_log(all(None, None, 1, 1)).await.expect("db")),
+        vec![second]
+    );
+    assert_eq!(
+        ids(s.audit_log(all(None, None, 10, 3)).await.expect("db")),
+        Vec::<i64>::new()
+    );
+}

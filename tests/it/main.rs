@@ -7,6 +7,7 @@
 mod support;
 
 mod account;
+mod audit;
 mod browser;
 mod cli;
 mod deltachat;

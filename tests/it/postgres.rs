@@ -1,7 +1,8 @@
 //! Several mail hosts on one PostgreSQL database: two `postern serve` daemons, each with
 //! its own real Dovecot 2.3, share a database on a real PostgreSQL server from Debian's
-//! packages (started in a temporary directory). What one host creates, blocks or uses up
-//! holds on the other at once; a database that goes away is a temporary failure on every
+//! packages (started in a temporary directory). What one host creates, blocks, deletes,
+//! re-passwords or uses up holds on the other at once; a guesser's failures and a
+//! sender's messages count once over both hosts; a database that goes away is a temporary failure on every
 //! adapter and comes back without a restart; `database copy` moves a SQLite
 //! installation with its passwords.
 
@@ -23,6 +24,12 @@ const PW: &str = "correct horse battery staple";
 
 /// One policy request for a RCPT to `recipient`; returns the action line.
 fn policy(d: &TestDaemon, recipient: &str) -> String {
+    policy_from(d, recipient, "", "a1.1")
+}
+
+/// One policy request for a RCPT of message `instance`, sent by `sasl_username` (empty:
+/// not authenticated).
+fn policy_from(d: &TestDaemon, recipient: &str, sasl_username: &str, instance: &str) -> String {
     let s = UnixStream::connect(&d.policy_socket).expect("connect policy");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
@@ -31,7 +38,7 @@ fn policy(d: &TestDaemon, recipient: &str) -> String {
         "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n\
          client_address=192.0.2.7\nclient_name=mx.example.net\nhelo_name=mx.example.net\n\
          sender=someone@example.net\nrecipient={recipient}\nrecipient_count=0\n\
-         instance=a1.1\nsize=100\nsasl_username=\n\n"
+         instance={instance}\nsize=100\nsasl_username={sasl_username}\n\n"
     );
     r.get_mut().write_all(block.as_bytes()).expect("write");
     let mut action = String::new();
@@ -45,6 +52,11 @@ fn policy(d: &TestDaemon, recipient: &str) -> String {
 
 /// One SMTP AUTH PLAIN over the Dovecot auth protocol, as Postfix sends it.
 fn sasl(d: &TestDaemon, user: &str, password: &str) -> String {
+    sasl_from(d, user, password, "127.0.0.1")
+}
+
+/// One SMTP AUTH PLAIN from the client at `rip`.
+fn sasl_from(d: &TestDaemon, user: &str, password: &str, rip: &str) -> String {
     let s = UnixStream::connect(&d.auth_socket).expect("connect auth");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
@@ -62,8 +74,10 @@ fn sasl(d: &TestDaemon, user: &str, password: &str) -> String {
     let resp = STANDARD.encode(format!("\0{user}\0{password}"));
     r.get_mut()
         .write_all(
-            format!("AUTH\t1\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip=127.0.0.1\tresp={resp}\n")
-                .as_bytes(),
+            format!(
+                "AUTH\t1\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip={rip}\tresp={resp}\n"
+            )
+            .as_bytes(),
         )
         .expect("write");
     let mut l = String::new();
@@ -137,6 +151,106 @@ fn two_hosts_with_their_own_dovecot_share_accounts_creations_and_blocks() {
         "REJECT 5.7.1 Recipient address is blocked"
     );
     login_ok(&dov_a, "bob@example.org", PW);
+
+    // A password changed through A: B refuses the old one at the next login, through
+    // Dovecot and straight on its dict socket, though B had just verified it.
+    login_ok(&dov_b, "bob@example.org", PW);
+    let new_pw = "a new password for bob";
+    let out = a.cli_stdin(
+        &["user", "passwd", "bob@example.org", "--password-stdin"],
+        &format!("{new_pw}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    login_refused(&dov_b, "bob@example.org", PW);
+    let old = passdb_once(&b.dict_socket, "bob@example.org", PW);
+    assert!(old.starts_with('N'), "dict with the old password: {old}");
+    login_ok(&dov_b, "bob@example.org", new_pw);
+    // Deleted through B: A lets nobody in as it, and mail to it is refused.
+    b.cli_ok(&["user", "delete", "bob@example.org", "--keep-mail", "--yes"]);
+    login_refused(&dov_a, "bob@example.org", new_pw);
+    assert_eq!(
+        policy(&a, "bob@example.org"),
+        "REJECT 5.7.1 Recipient address is blocked"
+    );
+}
+
+/// Fresh-address guesses at `user` through the hosts in turn, each over SMTP AUTH: how
+/// many were checked (a `bad_password` refusal in some host's log) rather than throttled.
+fn checked_guesses(hosts: &[&TestDaemon], user: &str, guesses: usize, first_ip: usize) -> usize {
+    let before: usize = hosts.iter().map(|h| bad_passwords(h, user)).sum();
+    for i in 0..guesses {
+        let ip = format!("192.0.2.{}", first_ip + i);
+        let r = sasl_from(hosts[i % hosts.len()], user, "wrong guess", &ip);
+        assert!(r.starts_with("FAIL\t1"), "guess {i}: {r}");
+    }
+    // The log line is written after the answer.
+    std::thread::sleep(Duration::from_millis(300));
+    let after: usize = hosts.iter().map(|h| bad_passwords(h, user)).sum();
+    after - before
+}
+
+fn bad_passwords(d: &TestDaemon, user: &str) -> usize {
+    let want = format!("reason=bad_password address={user} ");
+    d.log().lines().filter(|l| l.contains(&want)).count()
+}
+
+#[test]
+fn a_guesser_and_a_sender_spread_over_both_hosts_get_no_more_than_on_one() {
+    let pg = PgServer::start();
+    let url = pg.create_database("limits");
+    // 3 failures, then slow mode with one turn an hour; 3 messages, then one a minute.
+    let env = [
+        ("POSTERN_HTTP__NEW_PER_MINUTE", "0"),
+        ("POSTERN_LOGIN__MAX_FAILURES", "3"),
+        ("POSTERN_LOGIN__MAX_FAILURES_PER_IP", "1000"),
+        ("POSTERN_LOGIN__SLOW_INTERVAL_MS", "3600000"),
+        ("POSTERN_LOGIN__SLOW_WAIT_MS", "100"),
+        ("POSTERN_POLICY__SEND_BURST", "3"),
+        ("POSTERN_POLICY__SEND_PER_MINUTE", "1"),
+    ];
+    let (a, b) = (
+        on_postgres("closed", &url, &env),
+        on_postgres("closed", &url, &env),
+    );
+    add_with_password(&a, "carol@example.org", PW);
+    add_with_password(&a, "dave@example.org", PW);
+
+    // One host: max_failures + 1 checks, then slow mode's one turn, then throttled.
+    assert_eq!(checked_guesses(&[&a], "dave@example.org", 10, 1), 5);
+    // Spread over both hosts: the same total.
+    assert_eq!(checked_guesses(&[&a, &b], "carol@example.org", 10, 101), 5);
+    assert_eq!(
+        pg.count(
+            "limits",
+            "SELECT failures FROM login_failures WHERE address = 'carol@example.org'"
+        ),
+        5
+    );
+
+    // One sender's messages alternating over both hosts' policy sockets: the burst of
+    // 3 in all, each message counted once whatever its recipients.
+    let mut actions = Vec::new();
+    for i in 0..8 {
+        let host = if i % 2 == 0 { &a } else { &b };
+        let instance = format!("m{i}.1");
+        let first = policy_from(host, "friend@elsewhere.net", "carol@example.org", &instance);
+        let second = policy_from(host, "other@elsewhere.net", "carol@example.org", &instance);
+        assert_eq!(
+            first, second,
+            "message {i}: a second recipient is judged alike"
+        );
+        actions.push(first);
+    }
+    let rate = "450 4.7.1 Sending too fast, try again later";
+    assert_eq!(
+        actions,
+        ["DUNNO", "DUNNO", "DUNNO", rate, rate, rate, rate, rate],
+        "{actions:?}"
+    );
 }
 
 #[test]
@@ -186,6 +300,11 @@ fn database_away_is_a_temporary_failure_everywhere_and_both_hosts_recover_withou
         assert_eq!(
             policy(d, "alice@example.org"),
             "DEFER_IF_PERMIT Service temporarily unavailable"
+        );
+        assert_eq!(
+            policy_from(d, "friend@elsewhere.net", "alice@example.org", "m1.1"),
+            "DEFER_IF_PERMIT Service temporarily unavailable",
+            "an authenticated sender's send rate"
         );
         assert_eq!(post_new(d, ""), 503);
         let out = d.cli(&["user", "list"]);
@@ -250,6 +369,16 @@ fn database_copy_moves_a_sqlite_installation_and_the_old_passwords_log_in() {
     host.cli_ok(&["token", "create", "--uses", "1"]);
     assert_eq!(pg.count("moved", "SELECT COUNT(*) FROM tokens"), 2);
     assert_eq!(pg.count("moved", "SELECT MAX(id) FROM tokens"), 2);
+    // The audit trail came along (two accounts, the blocklist entry, the invite, the
+    // mode), and the new invite's record follows it.
+    assert_eq!(pg.count("moved", "SELECT COUNT(*) FROM audit_log"), 6);
+    assert_eq!(
+        pg.count(
+            "moved",
+            "SELECT id FROM audit_log WHERE action = 'invite_create' ORDER BY id DESC LIMIT 1"
+        ),
+        6
+    );
     let cli_only = configure_on_postgres("open", &url, &[]);
     assert_eq!(
         accounts(&cli_only),

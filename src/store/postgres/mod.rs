@@ -11,6 +11,9 @@
 //!                  the row lock makes the count exact whichever host asks
 //! delete, block    take the same address lock, so no creation slips between a
 //!                  deletion and its tombstone
+//! limits           a failure count, a slow-mode turn, a send token: each one
+//!                  INSERT ... ON CONFLICT DO UPDATE [WHERE ...] RETURNING, atomic on
+//!                  its row whichever host asks
 //! failures         a lost server or a full pool is an error (temporary for every
 //!                  caller); the pool drops closed connections and dials anew
 //! ```
@@ -22,8 +25,8 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use tokio_postgres::Row;
 
 use super::{
-    AccountRow, BlockEntry, CreateRefusal, Created, NewAccount, QueuedHome, QuotaMode, Result,
-    StoreError, StoreStats, TokenProblem, TokenRow,
+    AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created, NewAccount,
+    QueuedHome, QuotaMode, Result, StoreError, StoreStats, TokenProblem, TokenRow,
 };
 
 pub mod migrations;
@@ -761,6 +764,173 @@ impl Postgres {
         Ok(())
     }
 
+    // ----- limits shared by the hosts ---------------------------------------------------
+
+    pub async fn login_failures(&self, address: &str, now_ms: i64) -> Result<u32> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT failures FROM login_failures WHERE address = $1 AND window_end > $2",
+            )
+            .await?;
+        Ok(match c.query_opt(&st, &[&address, &now_ms]).await? {
+            Some(r) => count_u32(r.try_get(0)?),
+            None => 0,
+        })
+    }
+
+    pub async fn add_login_failure(
+        &self,
+        address: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u32> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "INSERT INTO login_failures (address, failures, window_end) \
+                 VALUES ($1, 1, $2::BIGINT + $3::BIGINT) \
+                 ON CONFLICT (address) DO UPDATE SET \
+                 failures = CASE WHEN login_failures.window_end <= $2::BIGINT THEN 1 \
+                            ELSE login_failures.failures + 1 END, \
+                 window_end = CASE WHEN login_failures.window_end <= $2::BIGINT \
+                              THEN $2::BIGINT + $3::BIGINT ELSE login_failures.window_end END \
+                 RETURNING failures",
+            )
+            .await?;
+        let row = c.query_one(&st, &[&address, &now_ms, &window_ms]).await?;
+        Ok(count_u32(row.try_get(0)?))
+    }
+
+    pub async fn claim_login_turn(
+        &self,
+        address: &str,
+        now_ms: i64,
+        interval_ms: i64,
+    ) -> Result<Option<i64>> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "INSERT INTO login_failures (address, failures, window_end, next_turn) \
+                 VALUES ($1, 0, $2, $2::BIGINT + $3::BIGINT) \
+                 ON CONFLICT (address) DO UPDATE SET next_turn = $2::BIGINT + $3::BIGINT \
+                 WHERE login_failures.next_turn <= $2::BIGINT \
+                 RETURNING next_turn",
+            )
+            .await?;
+        if c.query_opt(&st, &[&address, &now_ms, &interval_ms])
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let st = c
+            .prepare_cached("SELECT next_turn FROM login_failures WHERE address = $1")
+            .await?;
+        Ok(Some(match c.query_opt(&st, &[&address]).await? {
+            Some(r) => (r.try_get::<_, i64>(0)? - now_ms).max(0),
+            None => 0,
+        }))
+    }
+
+    pub async fn take_send_token(
+        &self,
+        address: &str,
+        now_ms: i64,
+        capacity: f64,
+        per_ms: f64,
+    ) -> Result<bool> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "INSERT INTO send_rate (address, tokens, updated_at) \
+                 VALUES ($1, $3::DOUBLE PRECISION - 1, $2) \
+                 ON CONFLICT (address) DO UPDATE SET \
+                 tokens = LEAST($3::DOUBLE PRECISION, send_rate.tokens \
+                          + GREATEST(0, $2::BIGINT - send_rate.updated_at) \
+                          * $4::DOUBLE PRECISION) - 1, \
+                 updated_at = GREATEST(send_rate.updated_at, $2::BIGINT) \
+                 WHERE LEAST($3::DOUBLE PRECISION, send_rate.tokens \
+                       + GREATEST(0, $2::BIGINT - send_rate.updated_at) \
+                       * $4::DOUBLE PRECISION) >= 1 \
+                 RETURNING tokens",
+            )
+            .await?;
+        Ok(c.query_opt(&st, &[&address, &now_ms, &capacity, &per_ms])
+            .await?
+            .is_some())
+    }
+
+    pub async fn prune_limits(&self, now_ms: i64, full_after_ms: i64) -> Result<u64> {
+        let failures = self
+            .execute(
+                "DELETE FROM login_failures WHERE window_end <= $1 AND next_turn <= $1",
+                &[&now_ms],
+            )
+            .await?;
+        let buckets = self
+            .execute(
+                "DELETE FROM send_rate WHERE updated_at <= $1::BIGINT - $2::BIGINT",
+                &[&now_ms, &full_after_ms],
+            )
+            .await?;
+        Ok(failures + buckets)
+    }
+
+    // ----- audit trail ----------------------------------------------------------------
+
+    pub async fn append_audit(&self, r: AuditRecord) -> Result<i64> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "INSERT INTO audit_log \
+                 (at, actor, actor_name, action, target, old_value, new_value) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .await?;
+        let row = c
+            .query_one(
+                &st,
+                &[
+                    &r.at,
+                    &r.actor,
+                    &r.actor_name,
+                    &r.action,
+                    &r.target,
+                    &r.old_value,
+                    &r.new_value,
+                ],
+            )
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    pub async fn audit_log(&self, f: AuditFilter) -> Result<Vec<AuditRow>> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT id, at, actor, actor_name, action, target, old_value, new_value \
+                 FROM audit_log \
+                 WHERE at >= $1 \
+                   AND ($2::TEXT IS NULL OR target = $2::TEXT OR actor_name = $2::TEXT) \
+                 ORDER BY at DESC, id DESC LIMIT $3 OFFSET $4",
+            )
+            .await?;
+        c.query(
+            &st,
+            &[
+                &f.since.unwrap_or(i64::MIN),
+                &f.address,
+                &f.limit,
+                &f.offset,
+            ],
+        )
+        .await?
+        .iter()
+        .map(audit_from_row)
+        .collect()
+    }
+
     // ----- helpers --------------------------------------------------------------------
 
     async fn execute(
@@ -843,6 +1013,11 @@ async fn consume_token(
     Ok(Err(problem))
 }
 
+/// A stored counter as the core counts it (never negative, saturating).
+fn count_u32(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
 fn strings(rows: Vec<Row>) -> Result<Vec<String>> {
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
@@ -890,6 +1065,21 @@ fn queued_home_from_row(r: &Row) -> Result<QueuedHome> {
         address: r.try_get(0)?,
         home: PathBuf::from(r.try_get::<_, String>(1)?),
         queued_at: r.try_get(2)?,
+    })
+}
+
+fn audit_from_row(r: &Row) -> Result<AuditRow> {
+    Ok(AuditRow {
+        id: r.try_get(0)?,
+        record: AuditRecord {
+            at: r.try_get(1)?,
+            actor: r.try_get(2)?,
+            actor_name: r.try_get(3)?,
+            action: r.try_get(4)?,
+            target: r.try_get(5)?,
+            old_value: r.try_get(6)?,
+            new_value: r.try_get(7)?,
+        },
     })
 }
 

@@ -10,6 +10,9 @@
 //! tokens     invite codes, stored as SHA-256 of the code
 //! settings   run-time overrides (registration mode)
 //! mail_home_removals  mail homes of deleted accounts waiting for `maintenance run`
+//! login_failures, send_rate  the limits several hosts share (used by the core on
+//!            PostgreSQL only; here so the store suite runs the same ops on both)
+//! audit_log  operator actions: who, what, old and new value, when
 //! ```
 
 use std::cell::Cell;
@@ -24,8 +27,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 use super::migrations;
 use crate::logfmt;
 use crate::store::{
-    AccountRow, BlockEntry, CreateRefusal, Created, NewAccount, QueuedHome, QuotaMode, Result,
-    StoreError, StoreStats, TokenProblem, TokenRow,
+    AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created, NewAccount,
+    QueuedHome, QuotaMode, Result, StoreError, StoreStats, TokenProblem, TokenRow,
 };
 
 thread_local! {
@@ -1020,6 +1023,165 @@ impl Db {
             Ok(())
         })
     }
+
+    // ----- limits shared by the hosts ---------------------------------------------------
+
+    pub fn login_failures(&self, address: &str, now_ms: i64) -> Result<u32> {
+        self.with(|c| {
+            let n: Option<i64> = c
+                .prepare_cached(
+                    "SELECT failures FROM login_failures WHERE address = ?1 AND window_end > ?2",
+                )?
+                .query_row(params![address, now_ms], |r| r.get(0))
+                .optional()?;
+            Ok(n.map_or(0, count_u32))
+        })
+    }
+
+    pub fn add_login_failure(&self, address: &str, now_ms: i64, window_ms: i64) -> Result<u32> {
+        self.with(|c| {
+            let n: i64 = c
+                .prepare_cached(
+                    "INSERT INTO login_failures (address, failures, window_end) \
+                     VALUES (?1, 1, ?2 + ?3) \
+                     ON CONFLICT(address) DO UPDATE SET \
+                     failures = CASE WHEN login_failures.window_end <= ?2 THEN 1 \
+                                ELSE login_failures.failures + 1 END, \
+                     window_end = CASE WHEN login_failures.window_end <= ?2 THEN ?2 + ?3 \
+                                  ELSE login_failures.window_end END \
+                     RETURNING failures",
+                )?
+                .query_row(params![address, now_ms, window_ms], |r| r.get(0))?;
+            Ok(count_u32(n))
+        })
+    }
+
+    pub fn claim_login_turn(
+        &self,
+        address: &str,
+        now_ms: i64,
+        interval_ms: i64,
+    ) -> Result<Option<i64>> {
+        self.with(|c| {
+            let claimed: Option<i64> = c
+                .prepare_cached(
+                    "INSERT INTO login_failures (address, failures, window_end, next_turn) \
+                     VALUES (?1, 0, ?2, ?2 + ?3) \
+                     ON CONFLICT(address) DO UPDATE SET next_turn = ?2 + ?3 \
+                     WHERE login_failures.next_turn <= ?2 \
+                     RETURNING next_turn",
+                )?
+                .query_row(params![address, now_ms, interval_ms], |r| r.get(0))
+                .optional()?;
+            if claimed.is_some() {
+                return Ok(None);
+            }
+            let next: Option<i64> = c
+                .prepare_cached("SELECT next_turn FROM login_failures WHERE address = ?1")?
+                .query_row([address], |r| r.get(0))
+                .optional()?;
+            Ok(Some(next.map_or(0, |n| (n - now_ms).max(0))))
+        })
+    }
+
+    pub fn take_send_token(
+        &self,
+        address: &str,
+        now_ms: i64,
+        capacity: f64,
+        per_ms: f64,
+    ) -> Result<bool> {
+        self.with(|c| {
+            let left: Option<f64> = c
+                .prepare_cached(
+                    "INSERT INTO send_rate (address, tokens, updated_at) VALUES (?1, ?3 - 1, ?2) \
+                     ON CONFLICT(address) DO UPDATE SET \
+                     tokens = min(?3, send_rate.tokens \
+                              + max(0, ?2 - send_rate.updated_at) * ?4) - 1, \
+                     updated_at = max(send_rate.updated_at, ?2) \
+                     WHERE min(?3, send_rate.tokens \
+                           + max(0, ?2 - send_rate.updated_at) * ?4) >= 1 \
+                     RETURNING tokens",
+                )?
+                .query_row(params![address, now_ms, capacity, per_ms], |r| r.get(0))
+                .optional()?;
+            Ok(left.is_some())
+        })
+    }
+
+    pub fn prune_limits(&self, now_ms: i64, full_after_ms: i64) -> Result<u64> {
+        self.with(|c| {
+            let failures = c
+                .prepare_cached(
+                    "DELETE FROM login_failures WHERE window_end <= ?1 AND next_turn <= ?1",
+                )?
+                .execute([now_ms])?;
+            let buckets = c
+                .prepare_cached("DELETE FROM send_rate WHERE updated_at <= ?1 - ?2")?
+                .execute([now_ms, full_after_ms])?;
+            Ok(u64::try_from(failures + buckets).unwrap_or(u64::MAX))
+        })
+    }
+
+    // ----- audit trail ----------------------------------------------------------------
+
+    pub fn append_audit(&self, r: &AuditRecord) -> Result<i64> {
+        self.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO audit_log \
+                 (at, actor, actor_name, action, target, old_value, new_value) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                r.at,
+                r.actor,
+                r.actor_name,
+                r.action,
+                r.target,
+                r.old_value,
+                r.new_value
+            ])?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    pub fn audit_log(&self, f: &AuditFilter) -> Result<Vec<AuditRow>> {
+        self.with(|c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT id, at, actor, actor_name, action, target, old_value, new_value \
+                     FROM audit_log \
+                     WHERE at >= ?1 AND (?2 IS NULL OR target = ?2 OR actor_name = ?2) \
+                     ORDER BY at DESC, id DESC LIMIT ?3 OFFSET ?4",
+                )?
+                .query_map(
+                    params![f.since.unwrap_or(i64::MIN), f.address, f.limit, f.offset],
+                    audit_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+}
+
+/// A stored counter as the core counts it (never negative, saturating).
+fn count_u32(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
+fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok(AuditRow {
+        id: r.get(0)?,
+        record: AuditRecord {
+            at: r.get(1)?,
+            actor: r.get(2)?,
+            actor_name: r.get(3)?,
+            action: r.get(4)?,
+            target: r.get(5)?,
+            old_value: r.get(6)?,
+            new_value: r.get(7)?,
+        },
+    })
 }
 
 fn consume_token(

@@ -57,11 +57,43 @@ CREATE TABLE mail_home_removals (
     queued_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 ",
+    r"
+CREATE TABLE audit_log (
+    id         INTEGER PRIMARY KEY,
+    at         INTEGER NOT NULL,
+    actor      TEXT NOT NULL,
+    actor_name TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    target     TEXT,
+    old_value  TEXT,
+    new_value  TEXT
+);
+CREATE INDEX audit_log_at ON audit_log(at);
+CREATE INDEX audit_log_target ON audit_log(target) WHERE target IS NOT NULL;
+",
+    r"
+CREATE TABLE login_failures (
+    address    TEXT PRIMARY KEY,
+    failures   INTEGER NOT NULL,
+    window_end INTEGER NOT NULL,
+    next_turn  INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE send_rate (
+    address    TEXT PRIMARY KEY,
+    tokens     REAL NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+",
 ];
+
+/// The schema version this binary writes.
+pub fn known() -> i64 {
+    MIGRATIONS.len() as i64
+}
 
 /// Applies every migration the database has not seen yet.
 pub fn apply(conn: &mut Connection) -> Result<()> {
-    let known = MIGRATIONS.len() as i64;
+    let known = known();
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > known {
         return Err(StoreError::TooNew { found, known });

@@ -20,9 +20,14 @@ use std::sync::Arc;
 pub use db::Db;
 
 use super::{
-    AccountRow, BlockEntry, CreateRefusal, Created, NewAccount, QueuedHome, QuotaMode, Result,
-    StoreError, StoreStats, TokenRow,
+    AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created, NewAccount,
+    QueuedHome, QuotaMode, Result, StoreError, StoreStats, TokenRow,
 };
+
+/// The schema version this binary writes (`user_version` after every migration).
+pub fn schema_version() -> i64 {
+    migrations::known()
+}
 
 /// The SQLite database as the async core uses it.
 pub struct Sqlite {
@@ -287,5 +292,58 @@ impl Sqlite {
         let value = value.map(str::to_owned);
         self.blocking(move |d| d.set_setting(&key, value.as_deref()))
             .await
+    }
+
+    pub async fn login_failures(&self, address: &str, now_ms: i64) -> Result<u32> {
+        let address = address.to_owned();
+        self.blocking(move |d| d.login_failures(&address, now_ms))
+            .await
+    }
+
+    pub async fn add_login_failure(
+        &self,
+        address: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u32> {
+        let address = address.to_owned();
+        self.blocking(move |d| d.add_login_failure(&address, now_ms, window_ms))
+            .await
+    }
+
+    pub async fn claim_login_turn(
+        &self,
+        address: &str,
+        now_ms: i64,
+        interval_ms: i64,
+    ) -> Result<Option<i64>> {
+        let address = address.to_owned();
+        self.blocking(move |d| d.claim_login_turn(&address, now_ms, interval_ms))
+            .await
+    }
+
+    pub async fn take_send_token(
+        &self,
+        address: &str,
+        now_ms: i64,
+        capacity: f64,
+        per_ms: f64,
+    ) -> Result<bool> {
+        let address = address.to_owned();
+        self.blocking(move |d| d.take_send_token(&address, now_ms, capacity, per_ms))
+            .await
+    }
+
+    pub async fn prune_limits(&self, now_ms: i64, full_after_ms: i64) -> Result<u64> {
+        self.blocking(move |d| d.prune_limits(now_ms, full_after_ms))
+            .await
+    }
+
+    pub async fn append_audit(&self, record: AuditRecord) -> Result<i64> {
+        self.blocking(move |d| d.append_audit(&record)).await
+    }
+
+    pub async fn audit_log(&self, filter: AuditFilter) -> Result<Vec<AuditRow>> {
+        self.blocking(move |d| d.audit_log(&filter)).await
     }
 }
