@@ -35,21 +35,10 @@ pub enum OwnerError {
     Password(#[from] PasswordError),
     #[error("the account could not be changed right now; try again later")]
     Unavailable(#[from] Unavailable),
-    /// The account went away between the check and the change (a parallel delete), or
-    /// its mail home cannot be named.
-    #[error("{0}")]
-    Failed(String),
-}
-
-impl From<AdminError> for OwnerError {
-    fn from(e: AdminError) -> Self {
-        match e {
-            AdminError::Unavailable(u) => OwnerError::Unavailable(u),
-            AdminError::Password(p) => OwnerError::Password(p),
-            AdminError::NotFound(_) => OwnerError::Credentials,
-            other => OwnerError::Failed(other.to_string()),
-        }
-    }
+    /// The operator's action refused what the owner asked (its mail home cannot be
+    /// named under `mailbox.home`): logged with the reason, which the owner does not see.
+    #[error("the account cannot be changed here; ask the server's operator")]
+    Failed,
 }
 
 /// A signed-in owner: the canonical address and a tag of the password in force. The tag
@@ -62,6 +51,24 @@ pub struct SignedIn {
 }
 
 impl Accounts {
+    /// What the owner hears of an operator action's refusal; the reason is logged (its
+    /// text may name the account's mail home, hence `log.no_log`).
+    fn owner_failure(&self, e: AdminError) -> OwnerError {
+        match e {
+            AdminError::Unavailable(u) => OwnerError::Unavailable(u),
+            AdminError::Password(p) => OwnerError::Password(p),
+            // Deleted in the meantime.
+            AdminError::NotFound(_) => OwnerError::Credentials,
+            other => {
+                tracing::warn!(
+                    "event=self_service result=fail error={}",
+                    self.private(&other)
+                );
+                OwnerError::Failed
+            }
+        }
+    }
+
     /// Whether `/account` is open (`self_service.enabled`).
     pub fn self_service_enabled(&self) -> bool {
         self.config().self_service.enabled
@@ -145,7 +152,8 @@ impl Accounts {
         };
         let (address, _) = self
             .set_password(&owner, signed_in.address.as_str(), Some(new.clone()))
-            .await?;
+            .await
+            .map_err(|e| self.owner_failure(e))?;
         tracing::info!(
             "event=self_service action=passwd address={}",
             self.private(address.as_str())
@@ -172,7 +180,8 @@ impl Accounts {
         };
         let deleted = self
             .delete_user(&owner, address.as_str(), false, allow_reuse)
-            .await?;
+            .await
+            .map_err(|e| self.owner_failure(e))?;
         tracing::info!(
             "event=self_service action=delete address={}",
             self.private(address.as_str())

@@ -578,7 +578,7 @@ fn status_of(e: &OwnerError) -> StatusCode {
         OwnerError::Throttled => StatusCode::TOO_MANY_REQUESTS,
         OwnerError::Password(_) => StatusCode::BAD_REQUEST,
         OwnerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        OwnerError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        OwnerError::Failed => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
