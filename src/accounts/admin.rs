@@ -339,7 +339,17 @@ impl Accounts {
         {
             return Err(AdminError::NotFound(address.to_string()));
         }
-        self.user(address.as_str()).await
+        let account = self.user(address.as_str()).await?;
+        tracing::info!(
+            "event=quota address={} quota={} source={}",
+            self.private(address.as_str()),
+            account
+                .quota
+                .limit
+                .map_or_else(|| "unlimited".into(), crate::config::format_size),
+            account.quota.source.as_str()
+        );
+        Ok(account)
     }
 
     /// Grants or revokes the admin flag; returns the account's address.
@@ -348,6 +358,10 @@ impl Accounts {
         if !self.store.set_admin(address.as_str(), admin).await? {
             return Err(AdminError::NotFound(address.to_string()));
         }
+        tracing::info!(
+            "event=admin address={} admin={admin}",
+            self.private(address.as_str())
+        );
         Ok(address)
     }
 
@@ -365,7 +379,9 @@ impl Accounts {
             .block(address.as_str(), reason.as_deref(), self.now())
             .await?;
         self.cache.forget(address.as_str());
-        tracing::info!("event=block address={}", self.private(address.as_str()));
+        if added {
+            tracing::info!("event=block address={}", self.private(address.as_str()));
+        }
         Ok((address, added))
     }
 
@@ -373,7 +389,9 @@ impl Accounts {
     pub async fn blocklist_remove(&self, address: &str) -> Result<(Address, bool), AdminError> {
         let address = self.admin_address(address)?;
         let removed = self.store.unblock(address.as_str()).await?;
-        tracing::info!("event=unblock address={}", self.private(address.as_str()));
+        if removed {
+            tracing::info!("event=unblock address={}", self.private(address.as_str()));
+        }
         Ok((address, removed))
     }
 
@@ -420,8 +438,9 @@ impl Accounts {
         Ok(rows.into_iter().map(|t| Invite::from_row(t, now)).collect())
     }
 
-    /// Revokes an invite named by its id or its code.
-    pub async fn revoke_token(&self, code_or_id: &str) -> Result<Invite, AdminError> {
+    /// Revokes an invite named by its id or its code. True when this call revoked it,
+    /// false when it was revoked already.
+    pub async fn revoke_token(&self, code_or_id: &str) -> Result<(Invite, bool), AdminError> {
         let arg = code_or_id.trim();
         let hash = hash_code(arg);
         let row = self
@@ -430,13 +449,17 @@ impl Accounts {
             .await?
             .ok_or_else(|| AdminError::NoToken(code_or_id.to_owned()))?;
         let id = row.id;
-        self.store.revoke_token(id, self.now()).await?;
-        tracing::info!("event=token_revoke id={id}");
-        self.store
+        let revoked = self.store.revoke_token(id, self.now()).await?;
+        if revoked {
+            tracing::info!("event=token_revoke id={id}");
+        }
+        let invite = self
+            .store
             .token(Some(id), None)
             .await?
             .map(|t| Invite::from_row(t, self.now()))
-            .ok_or_else(|| AdminError::NoToken(code_or_id.to_owned()))
+            .ok_or_else(|| AdminError::NoToken(code_or_id.to_owned()))?;
+        Ok((invite, revoked))
     }
 
     /// The sign-up link for an invite code.

@@ -40,9 +40,16 @@ fn the_clap_tree_is_consistent() {
 #[test]
 fn the_config_option_goes_anywhere_and_defaults_to_the_packaged_file() {
     let cli = Cli::try_parse_from(["postern", "user", "list", "-c", "/tmp/p.toml"]).unwrap();
-    assert_eq!(cli.config, PathBuf::from("/tmp/p.toml"));
+    assert_eq!(cli.config, Some(PathBuf::from("/tmp/p.toml")));
+    assert_eq!(cli.config_path(), std::path::Path::new("/tmp/p.toml"));
     let cli = Cli::try_parse_from(["postern", "stats"]).unwrap();
-    assert_eq!(cli.config, PathBuf::from(crate::config::DEFAULT_PATH));
+    if std::env::var_os("POSTERN_CONFIG").is_none() {
+        assert_eq!(cli.config, None);
+        assert_eq!(
+            cli.config_path(),
+            std::path::Path::new(crate::config::DEFAULT_PATH)
+        );
+    }
 }
 
 #[test]

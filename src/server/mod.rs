@@ -69,6 +69,19 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
     let signals = Signals::catch();
+    // A file there at the start must be there at a reload: a missing one is refused,
+    // not read as "defaults only".
+    let file_at_start = config_path.exists();
+    // What `postern config check` calls errors keeps mail from working, not postern from
+    // serving: logged, and the start goes on.
+    for f in crate::accounts::mailbox::check(&config.mailbox) {
+        tracing::warn!(
+            "event=config_check severity={} key={} message={}",
+            f.severity.as_str(),
+            f.key,
+            logfmt::value(&f.message)
+        );
+    }
     let accounts = open_accounts(&config)?;
     promote_admins(&accounts).await;
     announce_setup_invite(&accounts).await;
@@ -98,6 +111,7 @@ pub async fn run(
     let reload = Reload {
         accounts: &accounts,
         config_path: &config_path,
+        file_at_start,
         log: log.as_ref(),
         secret: lua_secret.as_deref(),
     };
@@ -427,6 +441,8 @@ fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
 struct Reload<'a> {
     accounts: &'a Accounts,
     config_path: &'a Path,
+    /// The configuration file existed when the daemon started.
+    file_at_start: bool,
     log: Option<&'a LogHandle>,
     /// The auth API's secret, when `listen.auth_http` is served.
     secret: Option<&'a Secret>,
@@ -473,7 +489,7 @@ impl Reload<'_> {
     /// is a file of its own), from the new `auth_http.secret_file` when there is one.
     fn run(&self) {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-        let loaded = Config::load(self.config_path, false);
+        let loaded = Config::load(self.config_path, self.file_at_start);
         if let Some(secret) = self.secret {
             let path = match &loaded {
                 Ok(new) => new.auth_http.secret_file.clone(),

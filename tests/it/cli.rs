@@ -399,7 +399,7 @@ fn quota_recalc_counts_maildir_sizes_from_names_and_files() {
     std::fs::write(maildir.join("tmp/in-flight"), "not counted").expect("write");
     let out = d.cli_ok(&["quota", "recalc"]);
     assert!(
-        out.contains("alice@example.org: 3005 in 3 messages"),
+        out.contains("alice@example.org: 2.9K in 3 messages"),
         "{out}"
     );
     let alice = d.cli_json(&["user", "show", "alice@example.org"]);
