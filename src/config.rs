@@ -294,8 +294,25 @@ pub struct Mailbox {
     /// Mail home template for userdb answers: `{address}`, `{local}`, `{domain}`.
     pub home: String,
     /// Owner of the mail files, a name or a number, passed to Dovecot as is.
+    #[serde(deserialize_with = "name_or_number")]
     pub uid: String,
+    #[serde(deserialize_with = "name_or_number")]
     pub gid: String,
+}
+
+/// A user or group as a name or a number: `uid = 5000` and `POSTERN_MAILBOX__UID=5000`
+/// read like `uid = "5000"`.
+fn name_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NameOrNumber {
+        Name(String),
+        Number(u32),
+    }
+    Ok(match NameOrNumber::deserialize(d)? {
+        NameOrNumber::Name(s) => s,
+        NameOrNumber::Number(n) => n.to_string(),
+    })
 }
 
 impl Default for Mailbox {
@@ -1327,6 +1344,22 @@ mod tests {
         let path = dir.path().join("postern.toml");
         std::fs::write(&path, toml).expect("write");
         Config::load(&path, true)
+    }
+
+    // `uid = 5000` (a number, as the comment allows) and POSTERN_MAILBOX__UID=5000 were
+    // refused: "expected a string".
+    #[test]
+    fn the_mail_owner_is_a_name_or_a_number() {
+        let c =
+            load_str("domains = [\"a.org\"]\n[mailbox]\nuid = 5000\ngid = \"mail\"\n").expect("ok");
+        assert_eq!(
+            (c.mailbox.uid.as_str(), c.mailbox.gid.as_str()),
+            ("5000", "mail")
+        );
+        let e = load_str("domains = [\"a.org\"]\n[mailbox]\nuid = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("uid"), "{e}");
     }
 
     #[test]

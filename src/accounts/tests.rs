@@ -589,6 +589,43 @@ async fn maintenance_deletes_due_accounts_with_their_homes_at_once() {
     assert_eq!(a.queued_home_count().await.expect("db"), 0);
 }
 
+// Regression: `maintenance run --dry-run` counted every account with stale usage, the
+// run only those with a mail home to measure, so the two counts differed.
+#[tokio::test]
+async fn a_dry_run_predicts_the_usage_count_of_the_run() {
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    with_mail(&a, "alice@example.org").await;
+    login(&a, "bob@example.org", "long enough pw").await; // no mail home yet
+    let later = a.now() + 2 * 86400;
+    let plan = a.maintenance_plan(later).await.expect("plan");
+    assert_eq!(
+        plan.stale_usage,
+        vec!["alice@example.org".to_owned(), "bob@example.org".to_owned()]
+    );
+    let dry = a
+        .run_maintenance(later, true, &OwnRights)
+        .await
+        .expect("run");
+    assert_eq!(dry.usage_recomputed, 1);
+    assert_eq!(
+        a.user("alice@example.org")
+            .await
+            .expect("user")
+            .usage
+            .updated_at,
+        None,
+        "a dry run writes nothing"
+    );
+    let run = a
+        .run_maintenance(later, false, &OwnRights)
+        .await
+        .expect("run");
+    assert_eq!(run.usage_recomputed, dry.usage_recomputed);
+    let alice = a.user("alice@example.org").await.expect("user");
+    assert_eq!((alice.usage.bytes, alice.usage.messages), (4, 1));
+}
+
 #[tokio::test]
 async fn userdb_and_usage_reports() {
     let f = Fixture::new(RegistrationMode::Open);

@@ -29,7 +29,8 @@ pub(super) fn run(cli: &Cli) -> Result<(), Failure> {
             tracing::error!("event=fatal error={}", crate::logfmt::value(&e));
             let code = match e {
                 crate::server::ServeError::Config(_)
-                | crate::server::ServeError::NothingToServe => 2,
+                | crate::server::ServeError::NothingToServe
+                | crate::server::ServeError::SocketDir { .. } => 2,
                 crate::server::ServeError::Open(crate::accounts::OpenError::Store(ref e))
                     if e.is_permanent() =>
                 {

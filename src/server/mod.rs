@@ -53,6 +53,19 @@ pub enum ServeError {
     Hasher(#[from] crate::accounts::password::HasherError),
     #[error("socket {path}: {message}")]
     Socket { path: PathBuf, message: String },
+    /// The socket's directory is missing and cannot be made, or postern may not write
+    /// in it: a setup problem (outside systemd, `/run/postern` is nobody's job).
+    #[error(
+        "socket {path}: {message}; under systemd, postern.service makes /run/postern \
+         (RuntimeDirectory=); started another way, make the directory first, writable by \
+         the user postern runs as: install -d -o postern -g postern -m 0750 {}",
+        dir.display()
+    )]
+    SocketDir {
+        path: PathBuf,
+        dir: PathBuf,
+        message: String,
+    },
     #[error("auth API secret {path}: {message}")]
     Secret { path: PathBuf, message: String },
     #[error("no listener is configured: set at least one of listen.dict, listen.auth, listen.policy, listen.http")]
@@ -623,13 +636,33 @@ pub fn bind_unix(path: &Path, access: &SocketPerms) -> Result<UnixListener, Serv
         }
         std::fs::remove_file(path).map_err(|e| fail(format!("cannot remove stale socket: {e}")))?;
     }
-    if let Some(parent) = path.parent() {
-        if !parent.as_os_str().is_empty() && !parent.exists() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| fail(format!("cannot create directory: {e}")))?;
-        }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir_problem = |message: String| ServeError::SocketDir {
+        path: path.to_owned(),
+        dir: dir.to_owned(),
+        message,
+    };
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            dir_problem(format!(
+                "its directory {} does not exist and cannot be created ({e})",
+                dir.display()
+            ))
+        })?;
     }
-    let listener = UnixListener::bind(path).map_err(|e| fail(e.to_string()))?;
+    let listener = UnixListener::bind(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            dir_problem(format!(
+                "no permission to create it in {} ({e})",
+                dir.display()
+            ))
+        } else {
+            fail(e.to_string())
+        }
+    })?;
     if let Err(e) = set_access(path, access) {
         let _ = std::fs::remove_file(path);
         return Err(fail(e));
