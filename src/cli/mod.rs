@@ -14,7 +14,8 @@
 //!
 //! One module per command group, as the clap tree has them: `user.rs`, `token.rs`,
 //! `quota.rs`, `maintenance.rs` (maintenance run, stats), `import.rs`, `blocklist.rs`,
-//! `registration.rs`, `config.rs`, `serve.rs`, `assets.rs` (generate-assets); `output.rs`
+//! `registration.rs`, `config.rs`, `serve.rs`, `assets.rs` (generate-assets) with
+//! `manual.rs` (the man pages' own sections, postern.toml(5)); `output.rs`
 //! renders the core's views as text and JSON; `failure.rs` maps errors to exit codes;
 //! `privileges.rs` switches to the database owner.
 
@@ -25,6 +26,7 @@ mod database;
 mod failure;
 mod import;
 mod maintenance;
+mod manual;
 mod output;
 mod privileges;
 mod quota;
@@ -53,7 +55,20 @@ pub use user::{PasswordSource, UserCmd};
 
 /// Chatmail-style accounts for Dovecot + Postfix.
 #[derive(Debug, Parser)]
-#[command(name = "postern", version, about, propagate_version = true)]
+#[command(
+    name = "postern",
+    version,
+    about,
+    long_about = "Chatmail-style accounts for an existing Dovecot and Postfix mail server.\n\n\
+        `postern serve` is the daemon: it answers Dovecot's passdb, userdb, last_login and \
+        quota_clone over the dict socket (or the Lua auth API of Dovecot 2.4), Postfix's SMTP \
+        AUTH and policy requests, and serves the /new sign-up page and the /admin page. \
+        Accounts are created at the first login (when registration is open), on /new or \
+        with an invite code. The other commands are the operator's: accounts, invites, \
+        the blocklist, quotas, the registration mode, the daily maintenance. The \
+        configuration is /etc/postern/postern.toml, described in postern.toml(5).",
+    propagate_version = true
+)]
 pub struct Cli {
     /// Configuration file [default: /etc/postern/postern.toml]. A file named here or by
     /// POSTERN_CONFIG must exist; without the default file, postern runs on the built-in

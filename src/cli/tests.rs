@@ -331,17 +331,56 @@ fn undescribed(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
             out.push(format!("{} ({path})", arg.get_id()));
         }
     }
-    for sub in cmd.get_subcommands() {
-        undescribed(sub, &format!("{path} {}", sub.get_name()), out);
+    // `help`'s own subcommands mirror the real ones.
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let sub_path = format!("{path} {}", sub.get_name());
+        if !sub.is_hide_set() && sub.get_about().is_none() {
+            out.push(format!("subcommand ({sub_path})"));
+        }
+        undescribed(sub, &sub_path, out);
     }
 }
 
 // `--help` showed empty descriptions for <ADDRESS>, <SIZE>, --reason, --revoke, ...
 #[test]
-fn every_argument_has_help_text() {
+fn every_argument_and_subcommand_has_help_text() {
     let mut cli = Cli::command();
     cli.build();
     let mut missing = Vec::new();
     undescribed(&cli, "postern", &mut missing);
     assert!(missing.is_empty(), "no help text: {missing:#?}");
+    // The walk sees what `--help` shows.
+    let mut bare = clap::Command::new("x")
+        .arg(clap::Arg::new("address"))
+        .subcommand(clap::Command::new("y"));
+    bare.build();
+    let mut found = Vec::new();
+    undescribed(&bare, "x", &mut found);
+    assert_eq!(found, vec!["address (x)", "subcommand (x y)"]);
+}
+
+// Regression: `blocklist list` printed `address  since ...` unaligned, without a header.
+#[test]
+fn the_blocklist_table_lines_up() {
+    let entry = |a: &str, reason: Option<&str>| BlockedAddress {
+        address: address(a),
+        reason: reason.map(str::to_owned),
+        since: 86400,
+    };
+    let table = text(|out| {
+        super::output::blocklist_table(
+            out,
+            &[
+                entry("spam@example.org", Some("abuse")),
+                entry("a-much-longer-name@example.org", None),
+            ],
+        )
+    });
+    assert_eq!(
+        table,
+        "address                         since                 reason\n\
+         spam@example.org                1970-01-02T00:00:00Z  abuse\n\
+         a-much-longer-name@example.org  1970-01-02T00:00:00Z  \n\
+         2 address(es)\n"
+    );
 }

@@ -513,9 +513,48 @@ fn generate_assets_writes_a_man_page_per_subcommand_and_the_completions() {
         "SEE ALSO names the parents: {block}"
     );
 
+    // `man postern` was bare clap output: no exit statuses, files, environment, examples.
+    let top = page("postern");
+    for section in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH OPTIONS",
+        ".SH \"EXIT STATUS\"",
+        ".SH ENVIRONMENT",
+        ".SH FILES",
+        ".SH EXAMPLES",
+        ".SH \"SEE ALSO\"",
+    ] {
+        assert!(top.contains(section), "postern.1 has no {section}");
+    }
+    assert!(top.contains(r"\fBPOSTERN_CONFIG\fR"), "{top}");
+    assert!(top.contains(r"\fBpostern.toml\fR(5)"), "{top}");
+    assert!(
+        block.contains(".SH \"EXIT STATUS\""),
+        "every page tells its exit statuses"
+    );
+    // postern.toml(5), from the packaged default file: every table of it.
+    let toml5 = std::fs::read_to_string(man.join("postern.toml.5")).expect("postern.toml.5");
+    assert!(toml5.contains(".TH postern.toml 5"), "{toml5}");
+    let default = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/postern.toml"
+    ))
+    .expect("packaging/postern.toml");
+    let tables: Vec<&str> = default.lines().filter(|l| l.starts_with('[')).collect();
+    assert!(tables.len() >= 14, "{tables:?}");
+    for table in tables {
+        assert!(
+            toml5.contains(&format!(".SS {table}\n")),
+            "no {table} in postern.toml.5"
+        );
+    }
+    assert!(toml5.contains(r"\fBdomains\fR = "), "{toml5}");
+
     let mut names: Vec<String> = std::fs::read_dir(&man)
         .expect("man dir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".1"))
         .collect();
     names.sort();
     for name in ["postern.1", "postern-user.1", "postern-token-create.1"] {
@@ -529,7 +568,6 @@ fn generate_assets_writes_a_man_page_per_subcommand_and_the_completions() {
         "{names:?}"
     );
     // The top page leads to every other page.
-    let top = page("postern");
     for name in names.iter().filter(|n| *n != "postern.1") {
         let stem = name.trim_end_matches(".1").replace('-', r"\-");
         assert!(
