@@ -187,12 +187,13 @@ fn load_config(cli: &Cli) -> Result<crate::config::Config, Failure> {
     let path = cli.config_path();
     if let Some(named) = &cli.config {
         if !named.exists() {
-            let by =
-                if std::env::var_os("POSTERN_CONFIG").is_some_and(|v| *named == PathBuf::from(v)) {
-                    "POSTERN_CONFIG"
-                } else {
-                    "--config"
-                };
+            let by = if std::env::var_os("POSTERN_CONFIG")
+                .is_some_and(|v| *named == std::path::Path::new(&v))
+            {
+                "POSTERN_CONFIG"
+            } else {
+                "--config"
+            };
             return Err(Failure::usage(format!(
                 "configuration file {} does not exist (named by {by})",
                 named.display()

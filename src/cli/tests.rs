@@ -384,3 +384,14 @@ fn the_blocklist_table_lines_up() {
          2 address(es)\n"
     );
 }
+
+// The package's one-line description is Cargo's `description`: Debian wants it short.
+#[test]
+fn the_one_line_description_fits_a_line() {
+    let description = env!("CARGO_PKG_DESCRIPTION");
+    assert!(
+        !description.is_empty() && description.len() <= 80,
+        "{} characters: {description}",
+        description.len()
+    );
+}

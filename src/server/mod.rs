@@ -15,7 +15,7 @@
 //!          policy = ".../postern/policy"        -> postfix_policy::session
 //!          http = "127.0.0.1:8025", http_socket -> web::router (http.rs)
 //!          auth_http = "127.0.0.1:8026"         -> dovecot_lua_api::router
-//! event=start listeners=2 dict=/run/postern/dict.sock http=127.0.0.1:8025
+//! event=start version=0.1.0 listeners=2 dict=/run/postern/dict.sock http=127.0.0.1:8025
 //! ```
 
 pub mod http;
@@ -113,7 +113,12 @@ pub async fn run(
         _ => None,
     });
 
-    tracing::info!("event=start listeners={} {}", names.len(), names.join(" "));
+    tracing::info!(
+        "event=start version={} listeners={} {}",
+        env!("CARGO_PKG_VERSION"),
+        names.len(),
+        names.join(" ")
+    );
     let tracker = TaskTracker::new();
     let services = Services::new(&accounts);
     for b in bound {

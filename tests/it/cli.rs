@@ -971,3 +971,20 @@ fn serve_without_its_socket_directory_says_which_and_what_to_do() {
         "{err}"
     );
 }
+
+// Reported: the start line said `listeners=3` with four listeners and named no paths.
+#[test]
+fn the_start_line_counts_and_names_every_listener() {
+    let d = TestDaemon::start("open");
+    let log = d.log();
+    let expected = format!(
+        "event=start version={} listeners=5 dict={} auth={} policy={} http={} auth_http={}",
+        env!("CARGO_PKG_VERSION"),
+        d.dict_socket.display(),
+        d.auth_socket.display(),
+        d.policy_socket.display(),
+        d.http,
+        d.auth_http
+    );
+    assert!(log.contains(&expected), "{expected}\nnot in:\n{log}");
+}
