@@ -82,52 +82,47 @@ fn group(setting: &str) -> Id {
     }
 }
 
+/// What is wrong with a resolved `uid` (`kind` "user", `id` "uid") or `gid` setting.
+fn id_finding(
+    key: &'static str,
+    kind: &str,
+    id: &str,
+    setting: &str,
+    resolved: &Id,
+) -> Option<Finding> {
+    let (severity, message) = match resolved {
+        Id::Unknown => (
+            Severity::Error,
+            format!(
+                "no {kind} named {} on this host: Dovecot cannot give the mail files that \
+                 {kind} (create the {kind}, or set the number)",
+                setting.trim()
+            ),
+        ),
+        Id::Bare(n) => (
+            Severity::Warning,
+            format!("no {kind} has {id} {n} on this host (Dovecot accepts it; is it a typo?)"),
+        ),
+        Id::Known(..) => return None,
+    };
+    Some(Finding {
+        severity,
+        key,
+        message,
+    })
+}
+
 /// Checks `mailbox.uid`, `mailbox.gid` and the mail root. Empty when all is well.
 pub fn check(mailbox: &Mailbox) -> Vec<Finding> {
-    let mut found = Vec::new();
-    let mut note = |severity, key, message: String| {
-        found.push(Finding {
-            severity,
-            key,
-            message,
-        })
-    };
     let uid = user(&mailbox.uid);
-    match &uid {
-        Id::Unknown => note(
-            Severity::Error,
-            "mailbox.uid",
-            format!(
-                "no user named {} on this host: Dovecot cannot give the mail files that owner \
-                 (create the user, or set the number)",
-                mailbox.uid.trim()
-            ),
-        ),
-        Id::Bare(n) => note(
-            Severity::Warning,
-            "mailbox.uid",
-            format!("no user has uid {n} on this host (Dovecot accepts it; is it a typo?)"),
-        ),
-        Id::Known(..) => {}
-    }
     let gid = group(&mailbox.gid);
-    match &gid {
-        Id::Unknown => note(
-            Severity::Error,
-            "mailbox.gid",
-            format!(
-                "no group named {} on this host: Dovecot cannot give the mail files that group \
-                 (create the group, or set the number)",
-                mailbox.gid.trim()
-            ),
-        ),
-        Id::Bare(n) => note(
-            Severity::Warning,
-            "mailbox.gid",
-            format!("no group has gid {n} on this host (Dovecot accepts it; is it a typo?)"),
-        ),
-        Id::Known(..) => {}
-    }
+    let mut found: Vec<Finding> = [
+        id_finding("mailbox.uid", "user", "uid", &mailbox.uid, &uid),
+        id_finding("mailbox.gid", "group", "gid", &mailbox.gid, &gid),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let (owner_uid, who) = match &uid {
         Id::Known(n, name) => (*n, format!("{name} (uid {n})")),
         Id::Bare(n) => (*n, format!("uid {n}")),
@@ -151,7 +146,11 @@ pub fn check(mailbox: &Mailbox) -> Vec<Finding> {
     };
     let root = home_root(&mailbox.home);
     if let Some((severity, message)) = check_root(&root, &owner, &who) {
-        note(severity, "mailbox.home", message);
+        found.push(Finding {
+            severity,
+            key: "mailbox.home",
+            message,
+        });
     }
     found
 }
