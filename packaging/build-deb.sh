@@ -29,15 +29,16 @@ bin="$target_dir/release/postern"
 
 # The man pages (postern.1 and one per subcommand, postern-user-block.1 ...) and the
 # completions come from the CLI definition itself (clap_mangen, clap_complete) through
-# the hidden `postern generate-assets DIR`.
+# the hidden `postern generate-assets DIR`; postern.toml.5 from packaging/postern.toml,
+# built into the binary.
 rm -rf "$assets"
 mkdir -p "$assets"
 "$bin" generate-assets "$assets" >/dev/null
-for f in man/postern.1 man/postern-user-block.1 \
+for f in man/postern.1 man/postern-user-block.1 man/postern.toml.5 \
     completions/postern.bash completions/_postern completions/postern.fish; do
     [ -s "$assets/$f" ] || { echo "build-deb.sh: generate-assets did not write $f" >&2; exit 1; }
 done
-gzip -9n "$assets"/man/*.1
+gzip -9n "$assets"/man/*.1 "$assets"/man/*.5
 
 # The Debian changelog names the version being packaged; its date is the last commit's
 # (or SOURCE_DATE_EPOCH), so rebuilding the same commit gives the same package.

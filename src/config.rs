@@ -295,8 +295,25 @@ pub struct Mailbox {
     /// Mail home template for userdb answers: `{address}`, `{local}`, `{domain}`.
     pub home: String,
     /// Owner of the mail files, a name or a number, passed to Dovecot as is.
+    #[serde(deserialize_with = "name_or_number")]
     pub uid: String,
+    #[serde(deserialize_with = "name_or_number")]
     pub gid: String,
+}
+
+/// A user or group as a name or a number: `uid = 5000` and `POSTERN_MAILBOX__UID=5000`
+/// read like `uid = "5000"`.
+fn name_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NameOrNumber {
+        Name(String),
+        Number(u32),
+    }
+    Ok(match NameOrNumber::deserialize(d)? {
+        NameOrNumber::Name(s) => s,
+        NameOrNumber::Number(n) => n.to_string(),
+    })
 }
 
 impl Default for Mailbox {
@@ -1081,6 +1098,33 @@ pub fn format_size(b: u64) -> String {
     b.to_string()
 }
 
+/// Bytes for people, the same everywhere sizes are shown (usage, quotas, stats): exact
+/// in the largest unit that divides them, else to one decimal: `0`, `512B`, `6.9K`,
+/// `500M`, `1.5G`. Configuration and logs keep `format_size`, which is exact.
+pub fn human_size(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    if b == 0 {
+        return "0".into();
+    }
+    // The largest unit not above the size.
+    let mut i = UNITS.len() - 1;
+    while i > 0 && b < 1u64 << (10 * i) {
+        i -= 1;
+    }
+    let unit = 1u128 << (10 * i);
+    let b = u128::from(b);
+    if b % unit == 0 {
+        return format!("{}{}", b / unit, UNITS[i]);
+    }
+    let mut tenths = (b * 10 + unit / 2) / unit;
+    // 1023.96K rounds to 1024.0K: that is 1.0M.
+    if tenths >= 10240 && i + 1 < UNITS.len() {
+        i += 1;
+        tenths = (b * 10 + (unit << 10) / 2) / (unit << 10);
+    }
+    format!("{}.{}{}", tenths / 10, tenths % 10, UNITS[i])
+}
+
 impl Config {
     /// The first mail domain, which names the site.
     pub fn site_name(&self) -> &str {
@@ -1313,6 +1357,15 @@ mod tests {
         assert!(parse_size("99999999999999T").is_err());
         assert_eq!(format_size(500 << 20), "500M");
         assert_eq!(format_size(1000), "1000");
+        // Regression: `user list` said `7041 of 500M`.
+        assert_eq!(human_size(7041), "6.9K");
+        assert_eq!(human_size(0), "0");
+        assert_eq!(human_size(1000), "1000B");
+        assert_eq!(human_size(500 << 20), "500M");
+        assert_eq!(human_size(3 << 29), "1.5G");
+        assert_eq!(human_size((1 << 20) - 20), "1.0M");
+        assert_eq!(human_size(12_900_000), "12.3M");
+        assert_eq!(human_size(u64::MAX), "16777216.0T");
         assert_eq!(Quota::parse("unlimited"), Ok(Quota::Unlimited));
     }
 
@@ -1331,6 +1384,22 @@ mod tests {
         let path = dir.path().join("postern.toml");
         std::fs::write(&path, toml).expect("write");
         Config::load(&path, true)
+    }
+
+    // `uid = 5000` (a number, as the comment allows) and POSTERN_MAILBOX__UID=5000 were
+    // refused: "expected a string".
+    #[test]
+    fn the_mail_owner_is_a_name_or_a_number() {
+        let c =
+            load_str("domains = [\"a.org\"]\n[mailbox]\nuid = 5000\ngid = \"mail\"\n").expect("ok");
+        assert_eq!(
+            (c.mailbox.uid.as_str(), c.mailbox.gid.as_str()),
+            ("5000", "mail")
+        );
+        let e = load_str("domains = [\"a.org\"]\n[mailbox]\nuid = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("uid"), "{e}");
     }
 
     #[test]

@@ -38,8 +38,26 @@ impl LogHandle {
     }
 }
 
-/// Installs the global logger; `None` if one is installed already (tests).
+/// Installs the global logger of the daemon; `None` if one is installed already
+/// (tests). When syslog cannot be reached, it says so once and logs to stderr.
 pub fn init(config: &Log) -> Option<LogHandle> {
+    install(config, false)
+}
+
+/// Installs the logger of an operator command: syslog when configured, or with
+/// `target = "auto"` off a terminal (scripts, the maintenance timer). Under `auto`, a
+/// host without a syslog socket (a container without `/dev/log`) gets no log lines and
+/// no warning: the command's own output says what happened, and a warning on every
+/// call would drown it. Nothing is installed at a terminal or with `target = "stderr"`.
+pub fn init_command(config: &Log) -> Option<LogHandle> {
+    match config.target {
+        LogTarget::Syslog => install(config, false),
+        LogTarget::Auto if !std::io::stderr().is_terminal() => install(config, true),
+        LogTarget::Auto | LogTarget::Stderr => None,
+    }
+}
+
+fn install(config: &Log, quiet_without_syslog: bool) -> Option<LogHandle> {
     let filter = config.level.filter();
     let (filter, handle) = reload::Layer::new(filter);
     let to_syslog = match config.target {
@@ -58,6 +76,7 @@ pub fn init(config: &Log) -> Option<LogHandle> {
             Ok(logger) => Some(SyslogWriter {
                 logger: Arc::new(Mutex::new(logger)),
             }),
+            Err(_) if quiet_without_syslog => return None,
             Err(e) => {
                 eprintln!(
                     "postern: cannot reach syslog at {} ({e}); logging to stderr",

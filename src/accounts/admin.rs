@@ -555,12 +555,13 @@ impl Accounts {
         Ok(rows.into_iter().map(|t| Invite::from_row(t, now)).collect())
     }
 
-    /// Revokes an invite named by its id or its code.
+    /// Revokes an invite named by its id or its code. True when this call revoked it,
+    /// false when it was revoked already.
     pub async fn revoke_token(
         &self,
         actor: &Actor,
         code_or_id: &str,
-    ) -> Result<Invite, AdminError> {
+    ) -> Result<(Invite, bool), AdminError> {
         let arg = code_or_id.trim();
         let hash = hash_code(arg);
         let row = self
@@ -570,7 +571,8 @@ impl Accounts {
             .ok_or_else(|| AdminError::NoToken(code_or_id.to_owned()))?;
         let id = row.id;
         let status = Invite::from_row(row.clone(), self.now()).status;
-        if self.store.revoke_token(id, self.now()).await? {
+        let revoked = self.store.revoke_token(id, self.now()).await?;
+        if revoked {
             let change = Change::new("invite_revoke", format!("invite:{id}"))
                 .old(format!(
                     "status={status} comment={}",
@@ -579,11 +581,13 @@ impl Accounts {
                 .new_value("status=revoked");
             self.record(actor, change).await;
         }
-        self.store
+        let invite = self
+            .store
             .token(Some(id), None)
             .await?
             .map(|t| Invite::from_row(t, self.now()))
-            .ok_or_else(|| AdminError::NoToken(code_or_id.to_owned()))
+            .ok_or_else(|| AdminError::NoToken(code_or_id.to_owned()))?;
+        Ok((invite, revoked))
     }
 
     /// The sign-up link for an invite code.

@@ -230,22 +230,28 @@ impl Accounts {
 
         if dry_run {
             report.tokens_purged = plan.tokens.len();
-            report.usage_recomputed = plan.stale_usage.len();
-            return Ok(report);
+        } else {
+            report.tokens_purged = self.purge_tokens(actor, plan.tokens).await?;
+            let pruned = self.prune_shared_limits().await?;
+            tracing::debug!("event=maintenance limits_pruned={pruned}");
         }
-        report.tokens_purged = self.purge_tokens(actor, plan.tokens).await?;
-        let pruned = self.prune_shared_limits().await?;
-        tracing::debug!("event=maintenance limits_pruned={pruned}");
+        // A dry run measures too (reading changes nothing): only accounts whose mail home
+        // can be measured are recomputed, so it predicts the real run's count.
         for address in &plan.stale_usage {
             let measured = rights.with_rights(self.measure_mail_home(address)).await;
             if let Ok(Some((bytes, messages))) = measured {
-                let change = UsageChange::Set {
-                    bytes: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
-                    messages: Some(i64::try_from(messages).unwrap_or(i64::MAX)),
-                };
-                self.note_usage(address, change).await?;
+                if !dry_run {
+                    let change = UsageChange::Set {
+                        bytes: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
+                        messages: Some(i64::try_from(messages).unwrap_or(i64::MAX)),
+                    };
+                    self.note_usage(address, change).await?;
+                }
                 report.usage_recomputed += 1;
             }
+        }
+        if dry_run {
+            return Ok(report);
         }
         let deleted = |why: Due| {
             report

@@ -21,7 +21,9 @@ pub mod admin;
 pub mod audit;
 pub mod capacity;
 pub mod copy;
+pub mod dict_watch;
 pub mod limits;
+pub mod mailbox;
 pub mod maintenance;
 pub mod owner;
 pub mod password;
@@ -235,6 +237,8 @@ pub struct Accounts {
     capacity: capacity::Gauge,
     /// Held while the setup invite is being used.
     setup_lock: tokio::sync::Mutex<()>,
+    /// Logins against Dovecot's dict writes: lost last_login/quota_clone writes.
+    dict_watch: dict_watch::DictWatch,
     clock: Clock,
 }
 
@@ -284,6 +288,7 @@ impl Accounts {
             repeats: logfmt::Repeats::default(),
             capacity: capacity::Gauge::default(),
             setup_lock: tokio::sync::Mutex::new(()),
+            dict_watch: dict_watch::DictWatch::default(),
             clock,
         })
     }
@@ -481,7 +486,36 @@ impl Accounts {
     ) -> Result<LoginOutcome, Unavailable> {
         let outcome = self.login_inner(user, password, ctx.remote_ip, true).await;
         self.log_login(user, &ctx, &outcome);
+        // SMTP AUTH makes Dovecot write nothing; the other logins are IMAP/POP3's.
+        if matches!(outcome, Ok(LoginOutcome::Accepted { .. })) && ctx.service != "smtp" {
+            self.watch_dict_writes();
+        }
         outcome
+    }
+
+    /// Counts a mail login against Dovecot's dict writes and warns when they stopped
+    /// arriving (`dict_watch`). Only where the dict socket is served.
+    fn watch_dict_writes(&self) {
+        let config = self.config();
+        let Some(socket) = &config.listen.dict else {
+            return;
+        };
+        let Some(o) = self.dict_watch.login(self.now()) else {
+            return;
+        };
+        let last_write = match o.last_write {
+            Some(t) => t.to_string(),
+            None => "never".into(),
+        };
+        tracing::warn!(
+            "event=dict_writes result=missing logins={} minutes={} last_write={last_write} dict={} \
+             hint=\"logins succeed but Dovecot's last_login and quota_clone writes do not arrive: \
+             its mail processes probably cannot reach the dict socket (check doveconf \
+             mail_access_groups and the socket directory's group)\"",
+            o.logins,
+            o.quiet_for / 60,
+            logfmt::value(socket.display())
+        );
     }
 
     /// Checks an operator's sign-in to the admin page: like `login`, but never creates
@@ -879,6 +913,7 @@ impl Accounts {
 
     /// Dovecot's last_login plugin reports a login. Unknown users are ignored (false).
     pub async fn note_last_login(&self, user: &str, at: i64) -> Result<bool, Unavailable> {
+        self.dict_watch.write(self.now());
         let Ok(address) = self.parse(user) else {
             return Ok(false);
         };
@@ -888,6 +923,7 @@ impl Accounts {
     /// Dovecot's quota_clone plugin reports usage: absolute values (`set`) or changes
     /// (`add`). Unknown users are ignored (false).
     pub async fn note_usage(&self, user: &str, change: UsageChange) -> Result<bool, Unavailable> {
+        self.dict_watch.write(self.now());
         let Ok(address) = self.parse(user) else {
             return Ok(false);
         };

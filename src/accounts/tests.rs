@@ -605,6 +605,43 @@ async fn maintenance_deletes_due_accounts_with_their_homes_at_once() {
     assert_eq!(a.queued_home_count().await.expect("db"), 0);
 }
 
+// Regression: `maintenance run --dry-run` counted every account with stale usage, the
+// run only those with a mail home to measure, so the two counts differed.
+#[tokio::test]
+async fn a_dry_run_predicts_the_usage_count_of_the_run() {
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    with_mail(&a, "alice@example.org").await;
+    login(&a, "bob@example.org", "long enough pw").await; // no mail home yet
+    let later = a.now() + 2 * 86400;
+    let plan = a.maintenance_plan(later).await.expect("plan");
+    assert_eq!(
+        plan.stale_usage,
+        vec!["alice@example.org".to_owned(), "bob@example.org".to_owned()]
+    );
+    let dry = a
+        .run_maintenance(later, true, &OwnRights)
+        .await
+        .expect("run");
+    assert_eq!(dry.usage_recomputed, 1);
+    assert_eq!(
+        a.user("alice@example.org")
+            .await
+            .expect("user")
+            .usage
+            .updated_at,
+        None,
+        "a dry run writes nothing"
+    );
+    let run = a
+        .run_maintenance(later, false, &OwnRights)
+        .await
+        .expect("run");
+    assert_eq!(run.usage_recomputed, dry.usage_recomputed);
+    let alice = a.user("alice@example.org").await.expect("user");
+    assert_eq!((alice.usage.bytes, alice.usage.messages), (4, 1));
+}
+
 #[tokio::test]
 async fn userdb_and_usage_reports() {
     let f = Fixture::new(RegistrationMode::Open);
@@ -2262,4 +2299,78 @@ async fn check_invite_tells_each_reason_and_the_uses_left() {
         InviteCheck::Dead(TokenProblem::Revoked).problem_text(),
         Some("this invite code has been revoked.".into())
     );
+
+// Dovecot's mail processes could not reach the dict socket: logins worked, last_login
+// and quota_clone writes were lost, and nothing in postern's log said so.
+#[tokio::test]
+async fn logins_without_dict_writes_for_half_an_hour_warn_once_an_hour() {
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.listen.dict = Some(f._dir.path().join("dict.sock"));
+    let a = f.accounts();
+    let start = f.clock.load(Ordering::SeqCst);
+    let at = |minutes: i64| f.clock.store(start + minutes * 60, Ordering::SeqCst);
+    let mail_login = |a: Arc<Accounts>, service: &'static str| async move {
+        let ctx = LoginContext {
+            service,
+            remote_ip: None,
+        };
+        a.login("alice@example.org", &pw("first password"), ctx)
+            .await
+            .expect("no temporary failure")
+    };
+    assert_eq!(
+        mail_login(a.clone(), "imap").await,
+        accepted("alice@example.org", true)
+    );
+    at(29);
+    mail_login(a.clone(), "imap").await;
+    assert_eq!(a.dict_watch.warnings(), 0);
+    // SMTP AUTH logins make Dovecot write nothing: they do not count.
+    at(31);
+    mail_login(a.clone(), "smtp").await;
+    assert_eq!(a.dict_watch.warnings(), 0);
+    // A failed login does not count either.
+    login(&a, "alice@example.org", "wrong password").await;
+    assert_eq!(a.dict_watch.warnings(), 0);
+    mail_login(a.clone(), "imap").await;
+    assert_eq!(a.dict_watch.warnings(), 1);
+    at(90);
+    mail_login(a.clone(), "imap").await;
+    assert_eq!(a.dict_watch.warnings(), 1, "at most once an hour");
+    at(91);
+    mail_login(a.clone(), "dovecot").await;
+    assert_eq!(a.dict_watch.warnings(), 2);
+    // A last_login write starts the count again.
+    assert!(a
+        .note_last_login("alice@example.org", start)
+        .await
+        .expect("write"));
+    at(200);
+    mail_login(a.clone(), "imap").await;
+    at(229);
+    mail_login(a.clone(), "imap").await;
+    assert_eq!(a.dict_watch.warnings(), 2);
+    // A usage write too.
+    a.note_usage(
+        "alice@example.org",
+        UsageChange::Add {
+            bytes: 1,
+            messages: 1,
+        },
+    )
+    .await
+    .expect("write");
+    at(300);
+    mail_login(a.clone(), "imap").await;
+    assert_eq!(a.dict_watch.warnings(), 2);
+
+    // Without a dict listener there are no dict writes to miss.
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.listen.dict = None;
+    let b = f.accounts();
+    for minutes in [0, 60, 120] {
+        f.clock.store(start + minutes * 60, Ordering::SeqCst);
+        mail_login(b.clone(), "imap").await;
+    }
+    assert_eq!(b.dict_watch.warnings(), 0);
 }

@@ -12,7 +12,7 @@
 use std::fmt;
 
 use super::address::Address;
-use crate::config::format_size;
+use crate::config::human_size;
 use crate::store::{AccountRow, BlockEntry, QuotaMode, TokenProblem, TokenRow};
 
 /// How the operator sets an account's quota.
@@ -93,7 +93,7 @@ impl Quota {
 impl fmt::Display for Quota {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.limit {
-            Some(b) => write!(f, "{} ({})", format_size(b), self.source.as_str()),
+            Some(b) => write!(f, "{} ({})", human_size(b), self.source.as_str()),
             None => f.write_str("unlimited"),
         }
     }
@@ -171,11 +171,11 @@ impl Account {
 
     /// `120M of 500M (24%)`, `3K of unlimited`.
     pub fn usage_text(&self) -> String {
-        let used = format_size(self.usage.bytes);
+        let used = human_size(self.usage.bytes);
         match self.quota.limit.filter(|&q| q > 0) {
             Some(q) => format!(
                 "{used} of {} ({}%)",
-                format_size(q),
+                human_size(q),
                 self.usage.bytes.saturating_mul(100) / q
             ),
             None => format!("{used} of unlimited"),
@@ -293,6 +293,8 @@ mod tests {
         let unlimited = Quota::effective(QuotaMode::Unlimited, Some(500 << 20));
         assert_eq!(unlimited.to_string(), "unlimited");
         assert_eq!(account(0, unlimited).usage_text(), "0 of unlimited");
+        // Regression: bytes that no unit divides were shown raw (`7041 of 500M`).
+        assert_eq!(account(7041, limited).usage_text(), "6.9K of 500M (0%)");
     }
 
     #[test]

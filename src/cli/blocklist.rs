@@ -10,7 +10,7 @@ use std::io::Write;
 use clap::Subcommand;
 use serde_json::json;
 
-use super::output::{block_json, print_json, when};
+use super::output::{block_json, blocklist_table, print_json};
 use super::{Failure, Json};
 use crate::accounts::{Accounts, Actor};
 
@@ -70,15 +70,7 @@ pub(super) async fn run(
             if json.json {
                 print_json(out, &json!(rows.iter().map(block_json).collect::<Vec<_>>()))?;
             } else {
-                for b in &rows {
-                    writeln!(
-                        out,
-                        "{}  since {}  {}",
-                        b.address,
-                        when(Some(b.since)),
-                        b.reason.as_deref().unwrap_or("")
-                    )?;
-                }
+                blocklist_table(out, &rows)?;
             }
         }
     }

@@ -122,8 +122,8 @@ pub(super) async fn stats(
     writeln!(
         out,
         "storage:    {} used of {} allotted ({} unlimited account(s))",
-        config::format_size(u64::try_from(st.used_bytes).unwrap_or(0)),
-        config::format_size(s.quota_bytes),
+        config::human_size(u64::try_from(st.used_bytes).unwrap_or(0)),
+        config::human_size(s.quota_bytes),
         st.unlimited_accounts
     )?;
     writeln!(

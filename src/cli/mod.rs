@@ -15,7 +15,8 @@
 //! One module per command group, as the clap tree has them: `user.rs`, `token.rs`,
 //! `quota.rs`, `maintenance.rs` (maintenance run, stats), `import.rs`, `blocklist.rs`,
 //! `audit.rs` (the audit trail, and the Unix user every command acts as),
-//! `registration.rs`, `config.rs`, `serve.rs`, `assets.rs` (generate-assets); `output.rs`
+//! `registration.rs`, `config.rs`, `serve.rs`, `assets.rs` (generate-assets) with
+//! `manual.rs` (the man pages' own sections, postern.toml(5)); `output.rs`
 //! renders the core's views as text and JSON; `failure.rs` maps errors to exit codes;
 //! `privileges.rs` switches to the database owner.
 
@@ -27,6 +28,7 @@ mod database;
 mod failure;
 mod import;
 mod maintenance;
+mod manual;
 mod output;
 mod privileges;
 mod quota;
@@ -35,7 +37,7 @@ mod serve;
 mod token;
 mod user;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -55,12 +57,32 @@ pub use user::{PasswordSource, UserCmd};
 
 /// Chatmail-style accounts for Dovecot + Postfix.
 #[derive(Debug, Parser)]
-#[command(name = "postern", version, about, propagate_version = true)]
+#[command(
+    name = "postern",
+    version,
+    about,
+    long_about = "Chatmail-style accounts for an existing Dovecot and Postfix mail server.\n\n\
+        `postern serve` is the daemon: it answers Dovecot's passdb, userdb, last_login and \
+        quota_clone over the dict socket (or the Lua auth API of Dovecot 2.4), Postfix's SMTP \
+        AUTH and policy requests, and serves the /new sign-up page and the /admin page. \
+        Accounts are created at the first login (when registration is open), on /new or \
+        with an invite code. The other commands are the operator's: accounts, invites, \
+        the blocklist, quotas, the registration mode, the daily maintenance. The \
+        configuration is /etc/postern/postern.toml, described in postern.toml(5).",
+    propagate_version = true
+)]
 pub struct Cli {
-    /// Configuration file.
-    #[arg(long, short = 'c', global = true, value_name = "PATH", env = "POSTERN_CONFIG",
-          default_value = crate::config::DEFAULT_PATH)]
-    pub config: PathBuf,
+    /// Configuration file [default: /etc/postern/postern.toml]. A file named here or by
+    /// POSTERN_CONFIG must exist; without the default file, postern runs on the built-in
+    /// defaults and the environment.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "PATH",
+        env = "POSTERN_CONFIG"
+    )]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -153,20 +175,44 @@ pub fn report(f: &Failure) -> ExitCode {
     ExitCode::from(f.code)
 }
 
+impl Cli {
+    /// The configuration file: the one named by `--config` or `POSTERN_CONFIG`, else the
+    /// default path.
+    pub fn config_path(&self) -> &std::path::Path {
+        self.config
+            .as_deref()
+            .unwrap_or(std::path::Path::new(crate::config::DEFAULT_PATH))
+    }
+}
+
+/// Loads the configuration. A named file must exist (exit 2 when it does not); the
+/// default path may be missing, and then the defaults and the environment apply.
 fn load_config(cli: &Cli) -> Result<crate::config::Config, Failure> {
-    crate::config::Config::load(&cli.config, false)
-        .map_err(|e| Failure::usage(format!("{}: {e:#}", cli.config.display())))
+    let path = cli.config_path();
+    if let Some(named) = &cli.config {
+        if !named.exists() {
+            let by = if std::env::var_os("POSTERN_CONFIG")
+                .is_some_and(|v| *named == std::path::Path::new(&v))
+            {
+                "POSTERN_CONFIG"
+            } else {
+                "--config"
+            };
+            return Err(Failure::usage(format!(
+                "configuration file {} does not exist (named by {by})",
+                named.display()
+            )));
+        }
+    }
+    crate::config::Config::load(path, cli.config.is_some())
+        .map_err(|e| Failure::usage(format!("{}: {e:#}", path.display())))
 }
 
 fn admin_command(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
     let config = load_config(cli)?;
     // Operator actions reach syslog too (auditing, and the maintenance timer's record);
     // at a terminal the command's own output says what happened.
-    if config.log.target == crate::config::LogTarget::Syslog
-        || (config.log.target == crate::config::LogTarget::Auto && !std::io::stderr().is_terminal())
-    {
-        crate::logging::init(&config.log);
-    }
+    crate::logging::init_command(&config.log);
     let privileges = privileges::Privileges::for_database(config.database.sqlite_path())
         .map_err(|e| Failure::refused(format!("cannot switch to the database owner: {e}")))?;
     let accounts = privileges

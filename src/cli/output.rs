@@ -105,6 +105,34 @@ pub fn account_table(out: &mut dyn Write, rows: &[Account]) -> io::Result<()> {
     writeln!(out, "{} account(s)", rows.len())
 }
 
+/// `postern blocklist list`: one aligned line per address, the widest address setting
+/// the column, then the count.
+///
+/// ```text
+/// address            since                 reason
+/// spam@example.org   2026-11-20T10:00:00Z  abuse
+/// 1 address(es)
+/// ```
+pub fn blocklist_table(out: &mut dyn Write, rows: &[BlockedAddress]) -> io::Result<()> {
+    let width = rows
+        .iter()
+        .map(|b| b.address.as_str().chars().count())
+        .chain(["address".len()])
+        .max()
+        .unwrap_or(0);
+    writeln!(out, "{:<width$}  {:<20}  reason", "address", "since")?;
+    for b in rows {
+        writeln!(
+            out,
+            "{:<width$}  {:<20}  {}",
+            b.address.as_str(),
+            when(Some(b.since)),
+            b.reason.as_deref().unwrap_or("")
+        )?;
+    }
+    writeln!(out, "{} address(es)", rows.len())
+}
+
 pub fn account_details(out: &mut dyn Write, r: &Account) -> io::Result<()> {
     writeln!(out, "address:      {}", r.address)?;
     writeln!(

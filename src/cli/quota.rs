@@ -67,7 +67,7 @@ async fn recalc(
                 writeln!(
                     out,
                     "{a}: {} in {messages} messages",
-                    config::format_size(bytes)
+                    config::human_size(bytes)
                 )?;
             }
             Err(e) => {

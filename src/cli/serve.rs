@@ -19,12 +19,18 @@ pub(super) fn run(cli: &Cli) -> Result<(), Failure> {
         .map_err(|e| Failure::refused(format!("cannot start the runtime: {e}")))?;
     let cancel = tokio_util::sync::CancellationToken::new();
     runtime
-        .block_on(crate::server::run(config, cli.config.clone(), log, cancel))
+        .block_on(crate::server::run(
+            config,
+            cli.config_path().to_path_buf(),
+            log,
+            cancel,
+        ))
         .map_err(|e| {
             tracing::error!("event=fatal error={}", crate::logfmt::value(&e));
             let code = match e {
                 crate::server::ServeError::Config(_)
-                | crate::server::ServeError::NothingToServe => 2,
+                | crate::server::ServeError::NothingToServe
+                | crate::server::ServeError::SocketDir { .. } => 2,
                 crate::server::ServeError::Open(crate::accounts::OpenError::Store(ref e))
                     if e.is_permanent() =>
                 {

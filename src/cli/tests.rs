@@ -40,9 +40,16 @@ fn the_clap_tree_is_consistent() {
 #[test]
 fn the_config_option_goes_anywhere_and_defaults_to_the_packaged_file() {
     let cli = Cli::try_parse_from(["postern", "user", "list", "-c", "/tmp/p.toml"]).unwrap();
-    assert_eq!(cli.config, PathBuf::from("/tmp/p.toml"));
+    assert_eq!(cli.config, Some(PathBuf::from("/tmp/p.toml")));
+    assert_eq!(cli.config_path(), std::path::Path::new("/tmp/p.toml"));
     let cli = Cli::try_parse_from(["postern", "stats"]).unwrap();
-    assert_eq!(cli.config, PathBuf::from(crate::config::DEFAULT_PATH));
+    if std::env::var_os("POSTERN_CONFIG").is_none() {
+        assert_eq!(cli.config, None);
+        assert_eq!(
+            cli.config_path(),
+            std::path::Path::new(crate::config::DEFAULT_PATH)
+        );
+    }
 }
 
 #[test]
@@ -342,17 +349,67 @@ fn undescribed(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
             out.push(format!("{} ({path})", arg.get_id()));
         }
     }
-    for sub in cmd.get_subcommands() {
-        undescribed(sub, &format!("{path} {}", sub.get_name()), out);
+    // `help`'s own subcommands mirror the real ones.
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let sub_path = format!("{path} {}", sub.get_name());
+        if !sub.is_hide_set() && sub.get_about().is_none() {
+            out.push(format!("subcommand ({sub_path})"));
+        }
+        undescribed(sub, &sub_path, out);
     }
 }
 
 // `--help` showed empty descriptions for <ADDRESS>, <SIZE>, --reason, --revoke, ...
 #[test]
-fn every_argument_has_help_text() {
+fn every_argument_and_subcommand_has_help_text() {
     let mut cli = Cli::command();
     cli.build();
     let mut missing = Vec::new();
     undescribed(&cli, "postern", &mut missing);
     assert!(missing.is_empty(), "no help text: {missing:#?}");
+    // The walk sees what `--help` shows.
+    let mut bare = clap::Command::new("x")
+        .arg(clap::Arg::new("address"))
+        .subcommand(clap::Command::new("y"));
+    bare.build();
+    let mut found = Vec::new();
+    undescribed(&bare, "x", &mut found);
+    assert_eq!(found, vec!["address (x)", "subcommand (x y)"]);
+}
+
+// Regression: `blocklist list` printed `address  since ...` unaligned, without a header.
+#[test]
+fn the_blocklist_table_lines_up() {
+    let entry = |a: &str, reason: Option<&str>| BlockedAddress {
+        address: address(a),
+        reason: reason.map(str::to_owned),
+        since: 86400,
+    };
+    let table = text(|out| {
+        super::output::blocklist_table(
+            out,
+            &[
+                entry("spam@example.org", Some("abuse")),
+                entry("a-much-longer-name@example.org", None),
+            ],
+        )
+    });
+    assert_eq!(
+        table,
+        "address                         since                 reason\n\
+         spam@example.org                1970-01-02T00:00:00Z  abuse\n\
+         a-much-longer-name@example.org  1970-01-02T00:00:00Z  \n\
+         2 address(es)\n"
+    );
+}
+
+// The package's one-line description is Cargo's `description`: Debian wants it short.
+#[test]
+fn the_one_line_description_fits_a_line() {
+    let description = env!("CARGO_PKG_DESCRIPTION");
+    assert!(
+        !description.is_empty() && description.len() <= 80,
+        "{} characters: {description}",
+        description.len()
+    );
 }

@@ -126,10 +126,15 @@ pub(super) async fn run(
                 }
             }
         }
-        TokenCmd::Revoke { code_or_id } => {
-            let row = accounts.revoke_token(actor, code_or_id).await?;
-            writeln!(out, "revoked invite {}", row.id)?;
-        }
+        TokenCmd::Revoke { code_or_id } => match accounts.revoke_token(actor, code_or_id).await? {
+            (row, true) => writeln!(out, "revoked invite {}", row.id)?,
+            (row, false) => writeln!(
+                out,
+                "invite {} was already revoked (at {})",
+                row.id,
+                when(row.revoked_at)
+            )?,
+        },
     }
     Ok(())
 }

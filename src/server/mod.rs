@@ -15,7 +15,7 @@
 //!          policy = ".../postern/policy"        -> postfix_policy::session
 //!          http = "127.0.0.1:8025", http_socket -> web::router (http.rs)
 //!          auth_http = "127.0.0.1:8026"         -> dovecot_lua_api::router
-//! event=start listeners=2 dict=/run/postern/dict.sock http=127.0.0.1:8025
+//! event=start version=0.1.0 listeners=2 dict=/run/postern/dict.sock http=127.0.0.1:8025
 //! ```
 
 pub mod http;
@@ -53,6 +53,19 @@ pub enum ServeError {
     Hasher(#[from] crate::accounts::password::HasherError),
     #[error("socket {path}: {message}")]
     Socket { path: PathBuf, message: String },
+    /// The socket's directory is missing and cannot be made, or postern may not write
+    /// in it: a setup problem (outside systemd, `/run/postern` is nobody's job).
+    #[error(
+        "socket {path}: {message}; under systemd, postern.service makes /run/postern \
+         (RuntimeDirectory=); started another way, make the directory first, writable by \
+         the user postern runs as: install -d -o postern -g postern -m 0750 {}",
+        dir.display()
+    )]
+    SocketDir {
+        path: PathBuf,
+        dir: PathBuf,
+        message: String,
+    },
     #[error("auth API secret {path}: {message}")]
     Secret { path: PathBuf, message: String },
     #[error("no listener is configured: set at least one of listen.dict, listen.auth, listen.policy, listen.http")]
@@ -69,6 +82,19 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
     let signals = Signals::catch();
+    // A file there at the start must be there at a reload: a missing one is refused,
+    // not read as "defaults only".
+    let file_at_start = config_path.exists();
+    // What `postern config check` calls errors keeps mail from working, not postern from
+    // serving: logged, and the start goes on.
+    for f in crate::accounts::mailbox::check(&config.mailbox) {
+        tracing::warn!(
+            "event=config_check severity={} key={} message={}",
+            f.severity.as_str(),
+            f.key,
+            logfmt::value(&f.message)
+        );
+    }
     let accounts = open_accounts(&config)?;
     promote_admins(&accounts).await;
     announce_setup_invite(&accounts).await;
@@ -87,7 +113,12 @@ pub async fn run(
         _ => None,
     });
 
-    tracing::info!("event=start listeners={} {}", names.len(), names.join(" "));
+    tracing::info!(
+        "event=start version={} listeners={} {}",
+        env!("CARGO_PKG_VERSION"),
+        names.len(),
+        names.join(" ")
+    );
     let tracker = TaskTracker::new();
     let services = Services::new(&accounts);
     for b in bound {
@@ -98,6 +129,7 @@ pub async fn run(
     let reload = Reload {
         accounts: &accounts,
         config_path: &config_path,
+        file_at_start,
         log: log.as_ref(),
         secret: lua_secret.as_deref(),
     };
@@ -427,6 +459,8 @@ fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
 struct Reload<'a> {
     accounts: &'a Accounts,
     config_path: &'a Path,
+    /// The configuration file existed when the daemon started.
+    file_at_start: bool,
     log: Option<&'a LogHandle>,
     /// The auth API's secret, when `listen.auth_http` is served.
     secret: Option<&'a Secret>,
@@ -473,7 +507,7 @@ impl Reload<'_> {
     /// is a file of its own), from the new `auth_http.secret_file` when there is one.
     fn run(&self) {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-        let loaded = Config::load(self.config_path, false);
+        let loaded = Config::load(self.config_path, self.file_at_start);
         if let Some(secret) = self.secret {
             let path = match &loaded {
                 Ok(new) => new.auth_http.secret_file.clone(),
@@ -607,13 +641,33 @@ pub fn bind_unix(path: &Path, access: &SocketPerms) -> Result<UnixListener, Serv
         }
         std::fs::remove_file(path).map_err(|e| fail(format!("cannot remove stale socket: {e}")))?;
     }
-    if let Some(parent) = path.parent() {
-        if !parent.as_os_str().is_empty() && !parent.exists() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| fail(format!("cannot create directory: {e}")))?;
-        }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir_problem = |message: String| ServeError::SocketDir {
+        path: path.to_owned(),
+        dir: dir.to_owned(),
+        message,
+    };
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            dir_problem(format!(
+                "its directory {} does not exist and cannot be created ({e})",
+                dir.display()
+            ))
+        })?;
     }
-    let listener = UnixListener::bind(path).map_err(|e| fail(e.to_string()))?;
+    let listener = UnixListener::bind(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            dir_problem(format!(
+                "no permission to create it in {} ({e})",
+                dir.display()
+            ))
+        } else {
+            fail(e.to_string())
+        }
+    })?;
     if let Err(e) = set_access(path, access) {
         let _ = std::fs::remove_file(path);
         return Err(fail(e));

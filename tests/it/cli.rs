@@ -399,7 +399,7 @@ fn quota_recalc_counts_maildir_sizes_from_names_and_files() {
     std::fs::write(maildir.join("tmp/in-flight"), "not counted").expect("write");
     let out = d.cli_ok(&["quota", "recalc"]);
     assert!(
-        out.contains("alice@example.org: 3005 in 3 messages"),
+        out.contains("alice@example.org: 2.9K in 3 messages"),
         "{out}"
     );
     let alice = d.cli_json(&["user", "show", "alice@example.org"]);
@@ -513,9 +513,48 @@ fn generate_assets_writes_a_man_page_per_subcommand_and_the_completions() {
         "SEE ALSO names the parents: {block}"
     );
 
+    // `man postern` was bare clap output: no exit statuses, files, environment, examples.
+    let top = page("postern");
+    for section in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH OPTIONS",
+        ".SH \"EXIT STATUS\"",
+        ".SH ENVIRONMENT",
+        ".SH FILES",
+        ".SH EXAMPLES",
+        ".SH \"SEE ALSO\"",
+    ] {
+        assert!(top.contains(section), "postern.1 has no {section}");
+    }
+    assert!(top.contains(r"\fBPOSTERN_CONFIG\fR"), "{top}");
+    assert!(top.contains(r"\fBpostern.toml\fR(5)"), "{top}");
+    assert!(
+        block.contains(".SH \"EXIT STATUS\""),
+        "every page tells its exit statuses"
+    );
+    // postern.toml(5), from the packaged default file: every table of it.
+    let toml5 = std::fs::read_to_string(man.join("postern.toml.5")).expect("postern.toml.5");
+    assert!(toml5.contains(".TH postern.toml 5"), "{toml5}");
+    let default = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/postern.toml"
+    ))
+    .expect("packaging/postern.toml");
+    let tables: Vec<&str> = default.lines().filter(|l| l.starts_with('[')).collect();
+    assert!(tables.len() >= 14, "{tables:?}");
+    for table in tables {
+        assert!(
+            toml5.contains(&format!(".SS {table}\n")),
+            "no {table} in postern.toml.5"
+        );
+    }
+    assert!(toml5.contains(r"\fBdomains\fR = "), "{toml5}");
+
     let mut names: Vec<String> = std::fs::read_dir(&man)
         .expect("man dir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".1"))
         .collect();
     names.sort();
     for name in ["postern.1", "postern-user.1", "postern-token-create.1"] {
@@ -529,7 +568,6 @@ fn generate_assets_writes_a_man_page_per_subcommand_and_the_completions() {
         "{names:?}"
     );
     // The top page leads to every other page.
-    let top = page("postern");
     for name in names.iter().filter(|n| *n != "postern.1") {
         let stem = name.trim_end_matches(".1").replace('-', r"\-");
         assert!(
@@ -659,4 +697,294 @@ fn user_list_into_a_full_device_fails_with_a_clear_message() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// `postern ARGS` without the test daemon's `--config` and with a clean environment.
+fn bare(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_postern"));
+    c.args(args).stdin(std::process::Stdio::null());
+    for var in ["REGISTRATION_MODE", "ADMIN_USERNAME", "POSTERN_CONFIG"] {
+        c.env_remove(var);
+    }
+    c
+}
+
+// Regression: `--config` naming a missing file was read as "defaults only", and
+// `config check` said "no file" about the file it had been given.
+#[test]
+fn a_named_configuration_file_that_does_not_exist_is_an_error_for_every_command() {
+    let missing = "/nonexistent/postern.toml";
+    for args in [
+        &["config", "check"][..],
+        &["config", "show"],
+        &["user", "list"],
+        &["token", "list"],
+        &["stats"],
+        &["serve"],
+    ] {
+        let mut argv = vec!["--config", missing];
+        argv.extend_from_slice(args);
+        let out = bare(&argv).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!("postern: configuration file {missing} does not exist (named by --config)\n"),
+            "{args:?}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let out = bare(args)
+            .env("POSTERN_CONFIG", missing)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "postern: configuration file {missing} does not exist (named by POSTERN_CONFIG)\n"
+            ),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn config_check_names_the_file_it_checked() {
+    let d = offline("open");
+    let out = d.cli_ok(&["config", "check"]);
+    assert_eq!(
+        out,
+        format!("configuration ok ({})\n", d.config.display()),
+        "{out}"
+    );
+}
+
+// `mailbox.uid = "vmial"` (a typo) passed `config check`, and every delivery failed.
+#[test]
+fn config_check_reports_a_mail_owner_nobody_has_and_serve_logs_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = offline("open");
+    let out = d
+        .command()
+        .args(["config", "check"])
+        .env("POSTERN_MAILBOX__UID", "postern-no-such-user")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(
+        text.starts_with("error: mailbox.uid: no user named postern-no-such-user on this host"),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains("is valid, but 1 error(s) on this host (above)"),
+        "{}",
+        stderr(&out)
+    );
+    // A number without a passwd entry is only a warning (when it may write the mail
+    // root; the root is the test user's).
+    std::fs::set_permissions(&d.vmail, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let out = d
+        .command()
+        .args(["config", "check"])
+        .env("POSTERN_MAILBOX__UID", "3999999")
+        .env("POSTERN_MAILBOX__GID", "3999999")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.starts_with("warning: mailbox.uid: no user has uid 3999999 on this host"),
+        "{text}"
+    );
+    assert!(text.ends_with(&format!("configuration ok ({})\n", d.config.display())));
+
+    // serve starts all the same and says it in its log.
+    let d = TestDaemon::start_with("open", &[("POSTERN_MAILBOX__GID", "postern-no-such-group")]);
+    let log = d.log();
+    assert!(
+        log.contains(
+            "event=config_check severity=error key=mailbox.gid message=\"no group named postern-no-such-group"
+        ),
+        "{log}"
+    );
+}
+
+/// The syslog lines received so far on `sock`.
+fn received(sock: &std::os::unix::net::UnixDatagram) -> Vec<String> {
+    sock.set_nonblocking(true).expect("nonblocking");
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.recv(&mut buf) {
+        lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    lines
+}
+
+fn events<'a>(lines: &'a [String], event: &str) -> Vec<&'a String> {
+    let key = format!("event={event} ");
+    lines.iter().filter(|l| l.contains(&key)).collect()
+}
+
+// Regressions: `user unblock` of an account that was not blocked and a failed
+// `blocklist remove` still logged event=unblock; `token revoke` twice said "revoked"
+// twice; quota and admin-flag changes logged nothing.
+#[test]
+fn operator_actions_log_what_changed_and_say_when_nothing_did() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("log.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind syslog");
+    let path = path.to_string_lossy().into_owned();
+    let d = TestDaemon::configure(
+        "open",
+        &[
+            ("POSTERN_LOG__TARGET", "syslog"),
+            ("POSTERN_LOG__SYSLOG_SOCKET", &path),
+            ("POSTERN_LOG__LEVEL", "info"),
+        ],
+    );
+    d.cli_ok(&["user", "add", "bob@example.org", "--random"]);
+    received(&sock);
+
+    assert_eq!(
+        d.cli_ok(&["user", "quota", "bob@example.org", "1G"]),
+        "quota of bob@example.org is now 1G (explicit)\n"
+    );
+    d.cli_ok(&["user", "quota", "bob@example.org", "unlimited"]);
+    d.cli_ok(&["user", "admin", "bob@example.org", "--revoke"]);
+    let lines = received(&sock);
+    let quota = events(&lines, "quota");
+    assert_eq!(quota.len(), 2, "{lines:?}");
+    assert!(
+        quota[0].contains("event=quota address=bob@example.org quota=1G source=explicit"),
+        "{lines:?}"
+    );
+    assert!(
+        quota[1].contains("quota=unlimited source=unlimited"),
+        "{lines:?}"
+    );
+    let admin = events(&lines, "admin");
+    assert_eq!(admin.len(), 1, "{lines:?}");
+    assert!(
+        admin[0].contains("event=admin address=bob@example.org admin=false"),
+        "{lines:?}"
+    );
+
+    assert_eq!(
+        d.cli_ok(&["user", "unblock", "bob@example.org"]),
+        "bob@example.org was not blocked\n"
+    );
+    let out = d.cli(&["blocklist", "remove", "nobody@example.org"]);
+    assert_eq!(out.status.code(), Some(1));
+    d.cli_ok(&["blocklist", "add", "spam@example.org"]);
+    assert_eq!(
+        d.cli_ok(&["blocklist", "add", "spam@example.org"]),
+        "spam@example.org was already on the blocklist\n"
+    );
+    let lines = received(&sock);
+    assert_eq!(events(&lines, "unblock"), Vec::<&String>::new());
+    assert_eq!(events(&lines, "block").len(), 1, "{lines:?}");
+
+    let id = d.cli_json(&["token", "create"])["id"].to_string();
+    received(&sock);
+    assert_eq!(
+        d.cli_ok(&["token", "revoke", &id]),
+        format!("revoked invite {id}\n")
+    );
+    let out = d.cli(&["token", "revoke", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!("invite {id} was already revoked (at 20")),
+        "{text}"
+    );
+    assert_eq!(events(&received(&sock), "token_revoke").len(), 1);
+}
+
+// Regression: without /dev/log every non-terminal CLI call printed a syslog warning.
+#[test]
+fn a_command_without_a_syslog_socket_is_quiet() {
+    let d = TestDaemon::configure(
+        "open",
+        &[
+            ("POSTERN_LOG__TARGET", "auto"),
+            ("POSTERN_LOG__SYSLOG_SOCKET", "/nonexistent/log"),
+        ],
+    );
+    let out = d.cli(&["user", "add", "bob@example.org", "--random"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stderr(&out), "");
+    // Asked for syslog by name, its absence is worth one line.
+    let out = d
+        .command()
+        .args(["user", "list"])
+        .env("POSTERN_LOG__TARGET", "syslog")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stderr(&out),
+        "postern: cannot reach syslog at /nonexistent/log (Initialization error: Io error: No such file or directory (os error 2)); logging to stderr\n"
+    );
+}
+
+// Regression: outside systemd, `runuser -u postern -- postern serve` failed with a bare
+// "Permission denied" when /run/postern did not exist.
+#[test]
+fn serve_without_its_socket_directory_says_which_and_what_to_do() {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run serve as another user");
+        return;
+    }
+    let d = offline("open");
+    // A database directory the unprivileged user owns; sockets under a root-owned one.
+    let db_dir = d.dir.join("db");
+    std::fs::create_dir(&db_dir).expect("mkdir");
+    let nobody = nix::unistd::Uid::from_raw(65534);
+    nix::unistd::chown(&db_dir, Some(nobody), None).expect("chown");
+    let run_dir = d.dir.join("run/postern");
+    let out = d
+        .command()
+        .arg("serve")
+        .env("POSTERN_DATABASE__PATH", db_dir.join("postern.db"))
+        .env("POSTERN_LISTEN__DICT", run_dir.join("dict.sock"))
+        .env("POSTERN_LOG__TARGET", "stderr")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run serve");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "postern: socket {}: its directory {} does not exist and cannot be created (Permission denied (os error 13)); under systemd",
+            run_dir.join("dict.sock").display(),
+            run_dir.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "install -d -o postern -g postern -m 0750 {}",
+            run_dir.display()
+        )),
+        "{err}"
+    );
+}
+
+// Reported: the start line said `listeners=3` with four listeners and named no paths.
+#[test]
+fn the_start_line_counts_and_names_every_listener() {
+    let d = TestDaemon::start("open");
+    let log = d.log();
+    let expected = format!(
+        "event=start version={} listeners=5 dict={} auth={} policy={} http={} auth_http={}",
+        env!("CARGO_PKG_VERSION"),
+        d.dict_socket.display(),
+        d.auth_socket.display(),
+        d.policy_socket.display(),
+        d.http,
+        d.auth_http
+    );
+    assert!(log.contains(&expected), "{expected}\nnot in:\n{log}");
 }

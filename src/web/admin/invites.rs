@@ -174,7 +174,13 @@ async fn revoke_invite(
         .accounts()
         .revoke_token(&admin.actor(), &id)
         .await
-        .map(|row| format!("Invite {} is revoked.", row.id))
+        .map(|(row, revoked)| {
+            if revoked {
+                format!("Invite {} is revoked.", row.id)
+            } else {
+                format!("Invite {} was already revoked.", row.id)
+            }
+        })
         .map_err(|e| error_text(&e));
     done(&state, &admin, "/admin/invites", result)
 }
