@@ -14,7 +14,8 @@
 //!
 //! One module per command group, as the clap tree has them: `user.rs`, `token.rs`,
 //! `quota.rs`, `maintenance.rs` (maintenance run, stats), `import.rs`, `blocklist.rs`,
-//! `registration.rs`, `config.rs`, `serve.rs`, `assets.rs` (generate-assets); `output.rs`
+//! `registration.rs`, `config.rs`, `serve.rs`, `status.rs` (asks the daemon),
+//! `assets.rs` (generate-assets); `output.rs`
 //! renders the core's views as text and JSON; `failure.rs` maps errors to exit codes;
 //! `privileges.rs` switches to the database owner.
 
@@ -30,6 +31,7 @@ mod privileges;
 mod quota;
 mod registration;
 mod serve;
+mod status;
 mod token;
 mod user;
 
@@ -97,6 +99,12 @@ pub enum Command {
     /// Show or check the effective configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Ask the running daemon (through listen.metrics) how it is: exit 0 healthy,
+    /// 1 unhealthy, 3 unreachable.
+    Status {
+        #[command(flatten)]
+        json: Json,
+    },
     /// Move the accounts database to PostgreSQL.
     #[command(subcommand)]
     Database(database::DatabaseCmd),
@@ -131,6 +139,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::GenerateAssets { dir } => assets::generate(dir, &mut out),
         Command::Config(cmd) => config::run(&cli, cmd, &mut out),
         Command::Serve => serve::run(&cli),
+        Command::Status { json } => status::run(&cli, json.json, &mut out),
         Command::Database(cmd) => database::run(&cli, cmd, &mut out),
         _ => admin_command(&cli, &mut out),
     };
@@ -197,6 +206,7 @@ async fn dispatch(
         Command::Blocklist(cmd) => blocklist::run(accounts, cmd, out).await,
         Command::Registration(cmd) => registration::run(accounts, cmd, out).await,
         Command::Serve
+        | Command::Status { .. }
         | Command::Config(_)
         | Command::Database(_)
         | Command::GenerateAssets { .. } => Ok(()),
