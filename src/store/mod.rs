@@ -64,7 +64,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Runs one store operation, counting it, its failure and its time under its name
 /// (`postern_store_operations_total{op=...}`); the call site keeps its handle, so only
-/// the first call takes a lock.
+/// its first call takes a lock. Written `timed! { "op", match self { ... } }`.
 macro_rules! timed {
     ($op:literal, $call:expr) => {{
         static OP: std::sync::OnceLock<&'static crate::metrics::StoreOp> =
@@ -310,13 +310,10 @@ impl Store {
 
     /// The account at `address`, with its blocklist entry (a point read).
     pub async fn account(&self, address: &str) -> Result<Option<AccountRow>> {
-        timed!(
-            "account",
-            match self {
-                Store::Sqlite(s) => s.account(address).await,
-                Store::Postgres(p) => p.account(address).await,
-            }
-        )
+        timed! { "account", match self {
+            Store::Sqlite(s) => s.account(address).await,
+            Store::Postgres(p) => p.account(address).await,
+        }}
     }
 
     /// Accounts in address order; `blocked_only` keeps those on the blocklist, `search`
@@ -326,24 +323,18 @@ impl Store {
         blocked_only: bool,
         search: Option<String>,
     ) -> Result<Vec<AccountRow>> {
-        timed!(
-            "accounts",
-            match self {
-                Store::Sqlite(s) => s.accounts(blocked_only, search).await,
-                Store::Postgres(p) => p.accounts(blocked_only, search).await,
-            }
-        )
+        timed! { "accounts", match self {
+            Store::Sqlite(s) => s.accounts(blocked_only, search).await,
+            Store::Postgres(p) => p.accounts(blocked_only, search).await,
+        }}
     }
 
     /// Every unblocked account address in order (Dovecot's userdb iteration).
     pub async fn addresses(&self) -> Result<Vec<String>> {
-        timed!(
-            "addresses",
-            match self {
-                Store::Sqlite(s) => s.addresses().await,
-                Store::Postgres(p) => p.addresses().await,
-            }
-        )
+        timed! { "addresses", match self {
+            Store::Sqlite(s) => s.addresses().await,
+            Store::Postgres(p) => p.addresses().await,
+        }}
     }
 
     /// Inserts an account, consuming an invite and granting admin in the same
@@ -352,92 +343,68 @@ impl Store {
         &self,
         new: NewAccount,
     ) -> Result<std::result::Result<Created, CreateRefusal>> {
-        timed!(
-            "create_account",
-            match self {
-                Store::Sqlite(s) => s.create_account(new).await,
-                Store::Postgres(p) => p.create_account(new).await,
-            }
-        )
+        timed! { "create_account", match self {
+            Store::Sqlite(s) => s.create_account(new).await,
+            Store::Postgres(p) => p.create_account(new).await,
+        }}
     }
 
     /// Inserts many accounts in one transaction (imports, benchmarks), skipping addresses
     /// that exist or are blocked; returns how many were inserted.
     pub async fn insert_many(&self, accounts: Vec<NewAccount>) -> Result<usize> {
-        timed!(
-            "insert_many",
-            match self {
-                Store::Sqlite(s) => s.insert_many(accounts).await,
-                Store::Postgres(p) => p.insert_many(accounts).await,
-            }
-        )
+        timed! { "insert_many", match self {
+            Store::Sqlite(s) => s.insert_many(accounts).await,
+            Store::Postgres(p) => p.insert_many(accounts).await,
+        }}
     }
 
     /// Records a successful login: first_login once, last_login when older than
     /// `min_interval` seconds.
     pub async fn record_login(&self, id: i64, now: i64, min_interval: i64) -> Result<()> {
-        timed!(
-            "record_login",
-            match self {
-                Store::Sqlite(s) => s.record_login(id, now, min_interval).await,
-                Store::Postgres(p) => p.record_login(id, now, min_interval).await,
-            }
-        )
+        timed! { "record_login", match self {
+            Store::Sqlite(s) => s.record_login(id, now, min_interval).await,
+            Store::Postgres(p) => p.record_login(id, now, min_interval).await,
+        }}
     }
 
     /// Replaces a password hash only if it is still `old`.
     pub async fn replace_hash(&self, id: i64, old: &str, new: &str) -> Result<bool> {
-        timed!(
-            "replace_hash",
-            match self {
-                Store::Sqlite(s) => s.replace_hash(id, old, new).await,
-                Store::Postgres(p) => p.replace_hash(id, old, new).await,
-            }
-        )
+        timed! { "replace_hash", match self {
+            Store::Sqlite(s) => s.replace_hash(id, old, new).await,
+            Store::Postgres(p) => p.replace_hash(id, old, new).await,
+        }}
     }
 
     /// Sets a new password hash; false when the account does not exist.
     pub async fn set_password_hash(&self, address: &str, hash: &str) -> Result<bool> {
-        timed!(
-            "set_password_hash",
-            match self {
-                Store::Sqlite(s) => s.set_password_hash(address, hash).await,
-                Store::Postgres(p) => p.set_password_hash(address, hash).await,
-            }
-        )
+        timed! { "set_password_hash", match self {
+            Store::Sqlite(s) => s.set_password_hash(address, hash).await,
+            Store::Postgres(p) => p.set_password_hash(address, hash).await,
+        }}
     }
 
     /// Sets how an account's quota is decided; false when there is no such account.
     pub async fn set_quota(&self, address: &str, quota: QuotaMode) -> Result<bool> {
-        timed!(
-            "set_quota",
-            match self {
-                Store::Sqlite(s) => s.set_quota(address, quota).await,
-                Store::Postgres(p) => p.set_quota(address, quota).await,
-            }
-        )
+        timed! { "set_quota", match self {
+            Store::Sqlite(s) => s.set_quota(address, quota).await,
+            Store::Postgres(p) => p.set_quota(address, quota).await,
+        }}
     }
 
     /// Sets or clears the admin flag; false when there is no such account.
     pub async fn set_admin(&self, address: &str, admin: bool) -> Result<bool> {
-        timed!(
-            "set_admin",
-            match self {
-                Store::Sqlite(s) => s.set_admin(address, admin).await,
-                Store::Postgres(p) => p.set_admin(address, admin).await,
-            }
-        )
+        timed! { "set_admin", match self {
+            Store::Sqlite(s) => s.set_admin(address, admin).await,
+            Store::Postgres(p) => p.set_admin(address, admin).await,
+        }}
     }
 
     /// Last login as Dovecot's last_login plugin reports it (never moves backwards).
     pub async fn set_last_login(&self, address: &str, at: i64) -> Result<bool> {
-        timed!(
-            "set_last_login",
-            match self {
-                Store::Sqlite(s) => s.set_last_login(address, at).await,
-                Store::Postgres(p) => p.set_last_login(address, at).await,
-            }
-        )
+        timed! { "set_last_login", match self {
+            Store::Sqlite(s) => s.set_last_login(address, at).await,
+            Store::Postgres(p) => p.set_last_login(address, at).await,
+        }}
     }
 
     /// Storage usage as quota_clone reports it; `None` leaves a value.
@@ -448,13 +415,10 @@ impl Store {
         messages: Option<i64>,
         now: i64,
     ) -> Result<bool> {
-        timed!(
-            "set_usage",
-            match self {
-                Store::Sqlite(s) => s.set_usage(address, bytes, messages, now).await,
-                Store::Postgres(p) => p.set_usage(address, bytes, messages, now).await,
-            }
-        )
+        timed! { "set_usage", match self {
+            Store::Sqlite(s) => s.set_usage(address, bytes, messages, now).await,
+            Store::Postgres(p) => p.set_usage(address, bytes, messages, now).await,
+        }}
     }
 
     /// Adds to the usage counters, never below zero.
@@ -465,13 +429,10 @@ impl Store {
         messages: i64,
         now: i64,
     ) -> Result<bool> {
-        timed!(
-            "add_usage",
-            match self {
-                Store::Sqlite(s) => s.add_usage(address, bytes, messages, now).await,
-                Store::Postgres(p) => p.add_usage(address, bytes, messages, now).await,
-            }
-        )
+        timed! { "add_usage", match self {
+            Store::Sqlite(s) => s.add_usage(address, bytes, messages, now).await,
+            Store::Postgres(p) => p.add_usage(address, bytes, messages, now).await,
+        }}
     }
 
     /// Removes an account and, in the same transaction, blocks its address unless
@@ -484,107 +445,80 @@ impl Store {
         now: i64,
         remove_home: Option<&Path>,
     ) -> Result<Option<AccountRow>> {
-        timed!(
-            "delete_account",
-            match self {
-                Store::Sqlite(s) => {
-                    s.delete_account(address, allow_reuse, reason, now, remove_home)
-                        .await
-                }
-                Store::Postgres(p) => {
-                    p.delete_account(address, allow_reuse, reason, now, remove_home)
-                        .await
-                }
+        timed! { "delete_account", match self {
+            Store::Sqlite(s) => {
+                s.delete_account(address, allow_reuse, reason, now, remove_home)
+                    .await
             }
-        )
+            Store::Postgres(p) => {
+                p.delete_account(address, allow_reuse, reason, now, remove_home)
+                    .await
+            }
+        }}
     }
 
     /// Every queued mail home, oldest first.
     pub async fn queued_homes(&self) -> Result<Vec<QueuedHome>> {
-        timed!(
-            "queued_homes",
-            match self {
-                Store::Sqlite(s) => s.queued_homes().await,
-                Store::Postgres(p) => p.queued_homes().await,
-            }
-        )
+        timed! { "queued_homes", match self {
+            Store::Sqlite(s) => s.queued_homes().await,
+            Store::Postgres(p) => p.queued_homes().await,
+        }}
     }
 
     /// The queued mail home of `address`, if there is one.
     pub async fn queued_home(&self, address: &str) -> Result<Option<QueuedHome>> {
-        timed!(
-            "queued_home",
-            match self {
-                Store::Sqlite(s) => s.queued_home(address).await,
-                Store::Postgres(p) => p.queued_home(address).await,
-            }
-        )
+        timed! { "queued_home", match self {
+            Store::Sqlite(s) => s.queued_home(address).await,
+            Store::Postgres(p) => p.queued_home(address).await,
+        }}
     }
 
     /// How many mail homes wait for removal.
     pub async fn queued_home_count(&self) -> Result<i64> {
-        timed!(
-            "queued_home_count",
-            match self {
-                Store::Sqlite(s) => s.queued_home_count().await,
-                Store::Postgres(p) => p.queued_home_count().await,
-            }
-        )
+        timed! { "queued_home_count", match self {
+            Store::Sqlite(s) => s.queued_home_count().await,
+            Store::Postgres(p) => p.queued_home_count().await,
+        }}
     }
 
     /// Takes an entry off the queue if it is still the one handled.
     pub async fn dequeue_home(&self, entry: &QueuedHome) -> Result<bool> {
-        timed!(
-            "dequeue_home",
-            match self {
-                Store::Sqlite(s) => s.dequeue_home(entry).await,
-                Store::Postgres(p) => p.dequeue_home(entry).await,
-            }
-        )
+        timed! { "dequeue_home", match self {
+            Store::Sqlite(s) => s.dequeue_home(entry).await,
+            Store::Postgres(p) => p.dequeue_home(entry).await,
+        }}
     }
 
     /// Puts an address on the blocklist (or updates its reason). True when it was new.
     pub async fn block(&self, address: &str, reason: Option<&str>, now: i64) -> Result<bool> {
-        timed!(
-            "block",
-            match self {
-                Store::Sqlite(s) => s.block(address, reason, now).await,
-                Store::Postgres(p) => p.block(address, reason, now).await,
-            }
-        )
+        timed! { "block", match self {
+            Store::Sqlite(s) => s.block(address, reason, now).await,
+            Store::Postgres(p) => p.block(address, reason, now).await,
+        }}
     }
 
     /// Takes an address off the blocklist. True when it was there.
     pub async fn unblock(&self, address: &str) -> Result<bool> {
-        timed!(
-            "unblock",
-            match self {
-                Store::Sqlite(s) => s.unblock(address).await,
-                Store::Postgres(p) => p.unblock(address).await,
-            }
-        )
+        timed! { "unblock", match self {
+            Store::Sqlite(s) => s.unblock(address).await,
+            Store::Postgres(p) => p.unblock(address).await,
+        }}
     }
 
     /// The blocklist entry of `address` (a point read).
     pub async fn blocklist_entry(&self, address: &str) -> Result<Option<BlockEntry>> {
-        timed!(
-            "blocklist_entry",
-            match self {
-                Store::Sqlite(s) => s.blocklist_entry(address).await,
-                Store::Postgres(p) => p.blocklist_entry(address).await,
-            }
-        )
+        timed! { "blocklist_entry", match self {
+            Store::Sqlite(s) => s.blocklist_entry(address).await,
+            Store::Postgres(p) => p.blocklist_entry(address).await,
+        }}
     }
 
     /// The whole blocklist in address order.
     pub async fn blocklist(&self) -> Result<Vec<BlockEntry>> {
-        timed!(
-            "blocklist",
-            match self {
-                Store::Sqlite(s) => s.blocklist().await,
-                Store::Postgres(p) => p.blocklist().await,
-            }
-        )
+        timed! { "blocklist", match self {
+            Store::Sqlite(s) => s.blocklist().await,
+            Store::Postgres(p) => p.blocklist().await,
+        }}
     }
 
     /// Stores an invite (its code's hash); returns its id.
@@ -596,30 +530,24 @@ impl Store {
         expires_at: Option<i64>,
         now: i64,
     ) -> Result<i64> {
-        timed!(
-            "create_token",
-            match self {
-                Store::Sqlite(s) => {
-                    s.create_token(code_hash, comment, max_uses, expires_at, now)
-                        .await
-                }
-                Store::Postgres(p) => {
-                    p.create_token(code_hash, comment, max_uses, expires_at, now)
-                        .await
-                }
+        timed! { "create_token", match self {
+            Store::Sqlite(s) => {
+                s.create_token(code_hash, comment, max_uses, expires_at, now)
+                    .await
             }
-        )
+            Store::Postgres(p) => {
+                p.create_token(code_hash, comment, max_uses, expires_at, now)
+                    .await
+            }
+        }}
     }
 
     /// Every invite in id order.
     pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
-        timed!(
-            "tokens",
-            match self {
-                Store::Sqlite(s) => s.tokens().await,
-                Store::Postgres(p) => p.tokens().await,
-            }
-        )
+        timed! { "tokens", match self {
+            Store::Sqlite(s) => s.tokens().await,
+            Store::Postgres(p) => p.tokens().await,
+        }}
     }
 
     /// The invite with this id or this code hash.
@@ -628,112 +556,82 @@ impl Store {
         id: Option<i64>,
         code_hash: Option<&[u8; 32]>,
     ) -> Result<Option<TokenRow>> {
-        timed!(
-            "token",
-            match self {
-                Store::Sqlite(s) => s.token(id, code_hash).await,
-                Store::Postgres(p) => p.token(id, code_hash).await,
-            }
-        )
+        timed! { "token", match self {
+            Store::Sqlite(s) => s.token(id, code_hash).await,
+            Store::Postgres(p) => p.token(id, code_hash).await,
+        }}
     }
 
     /// Revokes an invite; true when it existed and was not yet revoked.
     pub async fn revoke_token(&self, id: i64, now: i64) -> Result<bool> {
-        timed!(
-            "revoke_token",
-            match self {
-                Store::Sqlite(s) => s.revoke_token(id, now).await,
-                Store::Postgres(p) => p.revoke_token(id, now).await,
-            }
-        )
+        timed! { "revoke_token", match self {
+            Store::Sqlite(s) => s.revoke_token(id, now).await,
+            Store::Postgres(p) => p.revoke_token(id, now).await,
+        }}
     }
 
     /// Invites that stopped working before `cutoff` and that no account refers to.
     pub async fn dead_tokens(&self, cutoff: i64) -> Result<Vec<i64>> {
-        timed!(
-            "dead_tokens",
-            match self {
-                Store::Sqlite(s) => s.dead_tokens(cutoff).await,
-                Store::Postgres(p) => p.dead_tokens(cutoff).await,
-            }
-        )
+        timed! { "dead_tokens", match self {
+            Store::Sqlite(s) => s.dead_tokens(cutoff).await,
+            Store::Postgres(p) => p.dead_tokens(cutoff).await,
+        }}
     }
 
     /// Deletes invites by id; returns how many went.
     pub async fn delete_tokens(&self, ids: Vec<i64>) -> Result<usize> {
-        timed!(
-            "delete_tokens",
-            match self {
-                Store::Sqlite(s) => s.delete_tokens(ids).await,
-                Store::Postgres(p) => p.delete_tokens(ids).await,
-            }
-        )
+        timed! { "delete_tokens", match self {
+            Store::Sqlite(s) => s.delete_tokens(ids).await,
+            Store::Postgres(p) => p.delete_tokens(ids).await,
+        }}
     }
 
     /// Accounts whose last login is before `before` (administrators never).
     pub async fn inactive_accounts(&self, before: i64) -> Result<Vec<String>> {
-        timed!(
-            "inactive_accounts",
-            match self {
-                Store::Sqlite(s) => s.inactive_accounts(before).await,
-                Store::Postgres(p) => p.inactive_accounts(before).await,
-            }
-        )
+        timed! { "inactive_accounts", match self {
+            Store::Sqlite(s) => s.inactive_accounts(before).await,
+            Store::Postgres(p) => p.inactive_accounts(before).await,
+        }}
     }
 
     /// Web or invite accounts never logged in, created before `before`.
     pub async fn unused_accounts(&self, before: i64) -> Result<Vec<String>> {
-        timed!(
-            "unused_accounts",
-            match self {
-                Store::Sqlite(s) => s.unused_accounts(before).await,
-                Store::Postgres(p) => p.unused_accounts(before).await,
-            }
-        )
+        timed! { "unused_accounts", match self {
+            Store::Sqlite(s) => s.unused_accounts(before).await,
+            Store::Postgres(p) => p.unused_accounts(before).await,
+        }}
     }
 
     /// Accounts whose usage was not reported since `before`.
     pub async fn stale_usage(&self, before: i64) -> Result<Vec<String>> {
-        timed!(
-            "stale_usage",
-            match self {
-                Store::Sqlite(s) => s.stale_usage(before).await,
-                Store::Postgres(p) => p.stale_usage(before).await,
-            }
-        )
+        timed! { "stale_usage", match self {
+            Store::Sqlite(s) => s.stale_usage(before).await,
+            Store::Postgres(p) => p.stale_usage(before).await,
+        }}
     }
 
     /// Counts for `postern stats`.
     pub async fn stats(&self, now: i64) -> Result<StoreStats> {
-        timed!(
-            "stats",
-            match self {
-                Store::Sqlite(s) => s.stats(now).await,
-                Store::Postgres(p) => p.stats(now).await,
-            }
-        )
+        timed! { "stats", match self {
+            Store::Sqlite(s) => s.stats(now).await,
+            Store::Postgres(p) => p.stats(now).await,
+        }}
     }
 
     /// A run-time setting (a point read).
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
-        timed!(
-            "setting",
-            match self {
-                Store::Sqlite(s) => s.setting(key).await,
-                Store::Postgres(p) => p.setting(key).await,
-            }
-        )
+        timed! { "setting", match self {
+            Store::Sqlite(s) => s.setting(key).await,
+            Store::Postgres(p) => p.setting(key).await,
+        }}
     }
 
     /// Stores a run-time setting (`None` removes it).
     pub async fn set_setting(&self, key: &str, value: Option<&str>) -> Result<()> {
-        timed!(
-            "set_setting",
-            match self {
-                Store::Sqlite(s) => s.set_setting(key, value).await,
-                Store::Postgres(p) => p.set_setting(key, value).await,
-            }
-        )
+        timed! { "set_setting", match self {
+            Store::Sqlite(s) => s.set_setting(key, value).await,
+            Store::Postgres(p) => p.set_setting(key, value).await,
+        }}
     }
 }
 
