@@ -100,7 +100,7 @@ fn try_passdb(socket: &Path, user: &str, password: &str) -> Option<String> {
 }
 
 /// SASL PLAIN over the auth socket as Postfix sends it; the reply line.
-fn sasl(d: &TestDaemon, user: &str, password: &str) -> String {
+pub(crate) fn sasl(d: &TestDaemon, user: &str, password: &str) -> String {
     let s = UnixStream::connect(&d.auth_socket).expect("connect auth");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
