@@ -304,14 +304,16 @@ impl Metrics {
         self.counts.mark_stale();
     }
 
-    /// A sign-up was refused for `reason` (one of [`SIGNUP_REFUSALS`]).
+    /// A sign-up was refused for `reason` (`closed`, `invite_required`,
+    /// `invite_invalid`, `address`, `password`, `taken`, `limited`, `temp_fail`).
     pub fn signup_refused(&self, reason: &str) {
         if let Some(i) = index_of(&SIGNUP_REFUSALS, reason) {
             inc(&self.signups_refused[i]);
         }
     }
 
-    /// A policy request was answered with `action` (one of [`POLICY_ACTIONS`]).
+    /// A policy request was answered with `action` (`dunno`, `reject_blocked`,
+    /// `reject_unknown`, `full`, `sender_blocked`, `rate`, `defer`).
     pub fn policy(&self, action: &str) {
         if let Some(i) = index_of(&POLICY_ACTIONS, action) {
             inc(&self.policy[i]);
@@ -601,28 +603,29 @@ impl Exposition {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        {
-            let mut e = d.encode_descriptor(
-                "store_operations",
-                "Database operations, by operation",
-                None,
-                MetricType::Counter,
-            )?;
+        let per_op = |d: &mut DescriptorEncoder,
+                      name: &str,
+                      help: &str,
+                      value: fn(&StoreOp) -> &AtomicU64|
+         -> Result<(), std::fmt::Error> {
+            let mut e = d.encode_descriptor(name, help, None, MetricType::Counter)?;
             for op in &ops {
-                counter(&mut e.encode_family(&[("op", op.name)])?, load(&op.calls))?;
+                counter(&mut e.encode_family(&[("op", op.name)])?, load(value(op)))?;
             }
-        }
-        {
-            let mut e = d.encode_descriptor(
-                "store_errors",
-                "Database operations that failed, by operation",
-                None,
-                MetricType::Counter,
-            )?;
-            for op in &ops {
-                counter(&mut e.encode_family(&[("op", op.name)])?, load(&op.errors))?;
-            }
-        }
+            Ok(())
+        };
+        per_op(
+            d,
+            "store_operations",
+            "Database operations, by operation",
+            |op| &op.calls,
+        )?;
+        per_op(
+            d,
+            "store_errors",
+            "Database operations that failed, by operation",
+            |op| &op.errors,
+        )?;
         {
             let mut e = d.encode_descriptor(
                 "store_operation_duration",

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::faults::sasl;
 use crate::policy::{block, PolicyClient};
+use crate::support::dovecot::{login_ok, login_refused, Dovecot};
 use crate::support::{free_port, passdb_once, TestDaemon};
 
 const PW: &str = "correct horse battery";
@@ -19,6 +20,46 @@ const RULES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/packaging/examples/prometheus-postern-rules.yml"
 );
+const SCRAPE_CONFIG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/packaging/examples/prometheus-postern.yml"
+);
+const MONITORING_MD: &str = include_str!("../../docs/monitoring.md");
+
+/// Fails the test, saying how to install it, when Debian's Prometheus is missing.
+fn need(binary: &str) {
+    assert!(
+        Path::new(binary).exists(),
+        "{binary} is missing: run .ci/prometheus.sh"
+    );
+}
+
+/// Runs `promtool args...` with `input` on its standard input; fails the test unless it
+/// succeeds. Returns what it printed.
+fn promtool(args: &[&str], input: &str) -> String {
+    let mut child = Command::new(PROMTOOL)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), input.as_bytes())
+        .expect("write");
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool {args:?}: {}\n{said}",
+        out.status
+    );
+    said
+}
 
 /// A daemon in open mode with `listen.metrics` on a free port.
 fn daemon() -> (TestDaemon, String) {
@@ -211,34 +252,13 @@ fn each_counter_shows_exactly_what_was_done() {
 
 #[test]
 fn promtool_checks_the_exposition_in_both_formats_and_the_shipped_rules() {
-    if !Path::new(PROMTOOL).exists() {
-        panic!("{PROMTOOL} is missing: run .ci/prometheus.sh");
-    }
+    need(PROMTOOL);
     let (d, metrics) = daemon();
     scripted_traffic(&d);
     let text = scrape(&metrics);
     assert!(text.contains("postern_store_operation_duration_seconds_bucket"));
-    let check = |input: &str| {
-        let mut child = Command::new(PROMTOOL)
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("promtool");
-        std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), input.as_bytes())
-            .expect("write");
-        drop(child.stdin.take());
-        child.wait_with_output().expect("promtool")
-    };
-    let out = check(&text);
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // No lint either: names, units, suffixes and help texts as Prometheus wants them.
+    assert_eq!(promtool(&["check", "metrics"], &text), "");
     // OpenMetrics, when the scraper asks for it, ends with # EOF.
     let agent = ureq::AgentBuilder::new().build();
     let om = agent
@@ -253,18 +273,22 @@ fn promtool_checks_the_exposition_in_both_formats_and_the_shipped_rules() {
     assert!(om.ends_with("# EOF\n"), "{om}");
     assert!(om.contains("postern_logins_total{service=\"dict\",result=\"ok\"} 3\n"));
 
-    let out = Command::new(PROMTOOL)
-        .args(["check", "rules", RULES])
-        .output()
-        .expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check rules: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = promtool(&["check", "rules", RULES], "");
     assert!(said.contains("SUCCESS: 6 rules found"), "{said}");
+
+    // The shipped scrape configuration, with the rules where it expects them.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("prometheus.yml");
+    let text = std::fs::read_to_string(SCRAPE_CONFIG).expect("read the example");
+    assert!(text.contains("/etc/prometheus/prometheus-postern-rules.yml"));
+    std::fs::write(
+        &config,
+        text.replace("/etc/prometheus/prometheus-postern-rules.yml", RULES),
+    )
+    .expect("write");
+    let config = config.display().to_string();
+    let said = promtool(&["check", "config", &config], "");
+    assert!(said.contains("SUCCESS: 1 rule files found"), "{said}");
 }
 
 /// Debian's Prometheus on a free loopback port, scraping `target` each second, with its
@@ -363,9 +387,7 @@ impl Drop for Prometheus {
 
 #[test]
 fn prometheus_scrapes_the_login_and_policy_counts_the_test_caused() {
-    if !Path::new(PROMETHEUS).exists() {
-        panic!("{PROMETHEUS} is missing: run .ci/prometheus.sh");
-    }
+    need(PROMETHEUS);
     let (d, metrics) = daemon();
     scripted_traffic(&d);
     let prometheus = Prometheus::start(&metrics);
@@ -472,4 +494,121 @@ fn readyz_is_503_while_the_database_is_gone_and_status_exits_0_1_3() {
         String::from_utf8_lossy(&out.stderr).contains("cannot be reached"),
         "{out:?}"
     );
+}
+
+/// The text block of docs/monitoring.md that starts with `first_line`.
+fn docs_block(first_line: &str) -> String {
+    let start = MONITORING_MD
+        .find(&format!("```text\n{first_line}"))
+        .expect("the block in docs/monitoring.md")
+        + "```text\n".len();
+    let len = MONITORING_MD[start..].find("```").expect("its end");
+    MONITORING_MD[start..start + len].to_owned()
+}
+
+#[test]
+fn dovecots_own_metrics_scrape_beside_posterns_with_the_documented_lines() {
+    let (d, metrics) = daemon();
+    let dovecot = Dovecot::start(&d);
+    let port = free_port();
+    let lines = docs_block("service stats {");
+    assert!(lines.contains("port = 9900"), "{lines}");
+    std::fs::write(
+        dovecot
+            .config
+            .with_file_name("conf.d")
+            .join("95-metrics.conf"),
+        lines.replace("port = 9900", &format!("port = {port}")),
+    )
+    .expect("write 95-metrics.conf");
+    let out = dovecot.doveadm(&["reload"]);
+    assert!(out.status.success(), "doveadm reload: {out:?}");
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ureq::get(&url).call().is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "Dovecot's stats listener did not answer:\n{}",
+            dovecot.log_contents()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    login_ok(&dovecot, "dave@example.org", PW);
+    login_ok(&dovecot, "dave@example.org", PW);
+    login_refused(&dovecot, "dave@example.org", "wrong password 3");
+    let dovecot_sample = |series: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, text) = get(&url);
+            let v = text
+                .lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+                .and_then(|v| v.parse::<f64>().ok());
+            match v {
+                Some(v) => return v,
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+                None => panic!("no {series} in Dovecot's metrics:\n{text}"),
+            }
+        }
+    };
+    // What Dovecot accepted and refused is what postern answered its passdb.
+    let ok = dovecot_sample("dovecot_auth_success_total");
+    let refused = dovecot_sample("dovecot_auth_failure_total");
+    let text = scrape(&metrics);
+    assert_eq!(ok, 2.0);
+    assert_eq!(refused, 1.0);
+    assert_eq!(
+        sample(
+            &text,
+            "postern_logins_total{service=\"dict\",result=\"ok\"}"
+        ),
+        ok
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "postern_logins_total{service=\"dict\",result=\"bad_password\"}"
+        ),
+        refused
+    );
+}
+
+#[test]
+fn on_a_unix_socket_the_listener_serves_the_exposition_and_postern_status() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let socket = tmp.path().join("metrics.sock");
+    let socket_text = socket.display().to_string();
+    let d = TestDaemon::start_with("open", &[("POSTERN_LISTEN__METRICS", &socket_text)]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "no metrics socket:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(passdb_once(&d.dict_socket, "erin@example.org", PW).starts_with('O'));
+    let mut s = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+    std::io::Write::write_all(
+        &mut s,
+        b"GET /metrics HTTP/1.1\r\nHost: postern\r\nConnection: close\r\n\r\n",
+    )
+    .expect("write");
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut s, &mut answer).expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    let (_, text) = answer.split_once("\r\n\r\n").expect("a body");
+    assert_eq!(
+        sample(text, "postern_logins_total{service=\"dict\",result=\"ok\"}"),
+        1.0
+    );
+    let out = d.cli(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let metrics = json["listeners"]
+        .as_array()
+        .expect("listeners")
+        .iter()
+        .find(|l| l["key"] == "metrics")
+        .expect("the metrics listener");
+    assert_eq!(metrics["address"], socket_text.as_str());
+    drop(d);
+    assert!(!socket.exists(), "the socket file is removed at stop");
 }
