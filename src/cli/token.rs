@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::output::{print_json, token_json, when};
 use super::{Failure, Json};
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, Actor};
 use crate::config::Seconds;
 
 #[derive(Debug, Subcommand)]
@@ -49,6 +49,7 @@ pub enum TokenCmd {
 
 pub(super) async fn run(
     accounts: &Accounts,
+    actor: &Actor,
     cmd: &TokenCmd,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
@@ -69,7 +70,7 @@ pub(super) async fn run(
                 .transpose()
                 .map_err(Failure::refused)?;
             let (row, code) = accounts
-                .create_token(*uses, expires, comment.clone())
+                .create_token(actor, *uses, expires, comment.clone())
                 .await?;
             let link = accounts.signup_link(&code);
             if json.json {
@@ -126,7 +127,7 @@ pub(super) async fn run(
             }
         }
         TokenCmd::Revoke { code_or_id } => {
-            let row = accounts.revoke_token(code_or_id).await?;
+            let row = accounts.revoke_token(actor, code_or_id).await?;
             writeln!(out, "revoked invite {}", row.id)?;
         }
     }

@@ -140,7 +140,7 @@ async fn create_invite(
     };
     match state
         .accounts()
-        .create_token(form.uses, form.expires, form.comment)
+        .create_token(&admin.actor(), form.uses, form.expires, form.comment)
         .await
     {
         Ok((row, code)) => {
@@ -172,7 +172,7 @@ async fn revoke_invite(
     }
     let result = state
         .accounts()
-        .revoke_token(&id)
+        .revoke_token(&admin.actor(), &id)
         .await
         .map(|row| format!("Invite {} is revoked.", row.id))
         .map_err(|e| error_text(&e));
