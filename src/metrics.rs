@@ -17,7 +17,6 @@
 //! postern_build_info{version="0.1.0"} 1
 //! ```
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -147,16 +146,13 @@ pub struct StoreOp {
 }
 
 impl StoreOp {
-    /// Runs `op`, counting it, its failure and its time.
-    pub async fn time<T, E>(&self, op: impl Future<Output = Result<T, E>>) -> Result<T, E> {
-        let start = Instant::now();
-        let result = op.await;
-        self.seconds.observe(start.elapsed());
+    /// Counts one call that began at `started`, and its failure.
+    pub fn record(&self, started: Instant, failed: bool) {
+        self.seconds.observe(started.elapsed());
         self.calls.fetch_add(1, Ordering::Relaxed);
-        if result.is_err() {
+        if failed {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
-        result
     }
 }
 

@@ -64,14 +64,19 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Runs one store operation, counting it, its failure and its time under its name
 /// (`postern_store_operations_total{op=...}`); the call site keeps its handle, so only
-/// its first call takes a lock. Written `timed! { "op", match self { ... } }`.
+/// its first call takes a lock. Written `timed! { "op", match self { ... } }`. The
+/// operation is awaited right in the method's own future, not wrapped in another: a
+/// wrapper would copy every store future into a larger one, and the connection tasks
+/// that hold them grow with each layer.
 macro_rules! timed {
     ($op:literal, $call:expr) => {{
         static OP: std::sync::OnceLock<&'static crate::metrics::StoreOp> =
             std::sync::OnceLock::new();
+        let started = std::time::Instant::now();
+        let result = $call;
         OP.get_or_init(|| crate::metrics::store_op($op))
-            .time(async { $call })
-            .await
+            .record(started, result.is_err());
+        result
     }};
 }
 
