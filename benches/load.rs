@@ -6,6 +6,7 @@
 //! cargo bench --bench load                       # 100 000 accounts, 5 s per phase
 //! cargo bench --bench load -- --accounts 20000 --seconds 3 --clients 4
 //! cargo bench --bench load -- --only policy,get_new   # some phases (names below)
+//! cargo bench --bench load -- --metrics          # listen.metrics on, scraped each second
 //! ```
 //!
 //! Phases: userdb lookups (one new connection per lookup, as Dovecot 2.3 does);
@@ -40,6 +41,8 @@ struct Options {
     clients: usize,
     /// Phases to run; empty: all.
     only: Vec<String>,
+    /// Serve `listen.metrics` and scrape it once a second, as Prometheus would.
+    metrics: bool,
 }
 
 const PHASES: [&str; 7] = [
@@ -58,6 +61,7 @@ fn options() -> Options {
         seconds: 5,
         clients: 4,
         only: Vec::new(),
+        metrics: false,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -71,6 +75,11 @@ fn options() -> Options {
                 i += 1;
                 continue;
             }
+            ("--metrics", _) => {
+                o.metrics = true;
+                i += 1;
+                continue;
+            }
             ("--only", _) if i + 1 < args.len() => {
                 o.only = args[i + 1].split(',').map(str::to_owned).collect();
                 if let Some(bad) = o.only.iter().find(|p| !PHASES.contains(&p.as_str())) {
@@ -79,7 +88,7 @@ fn options() -> Options {
                 }
             }
             (other, _) => {
-                eprintln!("unknown or incomplete option {other}; use --accounts N --seconds S --clients C --only P,Q");
+                eprintln!("unknown or incomplete option {other}; use --accounts N --seconds S --clients C --only P,Q --metrics");
                 std::process::exit(2);
             }
         }
@@ -100,6 +109,10 @@ fn main() {
     let auth_socket = dir.path().join("auth.sock");
     let policy_socket = dir.path().join("policy.sock");
     let http_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").to_string()
+    };
+    let metrics_addr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
         l.local_addr().expect("addr").to_string()
     };
@@ -149,7 +162,16 @@ fn main() {
         ),
     )
     .expect("config");
+    if o.metrics {
+        let text = std::fs::read_to_string(&config).expect("config");
+        let text = text.replace(
+            "[listen]\n",
+            &format!("[listen]\nmetrics = \"{metrics_addr}\"\n"),
+        );
+        std::fs::write(&config, text).expect("config");
+    }
     let mut daemon = Daemon::start(&config, &socket);
+    let scraper = o.metrics.then(|| Scraper::start(&metrics_addr));
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
@@ -271,12 +293,17 @@ fn main() {
     let rss_end = daemon.rss_kib("VmRSS:");
     let (anon_end, file_end) = (daemon.rss_kib("RssAnon:"), daemon.rss_kib("RssFile:"));
     let hwm = daemon.rss_kib("VmHWM:");
+    let scrapes = scraper.map(Scraper::stop);
     daemon.stop();
 
     println!("| measurement | result |");
     println!("|---|---|");
     println!("| accounts in the database | {} |", o.accounts);
     println!("| client threads | {} |", o.clients);
+    match scrapes {
+        Some(n) => println!("| listen.metrics | on, {n} scrapes (one a second) |"),
+        None => println!("| listen.metrics | off |"),
+    }
     let db_mib = std::fs::metadata(&db).map_or(0.0, |m| m.len() as f64 / (1024.0 * 1024.0));
     println!("| database file | {db_mib:.1} MiB |");
     let row = |what: &str, result: Option<String>| {
@@ -574,5 +601,39 @@ impl Daemon {
             nix::sys::signal::Signal::SIGTERM,
         );
         let _ = self.child.wait();
+    }
+}
+
+/// A Prometheus stand-in: `GET /metrics` once a second on a new connection.
+struct Scraper {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl Scraper {
+    fn start(addr: &str) -> Scraper {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, addr) = (stop.clone(), addr.to_owned());
+        let thread = std::thread::spawn(move || {
+            let mut scrapes = 0;
+            while !flag.load(Ordering::Relaxed) {
+                let mut s = std::net::TcpStream::connect(&addr).expect("connect metrics");
+                s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .expect("scrape");
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut s, &mut text).expect("read scrape");
+                assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+                assert!(text.contains("postern_policy_decisions_total"), "{text}");
+                scrapes += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            scrapes
+        });
+        Scraper { stop, thread }
+    }
+
+    fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("scraper")
     }
 }

@@ -177,6 +177,9 @@ pub struct Listen {
     pub http_socket: Option<PathBuf>,
     /// Loopback HTTP auth API for Dovecot 2.4's Lua passdb/userdb: `127.0.0.1:port`.
     pub auth_http: Option<String>,
+    /// `GET /metrics` (Prometheus), `/healthz`, `/readyz` and `postern status`: a
+    /// loopback `host:port` or an absolute Unix socket path. Off when unset.
+    pub metrics: Option<String>,
     /// Permission bits of every socket file without its own `[listen.sockets.*] mode`.
     pub socket_mode: SocketMode,
     pub socket_owner: Option<String>,
@@ -197,6 +200,7 @@ impl Default for Listen {
             http: None,
             http_socket: None,
             auth_http: None,
+            metrics: None,
             socket_mode: SocketMode::default(),
             socket_owner: None,
             socket_group: None,
@@ -206,7 +210,45 @@ impl Default for Listen {
     }
 }
 
+/// Where `listen.metrics` listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsAddress<'a> {
+    Unix(&'a Path),
+    Tcp(&'a str),
+}
+
 impl Listen {
+    /// `listen.metrics`, told apart: a path starts with `/`, anything else is `host:port`.
+    pub fn metrics_address(&self) -> Option<MetricsAddress<'_>> {
+        let value = self.metrics.as_deref()?;
+        Some(if value.starts_with('/') {
+            MetricsAddress::Unix(Path::new(value))
+        } else {
+            MetricsAddress::Tcp(value)
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(MetricsAddress::Tcp(addr)) = self.metrics_address() {
+            let loopback = match addr.parse::<std::net::SocketAddr>() {
+                Ok(a) => a.ip().is_loopback(),
+                Err(_) => addr
+                    .strip_prefix("localhost:")
+                    .is_some_and(|port| port.parse::<u16>().is_ok()),
+            };
+            if !loopback {
+                return Err(invalid(
+                    "listen.metrics",
+                    format!(
+                        "`{addr}` must be a loopback address such as \"127.0.0.1:8027\" \
+                         or an absolute Unix socket path"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The effective permissions of one socket: its own settings, else the shared ones.
     pub fn access(&self, own: &SocketAccess) -> SocketPerms {
         SocketPerms {
@@ -1244,6 +1286,7 @@ impl Config {
         }
         self.domains = normalized;
         self.database.validate()?;
+        self.listen.validate()?;
         if let Some(url) = &self.http.public_url {
             let lower = url.to_ascii_lowercase();
             if !(lower.starts_with("https://") || lower.starts_with("http://")) {
@@ -1540,5 +1583,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("database.password_file"), "{e}");
+    }
+
+    #[test]
+    fn listen_metrics_is_off_by_default_and_takes_a_loopback_address_or_a_path() {
+        let c = load_str("domains = [\"a.org\"]\n").expect("ok");
+        assert_eq!(c.listen.metrics, None);
+        assert_eq!(c.listen.metrics_address(), None);
+        for (value, want) in [
+            ("127.0.0.1:8027", MetricsAddress::Tcp("127.0.0.1:8027")),
+            ("[::1]:8027", MetricsAddress::Tcp("[::1]:8027")),
+            ("localhost:8027", MetricsAddress::Tcp("localhost:8027")),
+            (
+                "/run/postern/metrics.sock",
+                MetricsAddress::Unix(Path::new("/run/postern/metrics.sock")),
+            ),
+        ] {
+            let c = load_str(&format!(
+                "domains = [\"a.org\"]\n[listen]\nmetrics = \"{value}\"\n"
+            ))
+            .expect(value);
+            assert_eq!(c.listen.metrics_address(), Some(want), "{value}");
+        }
+        for value in [
+            "0.0.0.0:8027",
+            "192.0.2.1:8027",
+            "metrics.example:8027",
+            "localhost:x",
+        ] {
+            let e = load_str(&format!(
+                "domains = [\"a.org\"]\n[listen]\nmetrics = \"{value}\"\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("listen.metrics") && e.contains("loopback"),
+                "{value}: {e}"
+            );
+        }
     }
 }

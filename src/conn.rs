@@ -41,6 +41,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::ListenerStats;
+
 /// The address of the peer that sent an HTTP request: `None` on a Unix socket (the
 /// reverse proxy in front). Handlers read it with `Extension<PeerAddr>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +219,8 @@ const BUSY: u64 = u64::MAX;
 /// The connections of one listener, at most `max` at once (see the module text).
 pub struct Pool {
     max: usize,
+    /// The listener's connection counts, when it is one of the daemon's listeners.
+    stats: Option<&'static ListenerStats>,
     epoch: Instant,
     slots: Mutex<Slots>,
     freed: Notify,
@@ -236,8 +240,14 @@ struct Slot {
 impl Pool {
     /// A pool of `max` connections (at least one).
     pub fn new(max: usize) -> Arc<Pool> {
+        Self::counted(max, None)
+    }
+
+    /// A pool whose open connections and full-pool events are counted in `stats`.
+    pub fn counted(max: usize, stats: Option<&'static ListenerStats>) -> Arc<Pool> {
         Arc::new(Pool {
             max: max.max(1),
+            stats,
             epoch: Instant::now(),
             slots: Mutex::new(Slots::default()),
             freed: Notify::new(),
@@ -252,9 +262,14 @@ impl Pool {
     /// the longest-idle connection is told to close and this waits for its slot;
     /// `None` if `cancel` fires first.
     pub async fn lease(self: &Arc<Self>, cancel: &CancellationToken) -> Option<Lease> {
+        let mut counted = false;
         loop {
             if let Some(lease) = self.try_lease(cancel) {
                 return Some(lease);
+            }
+            if let (Some(stats), false) = (self.stats, counted) {
+                stats.at_cap.fetch_add(1, Ordering::Relaxed);
+                counted = true;
             }
             // A place frees up when a connection ends, or a busy one becomes idle
             // (and can be asked to make room): look again at either.
@@ -280,6 +295,9 @@ impl Pool {
                     idle_since: idle_since.clone(),
                 },
             );
+            if let Some(stats) = self.stats {
+                stats.open.fetch_add(1, Ordering::Relaxed);
+            }
             return Some(Lease {
                 cancel,
                 idle_since,
@@ -345,6 +363,9 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if let Some((pool, id)) = self.home.take() {
             pool.slots().live.remove(&id);
+            if let Some(stats) = pool.stats {
+                stats.open.fetch_sub(1, Ordering::Relaxed);
+            }
             pool.freed.notify_one();
         }
     }

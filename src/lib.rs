@@ -22,8 +22,9 @@
 //! conn, lines, tabescape, qr, domain  connection I/O (Connection, the pool, PeerAddr);
 //!                  LF-line framing; 0x01 escaping; QR codes as SVG and terminal text;
 //!                  domain names (IDNA normalization)
-//! logfmt           log values: plain tokens as is, the rest quoted and escaped; no_log;
-//!                  repeated lines told apart
+//! logfmt, metrics  log values: plain tokens as is, the rest quoted and escaped; no_log;
+//!                  repeated lines told apart; the process's counters and gauges (atomics)
+//!                  and their Prometheus exposition
 //! codec_tests      (tests only) chunked replay shared by the codecs
 //! ```
 
@@ -42,6 +43,7 @@ mod layers;
 pub mod lines;
 pub mod logfmt;
 pub mod logging;
+pub mod metrics;
 pub mod postfix_policy;
 pub mod qr;
 pub mod server;

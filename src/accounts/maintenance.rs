@@ -522,6 +522,10 @@ impl Accounts {
             })
             .collect();
         let inserted = self.store.insert_many(new).await?;
+        crate::metrics::get().accounts_created(
+            super::Route::Import.as_str(),
+            u64::try_from(inserted).unwrap_or(0),
+        );
         report.imported = inserted;
         if inserted < wanted {
             report.skipped.push((

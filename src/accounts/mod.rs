@@ -22,6 +22,7 @@ pub mod audit;
 pub mod capacity;
 pub mod copy;
 pub mod dict_watch;
+pub mod health;
 pub mod limits;
 pub mod mailbox;
 pub mod maintenance;
@@ -40,6 +41,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, RegistrationMode};
 use crate::logfmt;
+pub use crate::metrics::LoginVia;
 use crate::store::{AccountRow, CreateRefusal, NewAccount, QuotaMode, Store, StoreError};
 use address::Address;
 use limits::{
@@ -132,6 +134,8 @@ pub struct LoginContext<'a> {
     /// `imap`, `smtp`, `lmtp`, ... as the peer names it.
     pub service: &'a str,
     pub remote_ip: Option<IpAddr>,
+    /// The adapter it came through, for `postern_logins_total`.
+    pub via: LoginVia,
 }
 
 impl Default for LoginContext<'_> {
@@ -139,6 +143,7 @@ impl Default for LoginContext<'_> {
         LoginContext {
             service: "-",
             remote_ip: None,
+            via: LoginVia::Dict,
         }
     }
 }
@@ -528,6 +533,10 @@ impl Accounts {
         ctx: LoginContext<'_>,
     ) -> Result<AdminSignIn, Unavailable> {
         let outcome = self.login_inner(user, password, ctx.remote_ip, false).await;
+        let ctx = LoginContext {
+            via: LoginVia::Admin,
+            ..ctx
+        };
         self.log_login(user, &ctx, &outcome);
         match outcome? {
             LoginOutcome::Refused(why) => Ok(AdminSignIn::Refused(why)),
@@ -556,6 +565,7 @@ impl Accounts {
         let ip = logfmt::private_opt(ctx.remote_ip, no_log);
         let user_shown = logfmt::private(user, no_log);
         let service = logfmt::value(ctx.service);
+        self.count_login(ctx.via, outcome);
         // postern writes the client's address last on a failed login: the fail2ban
         // filter takes it from there.
         match &outcome {
@@ -589,6 +599,23 @@ impl Accounts {
                 logfmt::value(e)
             ),
         }
+    }
+
+    /// Counts a login in `postern_logins_total` (and a creation in
+    /// `postern_jit_creations_total`).
+    fn count_login(&self, via: LoginVia, outcome: &Result<LoginOutcome, Unavailable>) {
+        let metrics = crate::metrics::get();
+        let result = match outcome {
+            Ok(LoginOutcome::Accepted { created, .. }) => {
+                if *created {
+                    metrics.jit_created();
+                }
+                "ok"
+            }
+            Ok(LoginOutcome::Refused(why)) => why.as_str(),
+            Err(_) => "temp_fail",
+        };
+        metrics.login(via, result);
     }
 
     /// Password verifications asked of the hasher so far (real and dummy hashes alike).
@@ -693,7 +720,9 @@ impl Accounts {
             self.spend_dummy_hash(password).await;
             return Ok(LoginOutcome::Refused(Refusal::Blocked));
         }
-        if !self.cache.check(&row.address, password, &row.password_hash) {
+        let cached = self.cache.check(&row.address, password, &row.password_hash);
+        crate::metrics::get().verify_cache(cached);
+        if !cached {
             match self.hasher.verify(password, &row.password_hash).await? {
                 Verdict::Mismatch => return Ok(LoginOutcome::Refused(Refusal::BadPassword)),
                 Verdict::Match { rehash } => {
@@ -808,6 +837,7 @@ impl Accounts {
             .await?;
         match created {
             Ok(c) => {
+                crate::metrics::get().accounts_created(Route::Jit.as_str(), 1);
                 self.cache.insert(address.as_str(), password, &hash);
                 self.guard
                     .record_success(address.as_str(), client, Instant::now());

@@ -185,11 +185,23 @@ impl Hasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Busy> {
+        let metrics = crate::metrics::get();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            let _ = tx.send(work());
+            metrics.argon2_queued.fetch_sub(1, Ordering::Relaxed);
+            let started = std::time::Instant::now();
+            let done = work();
+            metrics.argon2_seconds.observe(started.elapsed());
+            metrics.argon2_hashes.fetch_add(1, Ordering::Relaxed);
+            let _ = tx.send(done);
         });
-        self.queue.try_send(job).map_err(|_| Busy)?;
+        // Counted before it is sent, so a worker never takes the depth below zero.
+        metrics.argon2_queued.fetch_add(1, Ordering::Relaxed);
+        if self.queue.try_send(job).is_err() {
+            metrics.argon2_queued.fetch_sub(1, Ordering::Relaxed);
+            metrics.argon2_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Busy);
+        }
         rx.await.map_err(|_| Busy)
     }
 }

@@ -55,6 +55,15 @@ impl Accounts {
     /// Decides one policy request.
     pub async fn policy(&self, req: PolicyRequest<'_>) -> Result<PolicyVerdict, Unavailable> {
         let verdict = self.policy_inner(req).await;
+        crate::metrics::get().policy(match &verdict {
+            Ok(PolicyVerdict::Dunno) => "dunno",
+            Ok(PolicyVerdict::RecipientBlocked) => "reject_blocked",
+            Ok(PolicyVerdict::RecipientUnknown) => "reject_unknown",
+            Ok(PolicyVerdict::MailboxFull) => "full",
+            Ok(PolicyVerdict::SenderBlocked) => "sender_blocked",
+            Ok(PolicyVerdict::SenderRateLimited) => "rate",
+            Err(_) => "defer",
+        });
         if let Ok(v) = &verdict {
             if *v != PolicyVerdict::Dunno {
                 tracing::info!(

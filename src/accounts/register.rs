@@ -63,6 +63,22 @@ pub enum RegisterError {
     Paused(Paused),
 }
 
+impl RegisterError {
+    /// The `reason` label of `postern_signups_refused_total`.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            RegisterError::Closed => "closed",
+            RegisterError::TokenRequired => "invite_required",
+            RegisterError::Token(_) => "invite_invalid",
+            RegisterError::Address(_) => "address",
+            RegisterError::Password(_) => "password",
+            RegisterError::Taken => "taken",
+            RegisterError::Limited => "limited",
+            RegisterError::Unavailable(_) => "temp_fail",
+        }
+    }
+}
+
 fn token_text(p: TokenProblem) -> &'static str {
     match p {
         TokenProblem::Unknown => "this invite code is not valid.",
@@ -202,6 +218,9 @@ impl Accounts {
     /// Registers an account from `/new` (or anything else that signs people up).
     pub async fn register(&self, req: RegisterRequest) -> Result<Registered, RegisterError> {
         let outcome = self.register_inner(req).await;
+        if let Err(e) = &outcome {
+            crate::metrics::get().signup_refused(e.metric_reason());
+        }
         match &outcome {
             // The sign-up guard logs its pause itself, once a minute.
             Err(e @ RegisterError::Paused(_)) => {
@@ -284,6 +303,7 @@ impl Accounts {
                 .map_err(Unavailable::from)?;
             match created {
                 Ok(_) => {
+                    crate::metrics::get().accounts_created(route.as_str(), 1);
                     tracing::info!(
                         "event=register route={} address={}",
                         route.as_str(),

@@ -751,6 +751,7 @@ async fn failures_per_client_ip_are_limited_across_accounts() {
     let attacker = LoginContext {
         service: "smtp",
         remote_ip: Some("192.0.2.7".parse().expect("ip")),
+        ..LoginContext::default()
     };
     for i in 0..5 {
         let r = a
@@ -771,6 +772,7 @@ async fn failures_per_client_ip_are_limited_across_accounts() {
     let other = LoginContext {
         service: "smtp",
         remote_ip: Some("198.51.100.1".parse().expect("ip")),
+        ..LoginContext::default()
     };
     let r = a
         .login("alice@example.org", &pw("right password"), other)
@@ -1078,6 +1080,7 @@ fn from(ip: &str) -> LoginContext<'static> {
     LoginContext {
         service: "smtp",
         remote_ip: Some(ip.parse().expect("ip")),
+        ..LoginContext::default()
     }
 }
 

@@ -15,8 +15,9 @@
 //! One module per command group, as the clap tree has them: `user.rs`, `token.rs`,
 //! `quota.rs`, `maintenance.rs` (maintenance run, stats), `import.rs`, `blocklist.rs`,
 //! `audit.rs` (the audit trail, and the Unix user every command acts as),
-//! `registration.rs`, `config.rs`, `serve.rs`, `assets.rs` (generate-assets) with
-//! `manual.rs` (the man pages' own sections, postern.toml(5)); `output.rs`
+//! `registration.rs`, `config.rs`, `serve.rs`, `status.rs` (asks the daemon),
+//! `assets.rs` (generate-assets) with `manual.rs` (the man pages' own sections,
+//! postern.toml(5)); `output.rs`
 //! renders the core's views as text and JSON; `failure.rs` maps errors to exit codes;
 //! `privileges.rs` switches to the database owner.
 
@@ -34,6 +35,7 @@ mod privileges;
 mod quota;
 mod registration;
 mod serve;
+mod status;
 mod token;
 mod user;
 
@@ -123,6 +125,12 @@ pub enum Command {
     /// Show or check the effective configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Ask the running daemon (through listen.metrics) how it is: exit 0 healthy,
+    /// 1 unhealthy, 3 unreachable.
+    Status {
+        #[command(flatten)]
+        json: Json,
+    },
     /// Move the accounts database to PostgreSQL.
     #[command(subcommand)]
     Database(database::DatabaseCmd),
@@ -157,6 +165,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::GenerateAssets { dir } => assets::generate(dir, &mut out),
         Command::Config(cmd) => config::run(&cli, cmd, &mut out),
         Command::Serve => serve::run(&cli),
+        Command::Status { json } => status::run(&cli, json.json, &mut out),
         Command::Database(cmd) => database::run(&cli, cmd, &mut out),
         _ => admin_command(&cli, &mut out),
     };
@@ -249,6 +258,7 @@ async fn dispatch(
         Command::Registration(cmd) => registration::run(accounts, actor, cmd, out).await,
         Command::Audit(cmd) => audit::run(accounts, cmd, out).await,
         Command::Serve
+        | Command::Status { .. }
         | Command::Config(_)
         | Command::Database(_)
         | Command::GenerateAssets { .. } => Ok(()),

@@ -24,7 +24,7 @@ use tokio::task::{JoinError, JoinSet};
 use super::codec::{self, AuthRequest, DecodeError, Reply, Request};
 use super::sasl::{Conversation, Mechanism, SaslError, Step};
 use crate::accounts::password::Password;
-use crate::accounts::{Accounts, LoginContext, LoginOutcome};
+use crate::accounts::{Accounts, LoginContext, LoginOutcome, LoginVia};
 use crate::conn::{Connection, Decoder, Input, Lease};
 use crate::logfmt;
 
@@ -238,6 +238,7 @@ async fn check(
     let ctx = LoginContext {
         service: &p.service,
         remote_ip: p.rip,
+        via: LoginVia::Sasl,
     };
     let mut out = Vec::new();
     match accounts.login(user, password, ctx).await {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::accounts::password::Password;
-use crate::accounts::{Accounts, LoginContext, LoginOutcome, UsageChange, UserdbEntry};
+use crate::accounts::{Accounts, LoginContext, LoginOutcome, LoginVia, UsageChange, UserdbEntry};
 
 const PASSDB: &str = "shared/passdb/";
 const USERDB: &str = "shared/userdb/";
@@ -84,6 +84,7 @@ impl DictHandler {
             let ctx = LoginContext {
                 service: "dovecot",
                 remote_ip: None,
+                via: LoginVia::Dict,
             };
             return match self.accounts.login(&user, &password, ctx).await {
                 Ok(LoginOutcome::Accepted { address, .. }) => Lookup::Found(

@@ -43,7 +43,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::accounts::password::Password;
-use crate::accounts::{Accounts, LoginContext, LoginOutcome, UserdbEntry};
+use crate::accounts::{Accounts, LoginContext, LoginOutcome, LoginVia, UserdbEntry};
 use crate::conn::PeerAddr;
 use crate::logfmt;
 
@@ -319,6 +319,7 @@ async fn passdb_answer(api: &Api, body: &[u8]) -> Result<Answer, Answer> {
     let ctx = LoginContext {
         service: service_name(req.service.as_deref()),
         remote_ip: remote_ip(req.remote_ip.as_deref())?,
+        via: LoginVia::LuaApi,
     };
     let password = Password::new(req.password);
     Ok(match api.accounts.login(&req.user, &password, ctx).await {

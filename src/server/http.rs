@@ -68,6 +68,7 @@ pub struct Timeouts {
 /// at each new connection, so a reload applies to the connections after it.
 pub async fn serve(
     listener: HttpListener,
+    key: &'static str,
     router: Router,
     max: usize,
     timeouts: impl Fn() -> Timeouts + Send + 'static,
@@ -125,7 +126,7 @@ pub async fn serve(
             }
         }
     };
-    super::serve_connections(next, max, cancel, tracker, serve).await;
+    super::serve_connections(next, key, max, cancel, tracker, serve).await;
 }
 
 type Io = Box<dyn IoStream>;

@@ -15,10 +15,12 @@
 //!          policy = ".../postern/policy"        -> postfix_policy::session
 //!          http = "127.0.0.1:8025", http_socket -> web::router (http.rs)
 //!          auth_http = "127.0.0.1:8026"         -> dovecot_lua_api::router
+//!          metrics = "127.0.0.1:8027" or a path  -> observe::router (/metrics, /readyz)
 //! event=start version=0.1.0 listeners=2 dict=/run/postern/dict.sock http=127.0.0.1:8025
 //! ```
 
 pub mod http;
+pub mod observe;
 
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -31,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::accounts::Accounts;
-use crate::config::{Config, ConfigError, Listen, SocketPerms};
+use crate::config::{Config, ConfigError, Listen, MetricsAddress, SocketAccess, SocketPerms};
 use crate::conn::{Lease, Pool};
 use crate::dovecot_dict::{self, handler::DictHandler};
 use crate::dovecot_lua_api::Secret;
@@ -108,6 +110,11 @@ pub async fn run(
         return Err(ServeError::NothingToServe);
     }
     let names: Vec<String> = bound.iter().map(|b| b.listener.describe()).collect();
+    let daemon = Arc::new(observe::Daemon {
+        accounts: accounts.clone(),
+        listeners: bound.iter().map(|b| b.listener.key_and_address()).collect(),
+        serving: std::sync::atomic::AtomicBool::new(false),
+    });
     let lua_secret = bound.iter().find_map(|b| match &b.runs {
         Runs::LuaApi(secret) => Some(secret.clone()),
         _ => None,
@@ -120,10 +127,13 @@ pub async fn run(
         names.join(" ")
     );
     let tracker = TaskTracker::new();
-    let services = Services::new(&accounts);
+    let services = Services::new(&accounts, &daemon);
     for b in bound {
         tracker.spawn(services.clone().serve(b, cancel.clone(), tracker.clone()));
     }
+    daemon
+        .serving
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
     let reload = Reload {
@@ -136,6 +146,9 @@ pub async fn run(
     wait_for_stop(signals, &reload, &cancel).await;
 
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    daemon
+        .serving
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("event=stop");
     cancel.cancel();
     tracker.close();
@@ -214,6 +227,8 @@ enum Service {
     Web,
     /// Dovecot 2.4's Lua passdb/userdb API (dovecot_lua_api::router).
     LuaApi,
+    /// `/metrics`, `/healthz`, `/readyz`, `/status` (observe::router).
+    Metrics,
 }
 
 /// Where a listener listens.
@@ -254,6 +269,7 @@ fn listeners(listen: &Listen) -> Vec<Listener<'_>> {
             listen.access(&s.http_socket),
         ),
         Listener::tcp("auth_http", Service::LuaApi, &listen.auth_http),
+        Listener::metrics(listen),
     ]
     .into_iter()
     .flatten()
@@ -274,6 +290,7 @@ enum Runs {
     Web,
     /// With the auth API's shared secret.
     LuaApi(Arc<Secret>),
+    Metrics,
 }
 
 /// The socket of a bound listener, and the key and address it was configured with.
@@ -292,6 +309,20 @@ impl BoundListener {
             BoundListener::Tcp(key, addr, _) => format!("{key}={addr}"),
         }
     }
+
+    /// The `listen.*` key and the address, for `postern status`.
+    fn key_and_address(&self) -> (&'static str, String) {
+        match self {
+            BoundListener::Unix(key, path, _) => (key, path.display().to_string()),
+            BoundListener::Tcp(key, addr, _) => (key, addr.clone()),
+        }
+    }
+
+    fn key(&self) -> &'static str {
+        match self {
+            BoundListener::Unix(key, ..) | BoundListener::Tcp(key, ..) => key,
+        }
+    }
 }
 
 impl<'a> Listener<'a> {
@@ -307,6 +338,22 @@ impl<'a> Listener<'a> {
             key,
             service,
             address: Address::Unix(path, perms),
+        })
+    }
+
+    /// The metrics listener, if `listen.metrics` is set: TCP, or a Unix socket with the
+    /// shared socket permissions.
+    fn metrics(listen: &'a Listen) -> Option<Self> {
+        let address = match listen.metrics_address()? {
+            MetricsAddress::Unix(path) => {
+                Address::Unix(path, listen.access(&SocketAccess::default()))
+            }
+            MetricsAddress::Tcp(addr) => Address::Tcp(addr),
+        };
+        Some(Listener {
+            key: "metrics",
+            service: Service::Metrics,
+            address,
         })
     }
 
@@ -328,6 +375,7 @@ impl<'a> Listener<'a> {
             Service::Auth => Runs::Auth,
             Service::Policy => Runs::Policy,
             Service::Web => Runs::Web,
+            Service::Metrics => Runs::Metrics,
             Service::LuaApi => {
                 let path = &config.auth_http.secret_file;
                 let secret = read_secret(path).map_err(|message| ServeError::Secret {
@@ -368,14 +416,16 @@ struct Services {
     accounts: Arc<Accounts>,
     dict: Arc<DictHandler>,
     web: axum::Router,
+    observe: axum::Router,
 }
 
 impl Services {
-    fn new(accounts: &Arc<Accounts>) -> Arc<Services> {
+    fn new(accounts: &Arc<Accounts>, daemon: &Arc<observe::Daemon>) -> Arc<Services> {
         Arc::new(Services {
             accounts: accounts.clone(),
             dict: Arc::new(DictHandler::new(accounts.clone())),
             web: crate::web::router(accounts.clone()),
+            observe: observe::router(daemon.clone()),
         })
     }
 
@@ -386,24 +436,25 @@ impl Services {
             (config.listen.max_connections, config.http.max_connections)
         };
         let (c, t) = (cancel, tracker);
+        let key = bound.listener.key();
         let (listener, router) = match (bound.runs, bound.listener) {
             (Runs::Dict, BoundListener::Unix(.., l)) => {
                 let dict = self.dict.clone();
-                return accept_loop(l, max, c, t, move |stream, lease| {
+                return accept_loop(l, key, max, c, t, move |stream, lease| {
                     dovecot_dict::session::run(stream, dict.clone(), lease)
                 })
                 .await;
             }
             (Runs::Auth, BoundListener::Unix(.., l)) => {
                 let accounts = self.accounts.clone();
-                return accept_loop(l, max, c, t, move |stream, lease| {
+                return accept_loop(l, key, max, c, t, move |stream, lease| {
                     dovecot_auth::session::run(stream, accounts.clone(), lease)
                 })
                 .await;
             }
             (Runs::Policy, BoundListener::Unix(.., l)) => {
                 let accounts = self.accounts.clone();
-                return accept_loop(l, max, c, t, move |stream, lease| {
+                return accept_loop(l, key, max, c, t, move |stream, lease| {
                     postfix_policy::session::run(stream, accounts.clone(), lease)
                 })
                 .await;
@@ -411,6 +462,7 @@ impl Services {
             // The table puts the line protocols on Unix sockets only.
             (Runs::Dict | Runs::Auth | Runs::Policy, BoundListener::Tcp(..)) => return,
             (Runs::Web, listener) => (http_listener(listener), self.web.clone()),
+            (Runs::Metrics, listener) => (http_listener(listener), self.observe.clone()),
             (Runs::LuaApi(secret), listener) => (
                 http_listener(listener),
                 crate::dovecot_lua_api::router(self.accounts.clone(), secret),
@@ -424,7 +476,7 @@ impl Services {
                 idle: config.http.idle_timeout.duration(),
             }
         };
-        http::serve(listener, router, http_max, timeouts, c, t).await;
+        http::serve(listener, key, router, http_max, timeouts, c, t).await;
     }
 }
 
@@ -543,7 +595,13 @@ impl Reload<'_> {
         }
         let mode = new.registration.mode;
         accounts.replace_config(new);
-        tracing::info!("event=reload result=ok registration_mode={mode}");
+        let generation = crate::metrics::get()
+            .config_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        tracing::info!(
+            "event=reload result=ok registration_mode={mode} config_generation={generation}"
+        );
     }
 }
 
@@ -571,6 +629,7 @@ fn reload_secret(secret: &Secret, path: &Path) {
 /// in its own task.
 async fn accept_loop<F, Fut>(
     listener: UnixListener,
+    key: &'static str,
     max: usize,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -581,15 +640,16 @@ async fn accept_loop<F, Fut>(
 {
     let listener = &listener;
     let accept = || async move { listener.accept().await.map(|(stream, _)| stream) };
-    serve_connections(accept, max, cancel, tracker, serve).await;
+    serve_connections(accept, key, max, cancel, tracker, serve).await;
 }
 
 /// Takes connections from `accept` until cancelled and runs `serve` for each in its own
 /// task, holding a place in the listener's [`Pool`] of `max` (when it is full, the
 /// longest-idle connection makes room). A failing accept (out of file descriptors and
-/// the like) backs off instead of spinning.
+/// the like) backs off instead of spinning. `key` names the listener in the metrics.
 pub(crate) async fn serve_connections<C, A, AFut, F, Fut>(
     accept: A,
+    key: &'static str,
     max: usize,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -600,7 +660,7 @@ pub(crate) async fn serve_connections<C, A, AFut, F, Fut>(
     F: Fn(C, Lease) -> Fut,
     Fut: Future<Output = std::io::Result<()>> + Send + 'static,
 {
-    let pool = Pool::new(max);
+    let pool = Pool::counted(max, crate::metrics::get().listener(key));
     loop {
         let connection = tokio::select! {
             accepted = accept() => match accepted {

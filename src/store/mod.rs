@@ -62,6 +62,24 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Runs one store operation, counting it, its failure and its time under its name
+/// (`postern_store_operations_total{op=...}`); the call site keeps its handle, so only
+/// its first call takes a lock. Written `timed! { "op", match self { ... } }`. The
+/// operation is awaited right in the method's own future, not wrapped in another: a
+/// wrapper would copy every store future into a larger one, and the connection tasks
+/// that hold them grow with each layer.
+macro_rules! timed {
+    ($op:literal, $call:expr) => {{
+        static OP: std::sync::OnceLock<&'static crate::metrics::StoreOp> =
+            std::sync::OnceLock::new();
+        let started = std::time::Instant::now();
+        let result = $call;
+        OP.get_or_init(|| crate::metrics::store_op($op))
+            .record(started, result.is_err());
+        result
+    }};
+}
+
 impl StoreError {
     /// SQLite gave up because another connection holds a lock it needs.
     pub fn is_busy(&self) -> bool {
@@ -331,10 +349,10 @@ impl Store {
 
     /// The account at `address`, with its blocklist entry (a point read).
     pub async fn account(&self, address: &str) -> Result<Option<AccountRow>> {
-        match self {
+        timed! { "account", match self {
             Store::Sqlite(s) => s.account(address).await,
             Store::Postgres(p) => p.account(address).await,
-        }
+        }}
     }
 
     /// Accounts in address order; `blocked_only` keeps those on the blocklist, `search`
@@ -344,18 +362,18 @@ impl Store {
         blocked_only: bool,
         search: Option<String>,
     ) -> Result<Vec<AccountRow>> {
-        match self {
+        timed! { "accounts", match self {
             Store::Sqlite(s) => s.accounts(blocked_only, search).await,
             Store::Postgres(p) => p.accounts(blocked_only, search).await,
-        }
+        }}
     }
 
     /// Every unblocked account address in order (Dovecot's userdb iteration).
     pub async fn addresses(&self) -> Result<Vec<String>> {
-        match self {
+        timed! { "addresses", match self {
             Store::Sqlite(s) => s.addresses().await,
             Store::Postgres(p) => p.addresses().await,
-        }
+        }}
     }
 
     /// Inserts an account, consuming an invite and granting admin in the same
@@ -364,68 +382,68 @@ impl Store {
         &self,
         new: NewAccount,
     ) -> Result<std::result::Result<Created, CreateRefusal>> {
-        match self {
+        timed! { "create_account", match self {
             Store::Sqlite(s) => s.create_account(new).await,
             Store::Postgres(p) => p.create_account(new).await,
-        }
+        }}
     }
 
     /// Inserts many accounts in one transaction (imports, benchmarks), skipping addresses
     /// that exist or are blocked; returns how many were inserted.
     pub async fn insert_many(&self, accounts: Vec<NewAccount>) -> Result<usize> {
-        match self {
+        timed! { "insert_many", match self {
             Store::Sqlite(s) => s.insert_many(accounts).await,
             Store::Postgres(p) => p.insert_many(accounts).await,
-        }
+        }}
     }
 
     /// Records a successful login: first_login once, last_login when older than
     /// `min_interval` seconds.
     pub async fn record_login(&self, id: i64, now: i64, min_interval: i64) -> Result<()> {
-        match self {
+        timed! { "record_login", match self {
             Store::Sqlite(s) => s.record_login(id, now, min_interval).await,
             Store::Postgres(p) => p.record_login(id, now, min_interval).await,
-        }
+        }}
     }
 
     /// Replaces a password hash only if it is still `old`.
     pub async fn replace_hash(&self, id: i64, old: &str, new: &str) -> Result<bool> {
-        match self {
+        timed! { "replace_hash", match self {
             Store::Sqlite(s) => s.replace_hash(id, old, new).await,
             Store::Postgres(p) => p.replace_hash(id, old, new).await,
-        }
+        }}
     }
 
     /// Sets a new password hash; false when the account does not exist.
     pub async fn set_password_hash(&self, address: &str, hash: &str) -> Result<bool> {
-        match self {
+        timed! { "set_password_hash", match self {
             Store::Sqlite(s) => s.set_password_hash(address, hash).await,
             Store::Postgres(p) => p.set_password_hash(address, hash).await,
-        }
+        }}
     }
 
     /// Sets how an account's quota is decided; false when there is no such account.
     pub async fn set_quota(&self, address: &str, quota: QuotaMode) -> Result<bool> {
-        match self {
+        timed! { "set_quota", match self {
             Store::Sqlite(s) => s.set_quota(address, quota).await,
             Store::Postgres(p) => p.set_quota(address, quota).await,
-        }
+        }}
     }
 
     /// Sets or clears the admin flag; false when there is no such account.
     pub async fn set_admin(&self, address: &str, admin: bool) -> Result<bool> {
-        match self {
+        timed! { "set_admin", match self {
             Store::Sqlite(s) => s.set_admin(address, admin).await,
             Store::Postgres(p) => p.set_admin(address, admin).await,
-        }
+        }}
     }
 
     /// Last login as Dovecot's last_login plugin reports it (never moves backwards).
     pub async fn set_last_login(&self, address: &str, at: i64) -> Result<bool> {
-        match self {
+        timed! { "set_last_login", match self {
             Store::Sqlite(s) => s.set_last_login(address, at).await,
             Store::Postgres(p) => p.set_last_login(address, at).await,
-        }
+        }}
     }
 
     /// Storage usage as quota_clone reports it; `None` leaves a value.
@@ -436,10 +454,10 @@ impl Store {
         messages: Option<i64>,
         now: i64,
     ) -> Result<bool> {
-        match self {
+        timed! { "set_usage", match self {
             Store::Sqlite(s) => s.set_usage(address, bytes, messages, now).await,
             Store::Postgres(p) => p.set_usage(address, bytes, messages, now).await,
-        }
+        }}
     }
 
     /// Adds to the usage counters, never below zero.
@@ -450,10 +468,10 @@ impl Store {
         messages: i64,
         now: i64,
     ) -> Result<bool> {
-        match self {
+        timed! { "add_usage", match self {
             Store::Sqlite(s) => s.add_usage(address, bytes, messages, now).await,
             Store::Postgres(p) => p.add_usage(address, bytes, messages, now).await,
-        }
+        }}
     }
 
     /// Removes an account and, in the same transaction, blocks its address unless
@@ -466,7 +484,7 @@ impl Store {
         now: i64,
         remove_home: Option<&Path>,
     ) -> Result<Option<AccountRow>> {
-        match self {
+        timed! { "delete_account", match self {
             Store::Sqlite(s) => {
                 s.delete_account(address, allow_reuse, reason, now, remove_home)
                     .await
@@ -475,71 +493,71 @@ impl Store {
                 p.delete_account(address, allow_reuse, reason, now, remove_home)
                     .await
             }
-        }
+        }}
     }
 
     /// Every queued mail home, oldest first.
     pub async fn queued_homes(&self) -> Result<Vec<QueuedHome>> {
-        match self {
+        timed! { "queued_homes", match self {
             Store::Sqlite(s) => s.queued_homes().await,
             Store::Postgres(p) => p.queued_homes().await,
-        }
+        }}
     }
 
     /// The queued mail home of `address`, if there is one.
     pub async fn queued_home(&self, address: &str) -> Result<Option<QueuedHome>> {
-        match self {
+        timed! { "queued_home", match self {
             Store::Sqlite(s) => s.queued_home(address).await,
             Store::Postgres(p) => p.queued_home(address).await,
-        }
+        }}
     }
 
     /// How many mail homes wait for removal.
     pub async fn queued_home_count(&self) -> Result<i64> {
-        match self {
+        timed! { "queued_home_count", match self {
             Store::Sqlite(s) => s.queued_home_count().await,
             Store::Postgres(p) => p.queued_home_count().await,
-        }
+        }}
     }
 
     /// Takes an entry off the queue if it is still the one handled.
     pub async fn dequeue_home(&self, entry: &QueuedHome) -> Result<bool> {
-        match self {
+        timed! { "dequeue_home", match self {
             Store::Sqlite(s) => s.dequeue_home(entry).await,
             Store::Postgres(p) => p.dequeue_home(entry).await,
-        }
+        }}
     }
 
     /// Puts an address on the blocklist (or updates its reason). True when it was new.
     pub async fn block(&self, address: &str, reason: Option<&str>, now: i64) -> Result<bool> {
-        match self {
+        timed! { "block", match self {
             Store::Sqlite(s) => s.block(address, reason, now).await,
             Store::Postgres(p) => p.block(address, reason, now).await,
-        }
+        }}
     }
 
     /// Takes an address off the blocklist. True when it was there.
     pub async fn unblock(&self, address: &str) -> Result<bool> {
-        match self {
+        timed! { "unblock", match self {
             Store::Sqlite(s) => s.unblock(address).await,
             Store::Postgres(p) => p.unblock(address).await,
-        }
+        }}
     }
 
     /// The blocklist entry of `address` (a point read).
     pub async fn blocklist_entry(&self, address: &str) -> Result<Option<BlockEntry>> {
-        match self {
+        timed! { "blocklist_entry", match self {
             Store::Sqlite(s) => s.blocklist_entry(address).await,
             Store::Postgres(p) => p.blocklist_entry(address).await,
-        }
+        }}
     }
 
     /// The whole blocklist in address order.
     pub async fn blocklist(&self) -> Result<Vec<BlockEntry>> {
-        match self {
+        timed! { "blocklist", match self {
             Store::Sqlite(s) => s.blocklist().await,
             Store::Postgres(p) => p.blocklist().await,
-        }
+        }}
     }
 
     /// Stores an invite (its code's hash); returns its id.
@@ -551,7 +569,7 @@ impl Store {
         expires_at: Option<i64>,
         now: i64,
     ) -> Result<i64> {
-        match self {
+        timed! { "create_token", match self {
             Store::Sqlite(s) => {
                 s.create_token(code_hash, comment, max_uses, expires_at, now)
                     .await
@@ -560,15 +578,15 @@ impl Store {
                 p.create_token(code_hash, comment, max_uses, expires_at, now)
                     .await
             }
-        }
+        }}
     }
 
     /// Every invite in id order.
     pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
-        match self {
+        timed! { "tokens", match self {
             Store::Sqlite(s) => s.tokens().await,
             Store::Postgres(p) => p.tokens().await,
-        }
+        }}
     }
 
     /// The invite with this id or this code hash.
@@ -577,82 +595,82 @@ impl Store {
         id: Option<i64>,
         code_hash: Option<&[u8; 32]>,
     ) -> Result<Option<TokenRow>> {
-        match self {
+        timed! { "token", match self {
             Store::Sqlite(s) => s.token(id, code_hash).await,
             Store::Postgres(p) => p.token(id, code_hash).await,
-        }
+        }}
     }
 
     /// Revokes an invite; true when it existed and was not yet revoked.
     pub async fn revoke_token(&self, id: i64, now: i64) -> Result<bool> {
-        match self {
+        timed! { "revoke_token", match self {
             Store::Sqlite(s) => s.revoke_token(id, now).await,
             Store::Postgres(p) => p.revoke_token(id, now).await,
-        }
+        }}
     }
 
     /// Invites that stopped working before `cutoff` and that no account refers to.
     pub async fn dead_tokens(&self, cutoff: i64) -> Result<Vec<i64>> {
-        match self {
+        timed! { "dead_tokens", match self {
             Store::Sqlite(s) => s.dead_tokens(cutoff).await,
             Store::Postgres(p) => p.dead_tokens(cutoff).await,
-        }
+        }}
     }
 
     /// Deletes invites by id; returns how many went.
     pub async fn delete_tokens(&self, ids: Vec<i64>) -> Result<usize> {
-        match self {
+        timed! { "delete_tokens", match self {
             Store::Sqlite(s) => s.delete_tokens(ids).await,
             Store::Postgres(p) => p.delete_tokens(ids).await,
-        }
+        }}
     }
 
     /// Accounts whose last login is before `before` (administrators never).
     pub async fn inactive_accounts(&self, before: i64) -> Result<Vec<String>> {
-        match self {
+        timed! { "inactive_accounts", match self {
             Store::Sqlite(s) => s.inactive_accounts(before).await,
             Store::Postgres(p) => p.inactive_accounts(before).await,
-        }
+        }}
     }
 
     /// Web or invite accounts never logged in, created before `before`.
     pub async fn unused_accounts(&self, before: i64) -> Result<Vec<String>> {
-        match self {
+        timed! { "unused_accounts", match self {
             Store::Sqlite(s) => s.unused_accounts(before).await,
             Store::Postgres(p) => p.unused_accounts(before).await,
-        }
+        }}
     }
 
     /// Accounts whose usage was not reported since `before`.
     pub async fn stale_usage(&self, before: i64) -> Result<Vec<String>> {
-        match self {
+        timed! { "stale_usage", match self {
             Store::Sqlite(s) => s.stale_usage(before).await,
             Store::Postgres(p) => p.stale_usage(before).await,
-        }
+        }}
     }
 
     /// Counts for `postern stats`.
     pub async fn stats(&self, now: i64) -> Result<StoreStats> {
-        match self {
+        timed! { "stats", match self {
             Store::Sqlite(s) => s.stats(now).await,
             Store::Postgres(p) => p.stats(now).await,
-        }
+        }}
     }
 
     /// A run-time setting (a point read).
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
-        match self {
+        timed! { "setting", match self {
             Store::Sqlite(s) => s.setting(key).await,
             Store::Postgres(p) => p.setting(key).await,
-        }
+        }}
     }
 
     /// Stores a run-time setting (`None` removes it).
     pub async fn set_setting(&self, key: &str, value: Option<&str>) -> Result<()> {
-        match self {
+        timed! { "set_setting", match self {
             Store::Sqlite(s) => s.set_setting(key, value).await,
             Store::Postgres(p) => p.set_setting(key, value).await,
-        }
+        }}
     }
 
     // ----- limits shared by the hosts ---------------------------------------------------
@@ -730,18 +748,18 @@ impl Store {
 
     /// Appends one record to the audit trail; returns its id.
     pub async fn append_audit(&self, record: AuditRecord) -> Result<i64> {
-        match self {
+        timed! { "append_audit", match self {
             Store::Sqlite(s) => s.append_audit(record).await,
             Store::Postgres(p) => p.append_audit(record).await,
-        }
+        }}
     }
 
     /// Audit records, newest first, as `filter` selects them.
     pub async fn audit_log(&self, filter: AuditFilter) -> Result<Vec<AuditRow>> {
-        match self {
+        timed! { "audit_log", match self {
             Store::Sqlite(s) => s.audit_log(filter).await,
             Store::Postgres(p) => p.audit_log(filter).await,
-        }
+        }}
     }
 }
 

@@ -485,7 +485,10 @@ fn debian_package_installs_a_working_hardened_service_and_purges_cleanly() {
         "/usr/share/doc/postern/examples/dovecot24.conf",
         "/usr/share/doc/postern/examples/fail2ban/filter.d/postern.conf",
         "/usr/share/doc/postern/examples/fail2ban/jail.d/postern.conf",
+        "/usr/share/doc/postern/examples/prometheus-postern-rules.yml",
+        "/usr/share/doc/postern/examples/prometheus-postern.yml",
         "/usr/share/postern/dovecot/postern.lua",
+        "/usr/share/doc/postern/monitoring.md",
         "/usr/share/doc/postern/install.md",
         "/usr/share/doc/postern/security.md",
     ] {
@@ -673,6 +676,7 @@ fn packaged_config_lists_every_key_with_its_builtin_default() {
         "listen.http",
         "listen.http_socket",
         "listen.auth_http",
+        "listen.metrics",
         "listen.socket_owner",
         "listen.socket_group",
         "http.public_url",

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use crate::support::TestDaemon;
 
-struct PolicyClient {
+pub(crate) struct PolicyClient {
     reader: BufReader<UnixStream>,
 }
 
 impl PolicyClient {
-    fn connect(d: &TestDaemon) -> PolicyClient {
+    pub(crate) fn connect(d: &TestDaemon) -> PolicyClient {
         let s = UnixStream::connect(&d.policy_socket).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
@@ -22,7 +22,7 @@ impl PolicyClient {
     }
 
     /// Sends one block and returns the action (None if the server closed).
-    fn ask(&mut self, block: &str) -> Option<String> {
+    pub(crate) fn ask(&mut self, block: &str) -> Option<String> {
         self.reader
             .get_mut()
             .write_all(block.as_bytes())
@@ -45,7 +45,7 @@ impl PolicyClient {
 }
 
 /// The block captured from Postfix 3.7 after SMTP AUTH, with our values.
-fn block(recipient: &str, sasl: &str, instance: &str, size: u64) -> String {
+pub(crate) fn block(recipient: &str, sasl: &str, instance: &str, size: u64) -> String {
     format!(
         "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\nclient_address=127.0.0.1\n\
          client_name=localhost\nclient_port=57920\nreverse_client_name=localhost\nserver_address=127.0.0.1\n\

@@ -79,6 +79,9 @@ impl Sqlite {
     ) -> Result<T> {
         match self.db.without_waiting(|d| f(d, key)) {
             Err(e) if e.is_busy() => {
+                crate::metrics::get()
+                    .store_busy_retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let key = key.to_owned();
                 self.blocking(move |d| f(d, &key)).await
             }

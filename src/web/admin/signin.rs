@@ -21,7 +21,7 @@ use super::super::session::{
 use super::super::{pages, read_body, AppState, Client};
 use super::{clear_cookie, secure, unavailable, Admin, AdminForm};
 use crate::accounts::password::Password;
-use crate::accounts::{AdminSignIn, LoginContext, Refusal};
+use crate::accounts::{AdminSignIn, LoginContext, LoginVia, Refusal};
 use crate::config::Config;
 use crate::logfmt;
 
@@ -119,6 +119,7 @@ async fn signin(
     let ctx = LoginContext {
         service: "admin",
         remote_ip: client.ip,
+        via: LoginVia::Admin,
     };
     let outcome = state
         .accounts()
