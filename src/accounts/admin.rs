@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! add_user  set_password  block_user  unblock_user  delete_user  set_user_quota
-//! blocklist_add  blocklist_remove  create_token  revoke_token  set_registration_mode
+//! blocklist_add  blocklist_remove  create_token  create_invite  token_detail  revoke_token
+//! set_registration_mode
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::address::{self, Address, AddressError};
 use super::password::{self, Password, PasswordError};
 use super::register::{generate_code, hash_code, random_password};
-use super::view::{Account, BlockedAddress, Invite, InviteUsed, QuotaSetting};
+use super::view::{Account, BlockedAddress, Invite, InviteDetail, InviteUsed, QuotaSetting};
 use super::{Accounts, Route, Unavailable, MODE_SETTING};
 use crate::config::{Quota, RegistrationMode, Seconds};
 use crate::store::{CreateRefusal, NewAccount};
@@ -33,6 +34,10 @@ pub enum AdminError {
     NoToken(String),
     #[error("an invite must expire in the future: give --expires a positive duration such as 72h")]
     DeadInvite,
+    #[error("an account lifetime must be positive: give a duration such as 7d")]
+    NoLifetime,
+    #[error("{0}; nothing was imported")]
+    BadImport(#[from] super::export::ParseError),
     #[error("cannot write the setup invite to {}: {1}", .0.display())]
     SetupFile(PathBuf, String),
     #[error("mail home of {address} ({path}): {message}")]
@@ -391,9 +396,26 @@ impl Accounts {
         expires_in: Option<Seconds>,
         comment: Option<String>,
     ) -> Result<(Invite, String), AdminError> {
+        self.create_invite(uses, expires_in, None, comment).await
+    }
+
+    /// Creates an invite code (as [`create_token`](Accounts::create_token)) whose
+    /// accounts are temporary: each one made with it expires `account_lifetime` after its
+    /// creation, and the maintenance run deletes it then.
+    pub async fn create_invite(
+        &self,
+        uses: u32,
+        expires_in: Option<Seconds>,
+        account_lifetime: Option<Seconds>,
+        comment: Option<String>,
+    ) -> Result<(Invite, String), AdminError> {
         if expires_in.is_some_and(|d| d.0 == 0) {
             return Err(AdminError::DeadInvite);
         }
+        if account_lifetime.is_some_and(|d| d.0 == 0) {
+            return Err(AdminError::NoLifetime);
+        }
+        let lifetime = account_lifetime.map(|d| i64::try_from(d.0).unwrap_or(i64::MAX));
         let code = generate_code();
         let hash = hash_code(&code);
         let now = self.now();
@@ -402,7 +424,7 @@ impl Accounts {
         let uses = i64::from(uses.max(1));
         let id = self
             .store
-            .create_token(&hash, comment.as_deref(), uses, expires_at, now)
+            .create_token(&hash, comment.as_deref(), uses, expires_at, now, lifetime)
             .await?;
         let row = self
             .store
@@ -420,16 +442,32 @@ impl Accounts {
         Ok(rows.into_iter().map(|t| Invite::from_row(t, now)).collect())
     }
 
-    /// Revokes an invite named by its id or its code.
-    pub async fn revoke_token(&self, code_or_id: &str) -> Result<Invite, AdminError> {
+    /// The invite named by its id or its code.
+    async fn find_token(&self, code_or_id: &str) -> Result<crate::store::TokenRow, AdminError> {
         let arg = code_or_id.trim();
         let hash = hash_code(arg);
-        let row = self
-            .store
+        self.store
             .token(arg.parse::<i64>().ok(), Some(&hash))
             .await?
-            .ok_or_else(|| AdminError::NoToken(code_or_id.to_owned()))?;
-        let id = row.id;
+            .ok_or_else(|| AdminError::NoToken(code_or_id.to_owned()))
+    }
+
+    /// An invite named by its id or its code, with the accounts made with it.
+    pub async fn token_detail(&self, code_or_id: &str) -> Result<InviteDetail, AdminError> {
+        let row = self.find_token(code_or_id).await?;
+        let accounts = self.store.token_accounts(row.id).await?;
+        Ok(InviteDetail {
+            invite: Invite::from_row(row, self.now()),
+            accounts: accounts
+                .into_iter()
+                .map(|(a, at)| (Address::from_canonical(a), at))
+                .collect(),
+        })
+    }
+
+    /// Revokes an invite named by its id or its code.
+    pub async fn revoke_token(&self, code_or_id: &str) -> Result<Invite, AdminError> {
+        let id = self.find_token(code_or_id).await?.id;
         self.store.revoke_token(id, self.now()).await?;
         tracing::info!("event=token_revoke id={id}");
         self.store

@@ -7,6 +7,7 @@
 //! userdb(user)               home / uid / gid / quota for Dovecot
 //! register(...)              /new, invites          (register.rs)
 //! add_user, block, delete... operator actions       (admin.rs)
+//! export_accounts, import_lines  JSON Lines export and import (export.rs)
 //! Account, Invite, BlockedAddress, Address   what adapters get back (view.rs): no
 //!                            store record and no password hash leaves the core
 //! ```
@@ -18,6 +19,7 @@
 pub mod address;
 pub mod admin;
 pub mod copy;
+pub mod export;
 pub mod limits;
 pub mod maintenance;
 pub mod password;
@@ -45,8 +47,8 @@ pub use admin::{AdminError, NewUser};
 pub use policy::{PolicyRequest, PolicyVerdict};
 pub use register::{RegisterError, RegisterRequest, Registered};
 pub use view::{
-    Account, BlockedAddress, Invite, InviteStatus, InviteUsed, QuotaSetting, QuotaSource, Status,
-    Usage,
+    Account, BlockedAddress, Invite, InviteDetail, InviteStatus, InviteUsed, QuotaSetting,
+    QuotaSource, Status, Usage,
 };
 
 /// Why the core could not be set up: the database or the argon2 parameters.

@@ -17,7 +17,7 @@ use super::postgres::{migrations, Postgres};
 use super::{Result, StoreError};
 
 /// The SQLite schema version the copy reads (`user_version` after every migration).
-const SQLITE_VERSION: i64 = 3;
+const SQLITE_VERSION: i64 = 4;
 
 /// What was copied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -40,6 +40,7 @@ struct Tokens {
     revoked_at: Vec<Option<i64>>,
     created_at: Vec<i64>,
     last_used_at: Vec<Option<i64>>,
+    account_lifetime: Vec<Option<i64>>,
 }
 
 #[derive(Default)]
@@ -58,6 +59,7 @@ struct Accounts {
     used_messages: Vec<i64>,
     usage_updated_at: Vec<Option<i64>>,
     admin: Vec<bool>,
+    expires_at: Vec<Option<i64>>,
 }
 
 #[derive(Default)]
@@ -113,9 +115,9 @@ pub async fn sqlite_to_postgres(from: &Path, to: &Postgres, force: bool) -> Resu
     let t = &snap.tokens;
     tx.execute(
         "INSERT INTO tokens (id, code_hash, comment, max_uses, uses, expires_at, revoked_at, \
-         created_at, last_used_at) \
+         created_at, last_used_at, account_lifetime) \
          SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[], $3::TEXT[], $4::BIGINT[], \
-         $5::BIGINT[], $6::BIGINT[], $7::BIGINT[], $8::BIGINT[], $9::BIGINT[])",
+         $5::BIGINT[], $6::BIGINT[], $7::BIGINT[], $8::BIGINT[], $9::BIGINT[], $10::BIGINT[])",
         &[
             &t.id,
             &t.code_hash,
@@ -126,6 +128,7 @@ pub async fn sqlite_to_postgres(from: &Path, to: &Postgres, force: bool) -> Resu
             &t.revoked_at,
             &t.created_at,
             &t.last_used_at,
+            &t.account_lifetime,
         ],
     )
     .await?;
@@ -133,10 +136,10 @@ pub async fn sqlite_to_postgres(from: &Path, to: &Postgres, force: bool) -> Resu
     tx.execute(
         "INSERT INTO accounts (id, address, password_hash, created_at, created_via, token_id, \
          first_login, last_login, quota_mode, quota_bytes, used_bytes, used_messages, \
-         usage_updated_at, admin) \
+         usage_updated_at, admin, expires_at) \
          SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], \
          $6::BIGINT[], $7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::BIGINT[], $11::BIGINT[], \
-         $12::BIGINT[], $13::BIGINT[], $14::BOOLEAN[])",
+         $12::BIGINT[], $13::BIGINT[], $14::BOOLEAN[], $15::BIGINT[])",
         &[
             &a.id,
             &a.address,
@@ -152,6 +155,7 @@ pub async fn sqlite_to_postgres(from: &Path, to: &Postgres, force: bool) -> Resu
             &a.used_messages,
             &a.usage_updated_at,
             &a.admin,
+            &a.expires_at,
         ],
     )
     .await?;
@@ -217,7 +221,7 @@ fn read_sqlite(path: &Path) -> Result<Snapshot> {
     {
         let mut st = conn.prepare(
             "SELECT id, code_hash, comment, max_uses, uses, expires_at, revoked_at, \
-             created_at, last_used_at FROM tokens ORDER BY id",
+             created_at, last_used_at, account_lifetime FROM tokens ORDER BY id",
         )?;
         let mut rows = st.query([])?;
         let t = &mut snap.tokens;
@@ -231,13 +235,14 @@ fn read_sqlite(path: &Path) -> Result<Snapshot> {
             t.revoked_at.push(r.get(6)?);
             t.created_at.push(r.get(7)?);
             t.last_used_at.push(r.get(8)?);
+            t.account_lifetime.push(r.get(9)?);
         }
     }
     {
         let mut st = conn.prepare(
             "SELECT id, address, password_hash, created_at, created_via, token_id, \
              first_login, last_login, quota_mode, quota_bytes, used_bytes, used_messages, \
-             usage_updated_at, admin FROM accounts ORDER BY id",
+             usage_updated_at, admin, expires_at FROM accounts ORDER BY id",
         )?;
         let mut rows = st.query([])?;
         let a = &mut snap.accounts;
@@ -256,6 +261,7 @@ fn read_sqlite(path: &Path) -> Result<Snapshot> {
             a.used_messages.push(r.get(11)?);
             a.usage_updated_at.push(r.get(12)?);
             a.admin.push(r.get::<_, i64>(13)? != 0);
+            a.expires_at.push(r.get(14)?);
         }
     }
     {
