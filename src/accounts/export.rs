@@ -351,7 +351,10 @@ impl Accounts {
                 continue;
             }
             let hash = r.password_hash.as_deref().map(normalize_hash);
-            if hash.as_deref().is_some_and(|h| !looks_like_supported_hash(h)) {
+            if hash
+                .as_deref()
+                .is_some_and(|h| !looks_like_supported_hash(h))
+            {
                 counts
                     .skipped
                     .push((r.address, "unsupported password hash".into()));
@@ -523,7 +526,11 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].address, "k3x9q2m1a@example.org");
         assert_eq!(
-            got[0].password_hash.as_deref().map(normalize_hash).as_deref(),
+            got[0]
+                .password_hash
+                .as_deref()
+                .map(normalize_hash)
+                .as_deref(),
             Some("$2a$10$abcdefghijklmnopqrstuu")
         );
         assert_eq!(got[1].password_hash, None);

@@ -358,7 +358,10 @@ pub fn verify_with(params: &Params, password: &Password, stored: &str) -> Verdic
             let mut h = Sha256::new();
             h.update(&salt);
             h.update(pw.as_bytes());
-            bool::from(subtle::ConstantTimeEq::ct_eq(&h.finalize()[..], &digest[..]))
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                &h.finalize()[..],
+                &digest[..],
+            ))
         });
         (ok, false)
     } else {

@@ -1445,14 +1445,22 @@ async fn a_temporary_account_is_deleted_by_maintenance_once_past_its_lifetime() 
         })
         .await
         .expect("registered");
-    let home = a.userdb(&temp.address).await.expect("db").expect("entry").home;
+    let home = a
+        .userdb(&temp.address)
+        .await
+        .expect("db")
+        .expect("entry")
+        .home;
     std::fs::create_dir_all(home.join("Maildir/new")).expect("mkdir");
     assert_eq!(
         a.user(&temp.address).await.expect("user").expires_at,
         Some(t0 + 7 * 86400)
     );
     // The invite shows what it made, and what it can still make.
-    let shown = a.token_detail(&invite.id.to_string()).await.expect("detail");
+    let shown = a
+        .token_detail(&invite.id.to_string())
+        .await
+        .expect("detail");
     assert_eq!(
         shown
             .accounts
@@ -1559,7 +1567,13 @@ async fn export_with_hashes_then_import_elsewhere_keeps_every_password() {
     assert_eq!((dry.created, dry.updated, dry.unchanged), (4, 0, 0));
     assert!(b.users(false, None).await.expect("db").is_empty());
     let done = b.import_lines(&text, false, false).await.expect("import");
-    assert_eq!(done, export::ImportCounts { dry_run: false, ..dry });
+    assert_eq!(
+        done,
+        export::ImportCounts {
+            dry_run: false,
+            ..dry
+        }
+    );
     for (user, password) in [
         ("boss@example.org", "boss password 1"),
         ("alice@example.org", "alice password"),
@@ -1617,7 +1631,8 @@ async fn a_malformed_import_file_imports_nothing_and_bad_records_are_reported() 
         .await
         .expect_err("malformed");
     assert!(
-        e.to_string().starts_with("line 2: not JSON: ") && e.to_string().ends_with("; nothing was imported"),
+        e.to_string().starts_with("line 2: not JSON: ")
+            && e.to_string().ends_with("; nothing was imported"),
         "{e}"
     );
     assert!(a.users(false, None).await.expect("db").is_empty());
@@ -1630,7 +1645,10 @@ async fn a_malformed_import_file_imports_nothing_and_bad_records_are_reported() 
     let c = a.import_lines(&text, false, false).await.expect("import");
     assert_eq!(c.created, 1);
     let skipped: Vec<&str> = c.skipped.iter().map(|(addr, _)| addr.as_str()).collect();
-    assert_eq!(skipped, vec!["x@other.org", "bert@example.org", "carl@example.org"]);
+    assert_eq!(
+        skipped,
+        vec!["x@other.org", "bert@example.org", "carl@example.org"]
+    );
     assert_eq!(c.skipped[1].1, "unsupported password hash");
     assert_eq!(
         c.skipped[2].1,

@@ -184,7 +184,11 @@ pub fn account_details(out: &mut dyn Write, r: &Account) -> io::Result<()> {
     )?;
     writeln!(out, "admin:        {}", if r.admin { "yes" } else { "no" })?;
     if let Some(at) = r.expires_at {
-        writeln!(out, "expires:      {} (deleted by the maintenance run)", when(Some(at)))?;
+        writeln!(
+            out,
+            "expires:      {} (deleted by the maintenance run)",
+            when(Some(at))
+        )?;
     }
     match &r.status {
         Status::Blocked { reason, since } => writeln!(

@@ -12,8 +12,8 @@ use super::output::{
 };
 use super::*;
 use crate::accounts::address::Address;
-use crate::accounts::view::{InviteStatus, Quota, Usage};
 use crate::accounts::export::ImportCounts;
+use crate::accounts::view::{InviteStatus, Quota, Usage};
 use crate::accounts::{
     Account, BlockedAddress, Invite, InviteDetail, InviteUsed, QuotaSource, Status,
 };

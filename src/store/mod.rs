@@ -571,12 +571,26 @@ impl Store {
     ) -> Result<i64> {
         match self {
             Store::Sqlite(s) => {
-                s.create_token(code_hash, comment, max_uses, expires_at, now, account_lifetime)
-                    .await
+                s.create_token(
+                    code_hash,
+                    comment,
+                    max_uses,
+                    expires_at,
+                    now,
+                    account_lifetime,
+                )
+                .await
             }
             Store::Postgres(p) => {
-                p.create_token(code_hash, comment, max_uses, expires_at, now, account_lifetime)
-                    .await
+                p.create_token(
+                    code_hash,
+                    comment,
+                    max_uses,
+                    expires_at,
+                    now,
+                    account_lifetime,
+                )
+                .await
             }
         }
     }

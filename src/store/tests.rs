@@ -109,7 +109,10 @@ async fn token_uses_expiry_and_revocation() {
         Err(CreateRefusal::Token(TokenProblem::Expired))
     );
     let h3 = [9u8; 32];
-    let id3 = s.create_token(&h3, None, 5, None, 10, None).await.expect("db");
+    let id3 = s
+        .create_token(&h3, None, 5, None, 10, None)
+        .await
+        .expect("db");
     assert!(s.revoke_token(id3, 20).await.expect("db"));
     b.token_hash = Some(h3);
     assert_eq!(
@@ -296,7 +299,11 @@ async fn an_invite_with_an_account_lifetime_makes_accounts_that_expire() {
     let row = s.account("a@x.org").await.expect("db").expect("row");
     assert_eq!(row.expires_at, Some(100 + 7 * 86400));
     assert_eq!(
-        s.account("c@x.org").await.expect("db").expect("row").expires_at,
+        s.account("c@x.org")
+            .await
+            .expect("db")
+            .expect("row")
+            .expires_at,
         None
     );
     assert_eq!(
@@ -366,7 +373,12 @@ async fn import_creates_updates_only_when_told_and_a_dry_run_writes_nothing() {
         want
     );
     assert!(s.account("new@x.org").await.expect("db").is_none());
-    assert_eq!(s.import_accounts(rows.clone(), false, false).await.expect("db"), want);
+    assert_eq!(
+        s.import_accounts(rows.clone(), false, false)
+            .await
+            .expect("db"),
+        want
+    );
     let row = s.account("new@x.org").await.expect("db").expect("row");
     assert_eq!(
         (
@@ -378,7 +390,15 @@ async fn import_creates_updates_only_when_told_and_a_dry_run_writes_nothing() {
             row.quota,
             row.expires_at
         ),
-        ("$6$h1", 50, "web", Some(60), Some(70), QuotaMode::Explicit(1000), Some(900))
+        (
+            "$6$h1",
+            50,
+            "web",
+            Some(60),
+            Some(70),
+            QuotaMode::Explicit(1000),
+            Some(900)
+        )
     );
     let spam = s.account("spam@x.org").await.expect("db").expect("row");
     assert_eq!(
@@ -390,7 +410,11 @@ async fn import_creates_updates_only_when_told_and_a_dry_run_writes_nothing() {
         })
     );
     assert_eq!(
-        s.account("old@x.org").await.expect("db").expect("row").password_hash,
+        s.account("old@x.org")
+            .await
+            .expect("db")
+            .expect("row")
+            .password_hash,
         "$argon2id$x"
     );
     // With update: the existing account takes the row's hash, quota and expiry.
@@ -401,14 +425,21 @@ async fn import_creates_updates_only_when_told_and_a_dry_run_writes_nothing() {
     assert_eq!(updated, vec![ImportResult::Updated]);
     let old = s.account("old@x.org").await.expect("db").expect("row");
     assert_eq!(
-        (old.password_hash.as_str(), old.quota, old.expires_at, old.created_via.as_str()),
+        (
+            old.password_hash.as_str(),
+            old.quota,
+            old.expires_at,
+            old.created_via.as_str()
+        ),
         ("$6$replaced", QuotaMode::Explicit(1000), Some(900), "cli")
     );
     // An update without a hash keeps the stored one, and unblocks as the row says.
     let mut unblock = import_row("spam@x.org", None);
     unblock.quota = QuotaMode::Unlimited;
     assert_eq!(
-        s.import_accounts(vec![unblock], true, false).await.expect("db"),
+        s.import_accounts(vec![unblock], true, false)
+            .await
+            .expect("db"),
         vec![ImportResult::Updated]
     );
     let spam = s.account("spam@x.org").await.expect("db").expect("row");

@@ -14,6 +14,7 @@ mod dovecot;
 mod dovecot24;
 mod fail2ban;
 mod faults;
+mod lifetime;
 mod package;
 mod policy;
 mod postfix;

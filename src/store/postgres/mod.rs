@@ -890,7 +890,7 @@ async fn consume_token(
     let st = tx
         .prepare_cached(concat!(
             "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at, ",
-                "account_lifetime ",
+            "account_lifetime ",
             "FROM tokens WHERE code_hash = $1"
         ))
         .await?;

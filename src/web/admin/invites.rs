@@ -179,7 +179,14 @@ async fn invite_page(
             }
         }
     };
-    render(&state, &admin, "invites", &format!("Invite {}", t.id), content).into_response()
+    render(
+        &state,
+        &admin,
+        "invites",
+        &format!("Invite {}", t.id),
+        content,
+    )
+    .into_response()
 }
 
 /// The form of `POST /admin/invites`.
