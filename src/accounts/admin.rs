@@ -192,13 +192,7 @@ impl Accounts {
             .map(|s| s.trim().to_lowercase())
             .filter(|s| !s.is_empty());
         let rows = self.store.accounts(blocked_only, search).await?;
-        let comments: std::collections::HashMap<i64, Option<String>> =
-            if rows.iter().any(|r| r.token_id.is_some()) {
-                let tokens = self.store.tokens().await?;
-                tokens.into_iter().map(|t| (t.id, t.comment)).collect()
-            } else {
-                std::collections::HashMap::new()
-            };
+        let comments = self.invite_comments(&rows).await?;
         Ok(rows
             .into_iter()
             .map(|row| {
@@ -209,6 +203,19 @@ impl Accounts {
                 account
             })
             .collect())
+    }
+
+    /// The comments of the invites `rows` were made with, by invite id (read only when
+    /// one was).
+    pub(super) async fn invite_comments(
+        &self,
+        rows: &[crate::store::AccountRow],
+    ) -> Result<std::collections::HashMap<i64, Option<String>>, AdminError> {
+        if !rows.iter().any(|r| r.token_id.is_some()) {
+            return Ok(std::collections::HashMap::new());
+        }
+        let tokens = self.store.tokens().await?;
+        Ok(tokens.into_iter().map(|t| (t.id, t.comment)).collect())
     }
 
     /// Sets a new password (`None`: generate and return one). Cached logins end.

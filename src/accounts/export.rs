@@ -26,9 +26,7 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
-use super::address::{self, Address};
 use super::admin::parse_quota;
-use super::password::looks_like_supported_hash;
 use super::view::QuotaSetting;
 use super::{Accounts, AdminError, Route};
 use crate::store::{ImportResult, ImportRow, QuotaMode};
@@ -265,13 +263,7 @@ impl Accounts {
         with_hashes: bool,
     ) -> Result<Vec<AccountRecord>, AdminError> {
         let rows = self.store.accounts(false, None).await?;
-        let comments: std::collections::HashMap<i64, Option<String>> =
-            if rows.iter().any(|r| r.token_id.is_some()) {
-                let tokens = self.store.tokens().await?;
-                tokens.into_iter().map(|t| (t.id, t.comment)).collect()
-            } else {
-                std::collections::HashMap::new()
-            };
+        let comments = self.invite_comments(&rows).await?;
         tracing::info!(
             "event=export accounts={} with_hashes={with_hashes}",
             rows.len()
@@ -333,33 +325,14 @@ impl Accounts {
         let now = self.now();
         let mut rows = Vec::new();
         for r in records {
-            let address = match Address::parse(&r.address, &config.domains) {
+            let hash = r.password_hash.as_deref().map(normalize_hash);
+            let address = match self.importable(&r.address, hash.as_deref(), &rules) {
                 Ok(a) => a,
-                Err(e) => {
-                    counts.skipped.push((r.address, e.to_string()));
+                Err(why) => {
+                    counts.skipped.push((r.address, why));
                     continue;
                 }
             };
-            if let Err(e) = address.check_rules(&rules) {
-                counts.skipped.push((r.address, e.to_string()));
-                continue;
-            }
-            if address::mail_home(&config.mailbox.home, &address).is_err() {
-                counts
-                    .skipped
-                    .push((r.address, "cannot have a mail home".into()));
-                continue;
-            }
-            let hash = r.password_hash.as_deref().map(normalize_hash);
-            if hash
-                .as_deref()
-                .is_some_and(|h| !looks_like_supported_hash(h))
-            {
-                counts
-                    .skipped
-                    .push((r.address, "unsupported password hash".into()));
-                continue;
-            }
             let via = r
                 .created_via
                 .as_deref()

@@ -450,31 +450,11 @@ impl Accounts {
         let mut report = ImportReport::default();
         let mut rows = Vec::new();
         for a in accounts {
-            let address = match Address::parse(&a.address, &config.domains) {
-                Ok(addr) => addr,
-                Err(e) => {
-                    report.skipped.push((a.address, e.to_string()));
-                    continue;
-                }
-            };
-            if let Err(e) = address.check_rules(&config.registration.username) {
-                report.skipped.push((a.address, e.to_string()));
-                continue;
-            }
-            if super::address::mail_home(&config.mailbox.home, &address).is_err() {
-                report
-                    .skipped
-                    .push((a.address, "cannot have a mail home".into()));
-                continue;
-            }
             let hash = a.password_hash.trim().to_owned();
-            if !looks_like_supported_hash(&hash) {
-                report
-                    .skipped
-                    .push((a.address, "unsupported password hash".into()));
-                continue;
+            match self.importable(&a.address, Some(&hash), &config.registration.username) {
+                Ok(address) => rows.push((address.as_str().to_owned(), hash)),
+                Err(why) => report.skipped.push((a.address, why)),
             }
-            rows.push((address.as_str().to_owned(), hash));
         }
         let now = self.now();
         let wanted = rows.len();
@@ -504,6 +484,29 @@ impl Accounts {
             report.skipped.len()
         );
         Ok(report)
+    }
+}
+
+impl Accounts {
+    /// The address an imported account gets, or why it is left out: a served domain,
+    /// `rules`, a mail home, and a hash `verify_with` knows (when there is one). The one
+    /// check both imports (chatmail's directories, `user import`) make.
+    pub(super) fn importable(
+        &self,
+        address: &str,
+        hash: Option<&str>,
+        rules: &crate::config::UsernameRules,
+    ) -> Result<Address, String> {
+        let config = self.config();
+        let address = Address::parse(address, &config.domains).map_err(|e| e.to_string())?;
+        address.check_rules(rules).map_err(|e| e.to_string())?;
+        if super::address::mail_home(&config.mailbox.home, &address).is_err() {
+            return Err("cannot have a mail home".into());
+        }
+        if hash.is_some_and(|h| !looks_like_supported_hash(h)) {
+            return Err("unsupported password hash".into());
+        }
+        Ok(address)
     }
 }
 

@@ -990,6 +990,15 @@ fn add_user(d: &TestDaemon, addr: &str, password: &str, admin: bool) {
     );
 }
 
+/// The invite code the admin page shows once, after creating it.
+fn shown_invite_code(body: &str) -> String {
+    body.split("id=\"invite-code\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("code")
+        .to_owned()
+}
+
 /// A daemon with an admin (boss) and an ordinary account (alice).
 fn with_accounts(mode: &str, env: &[(&str, &str)]) -> TestDaemon {
     let d = TestDaemon::start_with(mode, env);
@@ -1278,13 +1287,7 @@ fn admin_actions_do_what_the_cli_does() {
         &[("uses", "2"), ("expires", "72h"), ("comment", "for Dave")],
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    let code = r
-        .body
-        .split("id=\"invite-code\">")
-        .nth(1)
-        .and_then(|rest| rest.split('<').next())
-        .expect("code")
-        .to_owned();
+    let code = shown_invite_code(&r.body);
     assert!(r
         .body
         .contains(&format!("https://example.org/new?token={code}")));
@@ -1674,13 +1677,7 @@ fn admin_invite_view_lists_its_accounts_and_remaining_uses() {
         &[("uses", "3"), ("lifetime", "7d"), ("comment", "workshop")],
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    let code = r
-        .body
-        .split("id=\"invite-code\">")
-        .nth(1)
-        .and_then(|rest| rest.split('<').next())
-        .expect("code")
-        .to_owned();
+    let code = shown_invite_code(&r.body);
     let id = d.cli_json(&["token", "list"])[0]["id"].to_string();
     assert_eq!(
         d.cli_json(&["token", "show", &id])["account_lifetime"],

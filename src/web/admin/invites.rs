@@ -115,6 +115,19 @@ async fn invites(state: &AppState, admin: &Admin, created: Option<NewInvite>) ->
     render(state, admin, "invites", "Invites", content).into_response()
 }
 
+/// Only ids come through the invites' paths: a code in a URL would end up in access
+/// logs. Anything else goes back to the list with a message.
+fn not_an_id(state: &AppState, admin: &Admin, id: &str) -> Option<Response> {
+    id.parse::<i64>().is_err().then(|| {
+        done(
+            state,
+            admin,
+            "/admin/invites",
+            Err(format!("there is no invite {id}")),
+        )
+    })
+}
+
 fn lifetime(l: Option<u64>) -> String {
     l.map_or_else(|| "permanent".to_owned(), |l| Seconds(l).to_string())
 }
@@ -125,14 +138,8 @@ async fn invite_page(
     admin: Admin,
 ) -> Response {
     let config = state.accounts().config();
-    // Only ids come through here: a code in a URL would end up in access logs.
-    if id.parse::<i64>().is_err() {
-        return done(
-            &state,
-            &admin,
-            "/admin/invites",
-            Err(format!("there is no invite {id}")),
-        );
+    if let Some(refused) = not_an_id(&state, &admin, &id) {
+        return refused;
     }
     let d = match state.accounts().token_detail(&id).await {
         Ok(d) => d,
@@ -250,14 +257,8 @@ async fn revoke_invite(
     Path(id): Path<String>,
     AdminForm { admin, .. }: AdminForm,
 ) -> Response {
-    // Only ids come through here: a code in a URL would end up in access logs.
-    if id.parse::<i64>().is_err() {
-        return done(
-            &state,
-            &admin,
-            "/admin/invites",
-            Err(format!("there is no invite {id}")),
-        );
+    if let Some(refused) = not_an_id(&state, &admin, &id) {
+        return refused;
     }
     let result = state
         .accounts()
