@@ -1,5 +1,6 @@
 //! Operator actions, shared by the CLI and the admin web page: accounts, the blocklist,
-//! invite codes and the run-time registration mode.
+//! invite codes and the run-time registration mode. Each takes the [`Actor`] who acts
+//! and records what it changed in the audit trail (`audit.rs`).
 //!
 //! ```text
 //! add_user  set_password  block_user  unblock_user  delete_user  set_user_quota
@@ -10,12 +11,13 @@
 use std::path::{Path, PathBuf};
 
 use super::address::{self, Address, AddressError};
+use super::audit::{blocked_text, yes_no, Actor, Change};
 use super::password::{self, Password, PasswordError};
 use super::register::{generate_code, hash_code, random_password};
 use super::view::{Account, BlockedAddress, Invite, InviteDetail, InviteUsed, QuotaSetting};
 use super::{Accounts, Route, Unavailable, MODE_SETTING};
-use crate::config::{Quota, RegistrationMode, Seconds};
-use crate::store::{CreateRefusal, NewAccount};
+use crate::config::{format_size, Quota, RegistrationMode, Seconds};
+use crate::store::{CreateRefusal, NewAccount, QuotaMode};
 
 /// Why an operator action did not happen. The text is for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -102,10 +104,23 @@ pub fn parse_quota(s: &str) -> Result<QuotaSetting, String> {
     }
 }
 
+/// A quota setting as the audit trail shows it: `default`, `500M`, `unlimited`.
+fn quota_text(q: QuotaMode) -> String {
+    match q {
+        QuotaMode::Default => "default".into(),
+        QuotaMode::Explicit(b) => format_size(b),
+        QuotaMode::Unlimited => "unlimited".into(),
+    }
+}
+
 impl Accounts {
     /// Creates an account. Operators may use reserved names (postmaster, ...); the other
     /// local-part rules and the password rules still apply.
-    pub async fn add_user(&self, user: NewUser) -> Result<(Account, Option<Password>), AdminError> {
+    pub async fn add_user(
+        &self,
+        actor: &Actor,
+        user: NewUser,
+    ) -> Result<(Account, Option<Password>), AdminError> {
         let config = self.config();
         let address = self.address_for(&user.address)?;
         let mut rules = config.registration.username.clone();
@@ -150,6 +165,12 @@ impl Accounts {
             self.private(address.as_str())
         );
         let row = self.user(address.as_str()).await?;
+        let change = Change::new("account_add", address.to_string()).new_value(format!(
+            "quota={} admin={}",
+            quota_text(user.quota.to_store()),
+            yes_no(row.admin)
+        ));
+        self.record(actor, change).await;
         Ok((row, generated.then_some(password)))
     }
 
@@ -221,6 +242,7 @@ impl Accounts {
     /// Sets a new password (`None`: generate and return one). Cached logins end.
     pub async fn set_password(
         &self,
+        actor: &Actor,
         address: &str,
         password: Option<Password>,
     ) -> Result<(Address, Option<Password>), AdminError> {
@@ -246,7 +268,9 @@ impl Accounts {
             return Err(AdminError::NotFound(address.to_string()));
         }
         self.cache.forget(address.as_str());
-        tracing::info!("event=passwd address={}", self.private(address.as_str()));
+        let new = if generated { "generated" } else { "changed" };
+        let change = Change::new("password_change", address.to_string()).new_value(new);
+        self.record(actor, change).await;
         Ok((address, generated.then_some(password)))
     }
 
@@ -254,20 +278,26 @@ impl Accounts {
     /// account's address.
     pub async fn block_user(
         &self,
+        actor: &Actor,
         address: &str,
         reason: Option<String>,
     ) -> Result<Address, AdminError> {
         let account = self.user(address).await?;
         Ok(self
-            .blocklist_add(account.address.as_str(), reason)
+            .block_address(actor, "account_block", account.address.as_str(), reason)
             .await?
             .0)
     }
 
     /// Lets a blocked account in again. False when it was not blocked.
-    pub async fn unblock_user(&self, address: &str) -> Result<(Address, bool), AdminError> {
+    pub async fn unblock_user(
+        &self,
+        actor: &Actor,
+        address: &str,
+    ) -> Result<(Address, bool), AdminError> {
         let account = self.user(address).await?;
-        self.blocklist_remove(account.address.as_str()).await
+        self.unblock_address(actor, "account_unblock", account.address.as_str())
+            .await
     }
 
     /// Deletes an account. Its address stays on the blocklist unless `allow_reuse`, so a
@@ -286,9 +316,23 @@ impl Accounts {
     /// predictable answer, and the queue keeps the removal from being forgotten.
     pub async fn delete_user(
         &self,
+        actor: &Actor,
         address: &str,
         keep_mail: bool,
         allow_reuse: bool,
+    ) -> Result<Deleted, AdminError> {
+        self.delete_account(actor, address, keep_mail, allow_reuse, None)
+            .await
+    }
+
+    /// [`delete_user`](Accounts::delete_user), recording `why` (maintenance's reason).
+    pub(super) async fn delete_account(
+        &self,
+        actor: &Actor,
+        address: &str,
+        keep_mail: bool,
+        allow_reuse: bool,
+        why: Option<&str>,
     ) -> Result<Deleted, AdminError> {
         let address = self.admin_address(address)?;
         let home = if keep_mail {
@@ -308,11 +352,21 @@ impl Accounts {
             .await?
             .ok_or_else(|| AdminError::NotFound(address.to_string()))?;
         self.cache.forget(address.as_str());
-        tracing::info!(
-            "event=delete address={} keep_mail={keep_mail} allow_reuse={allow_reuse} mail_home={}",
-            self.private(address.as_str()),
-            if keep_mail { "kept" } else { "queued" }
+        let new = format!(
+            "{}mail={} address={}",
+            why.map(|w| format!("why={w} ")).unwrap_or_default(),
+            if keep_mail { "kept" } else { "queued" },
+            if allow_reuse { "reusable" } else { "blocked" }
         );
+        let old = if row.admin {
+            "account admin=yes"
+        } else {
+            "account"
+        };
+        let change = Change::new("account_delete", address.to_string())
+            .old(old)
+            .new_value(new);
+        self.record(actor, change).await;
         Ok(Deleted {
             account: self.account_view(row),
             mail_queued: home,
@@ -340,10 +394,12 @@ impl Accounts {
     /// Sets how an account's quota is decided; returns the account as it now is.
     pub async fn set_user_quota(
         &self,
+        actor: &Actor,
         address: &str,
         quota: QuotaSetting,
     ) -> Result<Account, AdminError> {
         let address = self.admin_address(address)?;
+        let before = self.store.account(address.as_str()).await?;
         if !self
             .store
             .set_quota(address.as_str(), quota.to_store())
@@ -351,14 +407,36 @@ impl Accounts {
         {
             return Err(AdminError::NotFound(address.to_string()));
         }
+        let (old, new) = (before.map(|r| r.quota), quota.to_store());
+        if old != Some(new) {
+            let mut change = Change::new("quota_change", address.to_string());
+            if let Some(old) = old {
+                change = change.old(quota_text(old));
+            }
+            self.record(actor, change.new_value(quota_text(new))).await;
+        }
         self.user(address.as_str()).await
     }
 
     /// Grants or revokes the admin flag; returns the account's address.
-    pub async fn set_user_admin(&self, address: &str, admin: bool) -> Result<Address, AdminError> {
+    pub async fn set_user_admin(
+        &self,
+        actor: &Actor,
+        address: &str,
+        admin: bool,
+    ) -> Result<Address, AdminError> {
         let address = self.admin_address(address)?;
+        let before = self.store.account(address.as_str()).await?;
         if !self.store.set_admin(address.as_str(), admin).await? {
             return Err(AdminError::NotFound(address.to_string()));
+        }
+        let old = before.map(|r| r.admin);
+        if old != Some(admin) {
+            let mut change = Change::new("admin_flag", address.to_string());
+            if let Some(old) = old {
+                change = change.old(yes_no(old));
+            }
+            self.record(actor, change.new_value(yes_no(admin))).await;
         }
         Ok(address)
     }
@@ -368,24 +446,74 @@ impl Accounts {
     /// Puts an address (with or without an account) on the blocklist. True when new.
     pub async fn blocklist_add(
         &self,
+        actor: &Actor,
+        address: &str,
+        reason: Option<String>,
+    ) -> Result<(Address, bool), AdminError> {
+        self.block_address(actor, "blocklist_add", address, reason)
+            .await
+    }
+
+    /// Takes an address off the blocklist. True when it was there.
+    pub async fn blocklist_remove(
+        &self,
+        actor: &Actor,
+        address: &str,
+    ) -> Result<(Address, bool), AdminError> {
+        self.unblock_address(actor, "blocklist_remove", address)
+            .await
+    }
+
+    /// Blocks an address and records `action` when that changed something: a new entry
+    /// or another reason.
+    async fn block_address(
+        &self,
+        actor: &Actor,
+        action: &'static str,
         address: &str,
         reason: Option<String>,
     ) -> Result<(Address, bool), AdminError> {
         let address = self.admin_address(address)?;
+        let before = self.store.blocklist_entry(address.as_str()).await?;
         let added = self
             .store
             .block(address.as_str(), reason.as_deref(), self.now())
             .await?;
         self.cache.forget(address.as_str());
-        tracing::info!("event=block address={}", self.private(address.as_str()));
+        let old_reason = before.and_then(|b| b.reason);
+        let old = if added {
+            Some("not blocked".to_owned())
+        } else if reason.is_some() && old_reason != reason {
+            Some(blocked_text(old_reason.as_deref()))
+        } else {
+            None
+        };
+        if let Some(old) = old {
+            let change = Change::new(action, address.to_string())
+                .old(old)
+                .new_value(blocked_text(reason.as_deref()));
+            self.record(actor, change).await;
+        }
         Ok((address, added))
     }
 
-    /// Takes an address off the blocklist. True when it was there.
-    pub async fn blocklist_remove(&self, address: &str) -> Result<(Address, bool), AdminError> {
+    /// Unblocks an address and records `action` when it was blocked.
+    async fn unblock_address(
+        &self,
+        actor: &Actor,
+        action: &'static str,
+        address: &str,
+    ) -> Result<(Address, bool), AdminError> {
         let address = self.admin_address(address)?;
+        let before = self.store.blocklist_entry(address.as_str()).await?;
         let removed = self.store.unblock(address.as_str()).await?;
-        tracing::info!("event=unblock address={}", self.private(address.as_str()));
+        if removed {
+            let old = blocked_text(before.and_then(|b| b.reason).as_deref());
+            let change = Change::new(action, address.to_string())
+                .old(old)
+                .new_value("not blocked");
+            self.record(actor, change).await;
+        }
         Ok((address, removed))
     }
 
@@ -399,11 +527,13 @@ impl Accounts {
     /// Creates an invite code; the code is returned once and only its hash is stored.
     pub async fn create_token(
         &self,
+        actor: &Actor,
         uses: u32,
         expires_in: Option<Seconds>,
         comment: Option<String>,
     ) -> Result<(Invite, String), AdminError> {
-        self.create_invite(uses, expires_in, None, comment).await
+        self.create_invite(actor, uses, expires_in, None, comment)
+            .await
     }
 
     /// Creates an invite code (as [`create_token`](Accounts::create_token)) whose
@@ -411,6 +541,7 @@ impl Accounts {
     /// creation, and the maintenance run deletes it then.
     pub async fn create_invite(
         &self,
+        actor: &Actor,
         uses: u32,
         expires_in: Option<Seconds>,
         account_lifetime: Option<Seconds>,
@@ -438,7 +569,16 @@ impl Accounts {
             .token(Some(id), None)
             .await?
             .ok_or_else(|| AdminError::NoToken(id.to_string()))?;
-        tracing::info!("event=token_create id={id} uses={uses}");
+        let mut new = format!(
+            "uses={uses} expires={} comment={}",
+            expires_at.map_or_else(|| "never".to_owned(), rfc3339),
+            row.comment.as_deref().unwrap_or("-")
+        );
+        if let Some(l) = account_lifetime {
+            new.push_str(&format!(" account_lifetime={l}"));
+        }
+        let change = Change::new("invite_create", format!("invite:{id}")).new_value(new);
+        self.record(actor, change).await;
         Ok((Invite::from_row(row, now), code))
     }
 
@@ -473,10 +613,23 @@ impl Accounts {
     }
 
     /// Revokes an invite named by its id or its code.
-    pub async fn revoke_token(&self, code_or_id: &str) -> Result<Invite, AdminError> {
-        let id = self.find_token(code_or_id).await?.id;
-        self.store.revoke_token(id, self.now()).await?;
-        tracing::info!("event=token_revoke id={id}");
+    pub async fn revoke_token(
+        &self,
+        actor: &Actor,
+        code_or_id: &str,
+    ) -> Result<Invite, AdminError> {
+        let row = self.find_token(code_or_id).await?;
+        let id = row.id;
+        let status = Invite::from_row(row.clone(), self.now()).status;
+        if self.store.revoke_token(id, self.now()).await? {
+            let change = Change::new("invite_revoke", format!("invite:{id}"))
+                .old(format!(
+                    "status={status} comment={}",
+                    row.comment.as_deref().unwrap_or("-")
+                ))
+                .new_value("status=revoked");
+            self.record(actor, change).await;
+        }
         self.store
             .token(Some(id), None)
             .await?
@@ -495,13 +648,25 @@ impl Accounts {
     /// effect at once in every process sharing the database, and survives restarts.
     pub async fn set_registration_mode(
         &self,
+        actor: &Actor,
         mode: Option<RegistrationMode>,
     ) -> Result<RegistrationMode, AdminError> {
+        let before = self.registration_override().await?;
         self.store
             .set_setting(MODE_SETTING, mode.map(RegistrationMode::as_str))
             .await?;
         let now = self.registration_mode().await?;
-        tracing::info!("event=registration_mode mode={now}");
+        if before != mode {
+            let configured = self.config().registration.mode;
+            let text = |m: Option<RegistrationMode>| match m {
+                Some(m) => m.to_string(),
+                None => format!("configured ({configured})"),
+            };
+            let change = Change::new("registration_mode", "registration".to_owned())
+                .old(text(before))
+                .new_value(text(mode));
+            self.record(actor, change).await;
+        }
         Ok(now)
     }
 
@@ -519,6 +684,13 @@ impl Accounts {
     fn admin_address(&self, address: &str) -> Result<Address, AddressError> {
         self.address_for(address)
     }
+}
+
+/// A Unix time as RFC 3339 (UTC).
+fn rfc3339(t: i64) -> String {
+    let secs = u64::try_from(t).unwrap_or(0);
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
 }
 
 fn measure_maildir(maildir: &Path) -> std::io::Result<Option<(u64, u64)>> {

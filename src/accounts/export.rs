@@ -27,6 +27,7 @@ use std::fmt;
 use serde_json::{json, Map, Value};
 
 use super::admin::parse_quota;
+use super::audit::{Actor, Change};
 use super::view::QuotaSetting;
 use super::{Accounts, AdminError, Route};
 use crate::store::{ImportResult, ImportRow, QuotaMode};
@@ -299,17 +300,19 @@ impl Accounts {
     /// reports what a real run would do.
     pub async fn import_lines(
         &self,
+        actor: &Actor,
         text: &str,
         update: bool,
         dry_run: bool,
     ) -> Result<ImportCounts, AdminError> {
         let records = parse_import(text)?;
-        self.import_records(records, update, dry_run).await
+        self.import_records(actor, records, update, dry_run).await
     }
 
     /// Imports parsed records (see [`import_lines`](Accounts::import_lines)).
     pub async fn import_records(
         &self,
+        actor: &Actor,
         records: Vec<AccountRecord>,
         update: bool,
         dry_run: bool,
@@ -384,6 +387,16 @@ impl Accounts {
                 counts.unchanged,
                 counts.skipped.len()
             );
+            if counts.created + counts.updated > 0 {
+                let change = Change::new("import", None::<String>).new_value(format!(
+                    "created={} updated={} unchanged={} skipped={}",
+                    counts.created,
+                    counts.updated,
+                    counts.unchanged,
+                    counts.skipped.len()
+                ));
+                self.record(actor, change).await;
+            }
         }
         Ok(counts)
     }

@@ -23,6 +23,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use super::address::{self, Address};
+use super::audit::{Actor, Change};
 use super::password::looks_like_supported_hash;
 use super::view::Quota;
 use super::{Accounts, AdminError, Route, Unavailable, UsageChange};
@@ -201,6 +202,7 @@ impl Accounts {
     /// a removed home's entry that could not leave the queue is found gone next time).
     pub async fn run_maintenance(
         &self,
+        actor: &Actor,
         now: i64,
         dry_run: bool,
         rights: &impl MailHomeRights,
@@ -211,9 +213,10 @@ impl Accounts {
         };
         let queue = self.store.queued_homes().await?;
         for entry in queue {
-            report
-                .queued_homes
-                .push(self.handle_queued_home(entry, dry_run, rights).await?);
+            report.queued_homes.push(
+                self.handle_queued_home(actor, entry, dry_run, rights)
+                    .await?,
+            );
         }
 
         let plan = self.maintenance_plan(now).await?;
@@ -226,7 +229,7 @@ impl Accounts {
                 let outcome = if dry_run {
                     DueOutcome::Due
                 } else {
-                    self.delete_due(address, rights).await
+                    self.delete_due(actor, address, why, rights).await
                 };
                 report.accounts.push(DueAccount {
                     address: address.clone(),
@@ -241,7 +244,7 @@ impl Accounts {
             report.usage_recomputed = plan.stale_usage.len();
             return Ok(report);
         }
-        report.tokens_purged = self.purge_tokens(plan.tokens).await?;
+        report.tokens_purged = self.purge_tokens(actor, plan.tokens).await?;
         for address in &plan.stale_usage {
             let measured = rights.with_rights(self.measure_mail_home(address)).await;
             if let Ok(Some((bytes, messages))) = measured {
@@ -279,12 +282,26 @@ impl Accounts {
 
     /// Deletes an account maintenance found due (its address stays blocked) and removes
     /// its mail home at once.
-    async fn delete_due(&self, address: &str, rights: &impl MailHomeRights) -> DueOutcome {
-        let deleted = match self.delete_user(address, false, false).await {
+    async fn delete_due(
+        &self,
+        actor: &Actor,
+        address: &str,
+        why: Due,
+        rights: &impl MailHomeRights,
+    ) -> DueOutcome {
+        let why_text = match why {
+            Due::Expired => "expired",
+            Due::Inactive => "inactive",
+            Due::Unused => "unused",
+        };
+        let deleted = match self
+            .delete_account(actor, address, false, false, Some(why_text))
+            .await
+        {
             Ok(d) => d,
             Err(e) => return DueOutcome::NotDeleted(e.to_string()),
         };
-        match self.remove_queued_home(address, rights).await {
+        match self.remove_queued_home(actor, address, rights).await {
             Ok(home) => DueOutcome::Deleted(home),
             // The entry stays queued: the next run tries again.
             Err(e) => DueOutcome::Deleted(Some(HomeOutcome {
@@ -299,6 +316,7 @@ impl Accounts {
     /// delete` does right after the deletion. `None` when nothing is queued for it.
     pub async fn remove_queued_home(
         &self,
+        actor: &Actor,
         address: &str,
         rights: &impl MailHomeRights,
     ) -> Result<Option<HomeOutcome>, AdminError> {
@@ -306,7 +324,9 @@ impl Accounts {
         let Some(entry) = self.store.queued_home(address.as_str()).await? else {
             return Ok(None);
         };
-        Ok(Some(self.handle_queued_home(entry, false, rights).await?))
+        Ok(Some(
+            self.handle_queued_home(actor, entry, false, rights).await?,
+        ))
     }
 
     /// How many mail homes wait for removal.
@@ -318,6 +338,7 @@ impl Accounts {
     /// an account again. The entry leaves the queue unless the removal failed.
     async fn handle_queued_home(
         &self,
+        actor: &Actor,
         entry: QueuedHome,
         dry_run: bool,
         rights: &impl MailHomeRights,
@@ -360,6 +381,12 @@ impl Accounts {
             }
             if !matches!(result, HomeResult::Failed(_)) {
                 self.store.dequeue_home(&entry).await?;
+            }
+            if result == HomeResult::Removed {
+                let change = Change::new("mail_home_remove", entry.address.clone())
+                    .old(entry.home.to_string_lossy())
+                    .new_value("removed");
+                self.record(actor, change).await;
             }
         }
         Ok(HomeOutcome {
@@ -405,9 +432,16 @@ impl Accounts {
     }
 
     /// Deletes invites (ids from a plan).
-    pub async fn purge_tokens(&self, ids: Vec<i64>) -> Result<usize, AdminError> {
+    pub async fn purge_tokens(&self, actor: &Actor, ids: Vec<i64>) -> Result<usize, AdminError> {
+        let listed = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         let n = self.store.delete_tokens(ids).await?;
         tracing::info!("event=token_purge count={n}");
+        if n > 0 {
+            let change = Change::new("invite_purge", None::<String>)
+                .old(format!("invites={listed}"))
+                .new_value(format!("deleted={n}"));
+            self.record(actor, change).await;
+        }
         Ok(n)
     }
 
@@ -445,7 +479,11 @@ impl Accounts {
     /// bcrypt, argon2): they log in with their old passwords and are re-hashed to
     /// argon2id at the next good login. Names the creation rules refuse (reserved, bad
     /// characters), existing and blocked addresses are skipped and reported.
-    pub async fn import(&self, accounts: Vec<Imported>) -> Result<ImportReport, AdminError> {
+    pub async fn import(
+        &self,
+        actor: &Actor,
+        accounts: Vec<Imported>,
+    ) -> Result<ImportReport, AdminError> {
         let config = self.config();
         let mut report = ImportReport::default();
         let mut rows = Vec::new();
@@ -483,6 +521,13 @@ impl Accounts {
             "event=import imported={inserted} skipped={}",
             report.skipped.len()
         );
+        if inserted > 0 {
+            let change = Change::new("import", None::<String>).new_value(format!(
+                "imported={inserted} skipped={}",
+                report.skipped.len()
+            ));
+            self.record(actor, change).await;
+        }
         Ok(report)
     }
 }

@@ -6,7 +6,8 @@
 //! login(user, password)      verify (cache, argon2, legacy re-hash) or create just in time
 //! userdb(user)               home / uid / gid / quota for Dovecot
 //! register(...)              /new, invites          (register.rs)
-//! add_user, block, delete... operator actions       (admin.rs)
+//! add_user, block, delete... operator actions       (admin.rs), each recorded in the
+//!                            audit trail with its Actor     (audit.rs)
 //! export_accounts, import_lines  JSON Lines export and import (export.rs)
 //! Account, Invite, BlockedAddress, Address   what adapters get back (view.rs): no
 //!                            store record and no password hash leaves the core
@@ -18,6 +19,7 @@
 
 pub mod address;
 pub mod admin;
+pub mod audit;
 pub mod copy;
 pub mod export;
 pub mod limits;
@@ -44,6 +46,7 @@ use password::{Busy, Hasher, HasherError, Password, Verdict, VerifiedCache};
 use view::Quota;
 
 pub use admin::{AdminError, NewUser};
+pub use audit::{Actor, AuditEntry, AuditQuery};
 pub use policy::{PolicyRequest, PolicyVerdict};
 pub use register::{RegisterError, RegisterRequest, Registered};
 pub use view::{

@@ -50,6 +50,13 @@ impl Fixture {
     }
 }
 
+/// The operator of the tests' operator actions.
+fn op() -> Actor {
+    Actor::Cli {
+        unix_user: "root".into(),
+    }
+}
+
 fn pw(s: &str) -> Password {
     Password::new(s)
 }
@@ -61,13 +68,16 @@ async fn login(a: &Accounts, user: &str, password: &str) -> LoginOutcome {
 }
 
 async fn add_admin(a: &Accounts, address: &str, password: &str) {
-    a.add_user(NewUser {
-        address: address.into(),
-        password: Some(pw(password)),
-        quota: QuotaSetting::Default,
-        admin: true,
-        route: Route::Cli,
-    })
+    a.add_user(
+        &op(),
+        NewUser {
+            address: address.into(),
+            password: Some(pw(password)),
+            quota: QuotaSetting::Default,
+            admin: true,
+            route: Route::Cli,
+        },
+    )
     .await
     .expect("add admin");
 }
@@ -132,7 +142,7 @@ async fn jit_refuses_what_it_may_not_create() {
         login(&a, "carol@example.org", "").await,
         refused(Refusal::BadPassword)
     );
-    a.blocklist_add("dave@example.org", None)
+    a.blocklist_add(&op(), "dave@example.org", None)
         .await
         .expect("block");
     assert_eq!(
@@ -202,7 +212,7 @@ async fn block_and_password_change_from_another_process_take_effect_at_once() {
         login(&daemon, "alice@example.org", "old password").await,
         accepted("alice@example.org", false)
     );
-    cli.set_password("alice@example.org", Some(pw("new password")))
+    cli.set_password(&op(), "alice@example.org", Some(pw("new password")))
         .await
         .expect("passwd");
     assert_eq!(
@@ -213,7 +223,7 @@ async fn block_and_password_change_from_another_process_take_effect_at_once() {
         login(&daemon, "alice@example.org", "new password").await,
         accepted("alice@example.org", false)
     );
-    cli.block_user("alice@example.org", Some("abuse".into()))
+    cli.block_user(&op(), "alice@example.org", Some("abuse".into()))
         .await
         .expect("block");
     assert_eq!(
@@ -221,7 +231,7 @@ async fn block_and_password_change_from_another_process_take_effect_at_once() {
         LoginOutcome::Refused(Refusal::Blocked)
     );
     assert_eq!(daemon.userdb("alice@example.org").await.expect("db"), None);
-    cli.unblock_user("alice@example.org")
+    cli.unblock_user(&op(), "alice@example.org")
         .await
         .expect("unblock");
     assert_eq!(
@@ -239,14 +249,14 @@ async fn runtime_mode_overrides_config_across_processes() {
         daemon.registration_mode().await.expect("db"),
         RegistrationMode::InviteOnly
     );
-    cli.set_registration_mode(Some(RegistrationMode::Open))
+    cli.set_registration_mode(&op(), Some(RegistrationMode::Open))
         .await
         .expect("set");
     assert_eq!(
         login(&daemon, "alice@example.org", "long enough pw").await,
         accepted("alice@example.org", true)
     );
-    cli.set_registration_mode(Some(RegistrationMode::Closed))
+    cli.set_registration_mode(&op(), Some(RegistrationMode::Closed))
         .await
         .expect("set");
     let err = daemon
@@ -254,7 +264,7 @@ async fn runtime_mode_overrides_config_across_processes() {
         .await
         .expect_err("closed");
     assert_eq!(err.to_string(), "registration is currently disabled.");
-    cli.set_registration_mode(None).await.expect("reset");
+    cli.set_registration_mode(&op(), None).await.expect("reset");
     assert_eq!(
         daemon.registration_mode().await.expect("db"),
         RegistrationMode::InviteOnly
@@ -265,13 +275,16 @@ async fn runtime_mode_overrides_config_across_processes() {
 async fn legacy_hash_is_rehashed_at_next_good_login() {
     let f = Fixture::new(RegistrationMode::Closed);
     let a = f.accounts();
-    a.add_user(NewUser {
-        address: "old@example.org".into(),
-        password: Some(pw("placeholder pw")),
-        quota: QuotaSetting::Default,
-        admin: false,
-        route: Route::Import,
-    })
+    a.add_user(
+        &op(),
+        NewUser {
+            address: "old@example.org".into(),
+            password: Some(pw("placeholder pw")),
+            quota: QuotaSetting::Default,
+            admin: false,
+            route: Route::Import,
+        },
+    )
     .await
     .expect("add");
     let legacy = sha_crypt::sha512_simple(
@@ -310,7 +323,7 @@ async fn invite_uses_are_never_exceeded_under_concurrency() {
     let f = Fixture::new(RegistrationMode::InviteOnly);
     let a = f.accounts();
     let (_, code) = a
-        .create_token(5, None, Some("five".into()))
+        .create_token(&op(), 5, None, Some("five".into()))
         .await
         .expect("token");
     let mut tasks = Vec::new();
@@ -361,7 +374,7 @@ async fn register_checks_mode_token_and_rules() {
             .await,
         Err(RegisterError::Token(TokenProblem::Unknown))
     ));
-    let (_, code) = a.create_token(3, None, None).await.expect("token");
+    let (_, code) = a.create_token(&op(), 3, None, None).await.expect("token");
     assert!(matches!(
         a.register(req("alice", "short", Some(&code))).await,
         Err(RegisterError::Password(_))
@@ -417,7 +430,7 @@ async fn delete_blocks_address_and_queues_the_home_without_touching_it() {
     let a = f.accounts();
     let home = with_mail(&a, "alice@example.org").await;
     let deleted = a
-        .delete_user("alice@example.org", false, false)
+        .delete_user(&op(), "alice@example.org", false, false)
         .await
         .expect("delete");
     assert_eq!(deleted.mail_queued.as_deref(), Some(home.as_path()));
@@ -433,7 +446,7 @@ async fn delete_blocks_address_and_queues_the_home_without_touching_it() {
     );
     // With the rights to do it (the CLI as root), the queued home goes at once.
     let removed = a
-        .remove_queued_home("alice@example.org", &OwnRights)
+        .remove_queued_home(&op(), "alice@example.org", &OwnRights)
         .await
         .expect("db")
         .expect("queued");
@@ -447,7 +460,7 @@ async fn delete_blocks_address_and_queues_the_home_without_touching_it() {
     // --keep-mail queues nothing; with --allow-reuse the address can be registered again.
     let bob = with_mail(&a, "bob@example.org").await;
     let deleted = a
-        .delete_user("bob@example.org", true, true)
+        .delete_user(&op(), "bob@example.org", true, true)
         .await
         .expect("delete");
     assert_eq!(deleted.mail_queued, None);
@@ -469,7 +482,7 @@ async fn maintenance_removes_queued_homes_but_not_a_reregistered_one_and_keeps_f
     login(&a, "carol@example.org", "long enough pw").await; // never had a mail home
     let dave = with_mail(&a, "dave@example.org").await;
     for user in ["alice", "bob", "carol", "dave"] {
-        a.delete_user(&format!("{user}@example.org"), false, user == "bob")
+        a.delete_user(&op(), &format!("{user}@example.org"), false, user == "bob")
             .await
             .expect("delete");
     }
@@ -500,14 +513,17 @@ async fn maintenance_removes_queued_homes_but_not_a_reregistered_one_and_keeps_f
 
     // A dry run says all that and changes nothing.
     let now = a.now();
-    let dry = a.run_maintenance(now, true, &OwnRights).await.expect("run");
+    let dry = a
+        .run_maintenance(&op(), now, true, &OwnRights)
+        .await
+        .expect("run");
     assert_eq!(results(&dry), expected);
     assert!(dry.succeeded());
     assert!(alice.join("Maildir/new/1").exists());
     assert_eq!(a.queued_home_count().await.expect("db"), 4);
 
     let run = a
-        .run_maintenance(now, false, &OwnRights)
+        .run_maintenance(&op(), now, false, &OwnRights)
         .await
         .expect("run");
     assert_eq!(results(&run), expected);
@@ -528,7 +544,7 @@ async fn maintenance_removes_queued_homes_but_not_a_reregistered_one_and_keeps_f
     // Only the failure stays queued; the next run tries it again.
     assert_eq!(a.queued_home_count().await.expect("db"), 1);
     let again = a
-        .run_maintenance(now, false, &OwnRights)
+        .run_maintenance(&op(), now, false, &OwnRights)
         .await
         .expect("run");
     assert_eq!(
@@ -538,7 +554,7 @@ async fn maintenance_removes_queued_homes_but_not_a_reregistered_one_and_keeps_f
     // Once the operator clears the link away, the entry leaves the queue.
     std::fs::remove_file(&dave).expect("rm link");
     let last = a
-        .run_maintenance(now, false, &OwnRights)
+        .run_maintenance(&op(), now, false, &OwnRights)
         .await
         .expect("run");
     assert!(last.succeeded());
@@ -556,7 +572,7 @@ async fn maintenance_deletes_due_accounts_with_their_homes_at_once() {
     let later = a.now() + 91 * 86400;
 
     let dry = a
-        .run_maintenance(later, true, &OwnRights)
+        .run_maintenance(&op(), later, true, &OwnRights)
         .await
         .expect("run");
     assert_eq!(
@@ -570,7 +586,7 @@ async fn maintenance_deletes_due_accounts_with_their_homes_at_once() {
     assert!(old.exists() && a.user("old@example.org").await.is_ok());
 
     let run = a
-        .run_maintenance(later, false, &OwnRights)
+        .run_maintenance(&op(), later, false, &OwnRights)
         .await
         .expect("run");
     assert!(run.succeeded(), "{run:?}");
@@ -602,7 +618,7 @@ async fn userdb_and_usage_reports() {
     assert_eq!(e.address, "alice@example.org");
     assert_eq!(e.quota_bytes, Some(500 << 20));
     assert!(e.home.ends_with("vmail/example.org/alice"));
-    a.set_user_quota("alice@example.org", QuotaSetting::Unlimited)
+    a.set_user_quota(&op(), "alice@example.org", QuotaSetting::Unlimited)
         .await
         .expect("quota");
     assert_eq!(
@@ -683,13 +699,16 @@ async fn failures_per_client_ip_are_limited_across_accounts() {
     let mut f = Fixture::new(RegistrationMode::Closed);
     f.config.login.max_failures_per_ip = 5;
     let a = f.accounts();
-    a.add_user(NewUser {
-        address: "alice@example.org".into(),
-        password: Some(pw("right password")),
-        quota: QuotaSetting::Default,
-        admin: false,
-        route: Route::Cli,
-    })
+    a.add_user(
+        &op(),
+        NewUser {
+            address: "alice@example.org".into(),
+            password: Some(pw("right password")),
+            quota: QuotaSetting::Default,
+            admin: false,
+            route: Route::Cli,
+        },
+    )
     .await
     .expect("add");
     let attacker = LoginContext {
@@ -731,7 +750,7 @@ async fn policy_decisions() {
     for u in ["alice", "bob", "full"] {
         login(&a, &format!("{u}@example.org"), "policy password").await;
     }
-    a.set_user_quota("full@example.org", QuotaSetting::Explicit(1000))
+    a.set_user_quota(&op(), "full@example.org", QuotaSetting::Explicit(1000))
         .await
         .expect("quota");
     a.note_usage(
@@ -743,7 +762,7 @@ async fn policy_decisions() {
     )
     .await
     .expect("usage");
-    a.set_user_quota("bob@example.org", QuotaSetting::Explicit(10_000))
+    a.set_user_quota(&op(), "bob@example.org", QuotaSetting::Explicit(10_000))
         .await
         .expect("quota");
     a.note_usage(
@@ -755,7 +774,7 @@ async fn policy_decisions() {
     )
     .await
     .expect("usage");
-    a.blocklist_add("gone@example.org", None)
+    a.blocklist_add(&op(), "gone@example.org", None)
         .await
         .expect("block");
     let rcpt = |r: &'static str, size: u64| PolicyRequest {
@@ -820,7 +839,7 @@ async fn policy_decisions() {
     );
     assert_eq!(decide(send("m2")).await, PolicyVerdict::Dunno);
     assert_eq!(decide(send("m3")).await, PolicyVerdict::SenderRateLimited);
-    a.block_user("alice@example.org", None)
+    a.block_user(&op(), "alice@example.org", None)
         .await
         .expect("block");
     assert_eq!(decide(send("m4")).await, PolicyVerdict::SenderBlocked);
@@ -845,13 +864,16 @@ async fn maintenance_plan_picks_exactly_what_is_due() {
     let t0 = f.clock.load(Ordering::SeqCst);
     let day = 86400;
     // The operator's account comes first, so it is the administrator (never due).
-    a.add_user(NewUser {
-        address: "operator@example.org".into(),
-        password: None,
-        quota: QuotaSetting::Default,
-        admin: false,
-        route: Route::Cli,
-    })
+    a.add_user(
+        &op(),
+        NewUser {
+            address: "operator@example.org".into(),
+            password: None,
+            quota: QuotaSetting::Default,
+            admin: false,
+            route: Route::Cli,
+        },
+    )
     .await
     .expect("add");
     login(&a, "active@example.org", "long enough pw").await;
@@ -865,7 +887,7 @@ async fn maintenance_plan_picks_exactly_what_is_due() {
         .await
         .expect("web account");
     login(&a, &used_web.address, used_web.password.expose()).await;
-    let (spent, code) = a.create_token(1, None, None).await.expect("token");
+    let (spent, code) = a.create_token(&op(), 1, None, None).await.expect("token");
     let invited = a
         .register(RegisterRequest {
             token: Some(code),
@@ -873,11 +895,11 @@ async fn maintenance_plan_picks_exactly_what_is_due() {
         })
         .await
         .expect("invite");
-    let (revoked, _) = a.create_token(3, None, None).await.expect("token");
-    a.revoke_token(&revoked.id.to_string())
+    let (revoked, _) = a.create_token(&op(), 3, None, None).await.expect("token");
+    a.revoke_token(&op(), &revoked.id.to_string())
         .await
         .expect("revoke");
-    let (live, _) = a.create_token(3, None, None).await.expect("token");
+    let (live, _) = a.create_token(&op(), 3, None, None).await.expect("token");
 
     // Day 6: nothing is due (the revoked invite's grace ends on day 1, so it is).
     let plan = a.maintenance_plan(t0 + 6 * day).await.expect("plan");
@@ -905,7 +927,7 @@ async fn maintenance_plan_picks_exactly_what_is_due() {
     inactive.sort();
     assert_eq!(plan.inactive, inactive);
     assert!(!plan.unused.contains(&"operator@example.org".to_owned()));
-    assert_eq!(a.purge_tokens(plan.tokens).await.expect("purge"), 1);
+    assert_eq!(a.purge_tokens(&op(), plan.tokens).await.expect("purge"), 1);
     assert_eq!(a.tokens().await.expect("tokens").len(), 2);
 }
 
@@ -1032,13 +1054,16 @@ async fn guarded(max_failures: u32) -> (Fixture, Arc<Accounts>) {
     f.config.login.slow_wait_ms = 1000;
     f.config.argon2.cache_ttl = crate::config::Seconds(0);
     let a = f.accounts();
-    a.add_user(NewUser {
-        address: "alice@example.org".into(),
-        password: Some(pw("right password")),
-        quota: QuotaSetting::Default,
-        admin: false,
-        route: Route::Cli,
-    })
+    a.add_user(
+        &op(),
+        NewUser {
+            address: "alice@example.org".into(),
+            password: Some(pw("right password")),
+            quota: QuotaSetting::Default,
+            admin: false,
+            route: Route::Cli,
+        },
+    )
     .await
     .expect("add");
     (f, a)
@@ -1170,19 +1195,22 @@ async fn owner_from_a_new_address_gets_in_while_50_addresses_guess() {
 #[tokio::test]
 async fn every_refusal_costs_one_argon2_check_and_throttled_none() {
     let (_f, a) = guarded(2).await;
-    a.block_user("alice@example.org", None)
+    a.block_user(&op(), "alice@example.org", None)
         .await
         .expect("block");
-    a.add_user(NewUser {
-        address: "bob@example.org".into(),
-        password: Some(pw("bobs password")),
-        quota: QuotaSetting::Default,
-        admin: true,
-        route: Route::Cli,
-    })
+    a.add_user(
+        &op(),
+        NewUser {
+            address: "bob@example.org".into(),
+            password: Some(pw("bobs password")),
+            quota: QuotaSetting::Default,
+            admin: true,
+            route: Route::Cli,
+        },
+    )
     .await
     .expect("add");
-    a.blocklist_add("gone@example.org", None)
+    a.blocklist_add(&op(), "gone@example.org", None)
         .await
         .expect("block");
     let cost = |user: &'static str, p: &'static str, ip: &'static str| {
@@ -1227,7 +1255,7 @@ async fn every_refusal_costs_one_argon2_check_and_throttled_none() {
         (refused(Refusal::Throttled), 0)
     );
     // Open mode: a name the rules refuse, and the address on the blocklist.
-    a.set_registration_mode(Some(RegistrationMode::Open))
+    a.set_registration_mode(&op(), Some(RegistrationMode::Open))
         .await
         .expect("mode");
     assert_eq!(
@@ -1327,7 +1355,7 @@ async fn zero_expiry_made_a_dead_invite() {
     let f = Fixture::new(RegistrationMode::InviteOnly);
     let a = f.accounts();
     let r = a
-        .create_token(1, Some(crate::config::Seconds(0)), None)
+        .create_token(&op(), 1, Some(crate::config::Seconds(0)), None)
         .await;
     assert!(matches!(r, Err(AdminError::DeadInvite)), "{r:?}");
     assert!(a.tokens().await.expect("tokens").is_empty());
@@ -1344,11 +1372,14 @@ async fn import_skipped_the_username_rules() {
         password_hash: hash.clone(),
     };
     let report = a
-        .import(vec![
-            imported("postmaster@example.org"),
-            imported("x%y@example.org"),
-            imported("fine@example.org"),
-        ])
+        .import(
+            &op(),
+            vec![
+                imported("postmaster@example.org"),
+                imported("x%y@example.org"),
+                imported("fine@example.org"),
+            ],
+        )
         .await
         .expect("import");
     assert_eq!(report.imported, 1);
@@ -1421,6 +1452,327 @@ async fn setup_invite_makes_the_admin_once_and_is_gone_after() {
     assert!(!file.exists());
 }
 
+/// The audit trail oldest first, as (actor, action, target, old, new).
+async fn trail(a: &Accounts) -> Vec<(String, String, String, String, String)> {
+    let mut rows = a
+        .audit_trail(AuditQuery::default())
+        .await
+        .expect("audit trail");
+    rows.reverse();
+    rows.into_iter()
+        .map(|e| {
+            (
+                format!("{}:{}", e.actor, e.actor_name),
+                e.action,
+                e.target.unwrap_or_default(),
+                e.old.unwrap_or_default(),
+                e.new.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn row(
+    actor: &str,
+    action: &str,
+    target: &str,
+    old: &str,
+    new: &str,
+) -> (String, String, String, String, String) {
+    (
+        actor.into(),
+        action.into(),
+        target.into(),
+        old.into(),
+        new.into(),
+    )
+}
+
+#[tokio::test]
+async fn every_operator_action_is_audited_once_with_old_and_new_values_and_no_secret() {
+    let mut f = Fixture::new(RegistrationMode::InviteOnly);
+    f.config.registration.first_account_is_admin = false;
+    let a = f.accounts();
+    let cli = op();
+    let boss = Actor::Admin {
+        address: "boss@example.org".into(),
+    };
+    let alice = "alice@example.org";
+    a.add_user(
+        &cli,
+        NewUser {
+            address: "Alice@Example.org".into(),
+            password: Some(pw("alice first password")),
+            quota: QuotaSetting::Explicit(500 << 20),
+            admin: false,
+            route: Route::Cli,
+        },
+    )
+    .await
+    .expect("add");
+    a.set_password(&boss, alice, Some(pw("alice second password")))
+        .await
+        .expect("passwd");
+    let (_, generated) = a.set_password(&cli, alice, None).await.expect("passwd");
+    let generated = generated.expect("a generated password");
+    for _ in 0..2 {
+        a.set_user_quota(&cli, alice, QuotaSetting::Explicit(1 << 30))
+            .await
+            .expect("quota");
+        a.set_user_admin(&boss, alice, true).await.expect("admin");
+        a.block_user(&boss, alice, Some("spam".into()))
+            .await
+            .expect("block");
+    }
+    // A new reason is a change; no reason keeps the old one and is none.
+    a.block_user(&boss, alice, Some("abuse".into()))
+        .await
+        .expect("block");
+    a.block_user(&boss, alice, None).await.expect("block");
+    for _ in 0..2 {
+        a.unblock_user(&cli, alice).await.expect("unblock");
+    }
+    a.blocklist_add(&cli, "eve@example.org", None)
+        .await
+        .expect("blocklist");
+    for _ in 0..2 {
+        a.blocklist_remove(&cli, "eve@example.org")
+            .await
+            .expect("blocklist");
+    }
+    let (invite, code) = a
+        .create_token(&boss, 2, None, Some("for Dave".into()))
+        .await
+        .expect("invite");
+    // Revoked by its code: only the id is recorded.
+    a.revoke_token(&boss, &code).await.expect("revoke");
+    a.revoke_token(&boss, &code).await.expect("revoke again");
+    for _ in 0..2 {
+        a.set_registration_mode(&cli, Some(RegistrationMode::Open))
+            .await
+            .expect("mode");
+    }
+    a.set_registration_mode(&cli, None).await.expect("mode");
+    a.delete_user(&boss, alice, true, false)
+        .await
+        .expect("delete");
+    let hash = a.hasher.hash_blocking(&pw("imported pw"));
+    a.import(
+        &cli,
+        vec![maintenance::Imported {
+            address: "carol@example.org".into(),
+            password_hash: hash,
+        }],
+    )
+    .await
+    .expect("import");
+    // Nothing imported: nothing changed.
+    a.import(&cli, Vec::new()).await.expect("import");
+
+    let invite_target = format!("invite:{}", invite.id);
+    let (c, b) = ("cli:root", "admin:boss@example.org");
+    assert_eq!(
+        trail(&a).await,
+        vec![
+            row(c, "account_add", alice, "", "quota=500M admin=no"),
+            row(b, "password_change", alice, "", "changed"),
+            row(c, "password_change", alice, "", "generated"),
+            row(c, "quota_change", alice, "500M", "1G"),
+            row(b, "admin_flag", alice, "no", "yes"),
+            row(b, "account_block", alice, "not blocked", "blocked: spam"),
+            row(b, "account_block", alice, "blocked: spam", "blocked: abuse"),
+            row(c, "account_unblock", alice, "blocked: abuse", "not blocked"),
+            row(
+                c,
+                "blocklist_add",
+                "eve@example.org",
+                "not blocked",
+                "blocked"
+            ),
+            row(
+                c,
+                "blocklist_remove",
+                "eve@example.org",
+                "blocked",
+                "not blocked"
+            ),
+            row(
+                b,
+                "invite_create",
+                &invite_target,
+                "",
+                "uses=2 expires=never comment=for Dave"
+            ),
+            row(
+                b,
+                "invite_revoke",
+                &invite_target,
+                "status=active comment=for Dave",
+                "status=revoked"
+            ),
+            row(
+                c,
+                "registration_mode",
+                "registration",
+                "configured (invite_only)",
+                "open"
+            ),
+            row(
+                c,
+                "registration_mode",
+                "registration",
+                "open",
+                "configured (invite_only)"
+            ),
+            row(
+                b,
+                "account_delete",
+                alice,
+                "account admin=yes",
+                "mail=kept address=blocked"
+            ),
+            row(c, "import", "", "", "imported=1 skipped=0"),
+        ]
+    );
+    let everything = format!("{:?}", a.audit_trail(AuditQuery::default()).await);
+    for secret in [
+        "alice first password",
+        "alice second password",
+        generated.expose(),
+        code.as_str(),
+    ] {
+        assert!(!everything.contains(secret), "a secret in the trail");
+    }
+
+    // Filters: an address (as typed, canonicalized), the time, paging.
+    let about = a
+        .audit_trail(AuditQuery {
+            address: Some(" EVE@example.org ".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("filter");
+    assert_eq!(
+        about.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["blocklist_remove", "blocklist_add"]
+    );
+    let by_boss = a
+        .audit_trail(AuditQuery {
+            address: Some("boss@example.org".into()),
+            limit: 2,
+            offset: 1,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("filter");
+    assert_eq!(
+        by_boss
+            .iter()
+            .map(|e| e.action.as_str())
+            .collect::<Vec<_>>(),
+        ["invite_revoke", "invite_create"]
+    );
+    let future = a
+        .audit_trail(AuditQuery {
+            since: Some(a.now() + 1),
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("filter");
+    assert!(future.is_empty());
+    assert!(matches!(
+        a.audit_trail(AuditQuery {
+            address: Some("x@elsewhere.org".into()),
+            ..AuditQuery::default()
+        })
+        .await,
+        Err(AdminError::Address(_))
+    ));
+}
+
+#[tokio::test]
+async fn maintenance_records_its_deletions_and_purges_as_maintenance() {
+    use crate::config::Seconds;
+    let mut f = Fixture::new(RegistrationMode::Open);
+    f.config.maintenance.delete_inactive_after = Some(Seconds(90 * 86400));
+    let a = f.accounts();
+    let home = with_mail(&a, "old@example.org").await;
+    let (revoked, _) = a.create_token(&op(), 1, None, None).await.expect("invite");
+    a.revoke_token(&op(), &revoked.id.to_string())
+        .await
+        .expect("revoke");
+    let before = trail(&a).await.len();
+    let later = a.now() + 91 * 86400;
+    let timer = Actor::Maintenance {
+        unix_user: "root".into(),
+    };
+    a.run_maintenance(&timer, later, true, &OwnRights)
+        .await
+        .expect("dry run");
+    assert_eq!(trail(&a).await.len(), before, "a dry run records nothing");
+    a.run_maintenance(&timer, later, false, &OwnRights)
+        .await
+        .expect("run");
+    let m = "maintenance:root";
+    assert_eq!(
+        trail(&a).await[before..],
+        [
+            row(
+                m,
+                "account_delete",
+                "old@example.org",
+                "account",
+                "why=inactive mail=queued address=blocked"
+            ),
+            row(
+                m,
+                "mail_home_remove",
+                "old@example.org",
+                &home.to_string_lossy(),
+                "removed"
+            ),
+            row(
+                m,
+                "invite_purge",
+                "",
+                &format!("invites={}", revoked.id),
+                "deleted=1"
+            ),
+        ]
+    );
+}
+
+// The change stands, and is reported, when its audit record cannot be written.
+#[tokio::test]
+async fn an_unwritable_audit_record_neither_undoes_nor_fails_the_change() {
+    let f = Fixture::new(RegistrationMode::InviteOnly);
+    let a = f.accounts();
+    a.blocklist_add(&op(), "eve@example.org", None)
+        .await
+        .expect("block");
+    let drop = "DROP TABLE audit_log";
+    match &f.config.database.url {
+        Some(url) => {
+            let name = url
+                .split_once(":///")
+                .and_then(|(_, rest)| rest.split('?').next())
+                .expect("a database name");
+            crate::store::test_pg::PgServer::shared().psql(name, drop);
+        }
+        None => rusqlite::Connection::open(f.config.database.sqlite_path())
+            .expect("open")
+            .execute_batch(drop)
+            .expect("drop"),
+    }
+    let (_, removed) = a
+        .blocklist_remove(&op(), "eve@example.org")
+        .await
+        .expect("the change is reported");
+    assert!(removed);
+    assert!(a.blocklist().await.expect("db").is_empty());
+    assert!(a.audit_trail(AuditQuery::default()).await.is_err());
+}
+
 #[tokio::test]
 async fn a_temporary_account_is_deleted_by_maintenance_once_past_its_lifetime() {
     use crate::config::Seconds;
@@ -1428,12 +1780,19 @@ async fn a_temporary_account_is_deleted_by_maintenance_once_past_its_lifetime() 
     let a = f.accounts();
     add_admin(&a, "boss@example.org", "long enough pw").await;
     let (invite, code) = a
-        .create_invite(2, None, Some(Seconds(7 * 86400)), Some("workshop".into()))
+        .create_invite(
+            &op(),
+            2,
+            None,
+            Some(Seconds(7 * 86400)),
+            Some("workshop".into()),
+        )
         .await
         .expect("invite");
     assert_eq!(invite.account_lifetime, Some(7 * 86400));
     assert!(matches!(
-        a.create_invite(1, None, Some(Seconds(0)), None).await,
+        a.create_invite(&op(), 1, None, Some(Seconds(0)), None)
+            .await,
         Err(AdminError::NoLifetime)
     ));
     let t0 = a.now();
@@ -1482,13 +1841,13 @@ async fn a_temporary_account_is_deleted_by_maintenance_once_past_its_lifetime() 
     // A second before its end it is not due; at its end the dry run lists it and the
     // run deletes exactly what the dry run listed.
     let early = a
-        .run_maintenance(t0 + 7 * 86400 - 1, true, &OwnRights)
+        .run_maintenance(&op(), t0 + 7 * 86400 - 1, true, &OwnRights)
         .await
         .expect("dry run");
     assert!(early.accounts.is_empty(), "{early:?}");
     f.clock.store(t0 + 7 * 86400, Ordering::SeqCst);
     let dry = a
-        .run_maintenance(a.now(), true, &OwnRights)
+        .run_maintenance(&op(), a.now(), true, &OwnRights)
         .await
         .expect("dry run");
     let due = vec![maintenance::DueAccount {
@@ -1498,7 +1857,7 @@ async fn a_temporary_account_is_deleted_by_maintenance_once_past_its_lifetime() 
     }];
     assert_eq!(dry.accounts, due);
     let run = a
-        .run_maintenance(a.now(), false, &OwnRights)
+        .run_maintenance(&op(), a.now(), false, &OwnRights)
         .await
         .expect("run");
     assert!(run.succeeded(), "{run:?}");
@@ -1536,11 +1895,11 @@ async fn export_with_hashes_then_import_elsewhere_keeps_every_password() {
     let a = f.accounts();
     add_admin(&a, "boss@example.org", "boss password 1").await;
     login(&a, "alice@example.org", "alice password").await;
-    a.set_user_quota("alice@example.org", QuotaSetting::Explicit(1 << 30))
+    a.set_user_quota(&op(), "alice@example.org", QuotaSetting::Explicit(1 << 30))
         .await
         .expect("quota");
     login(&a, "spammer@example.org", "spam password").await;
-    a.block_user("spammer@example.org", Some("spam".into()))
+    a.block_user(&op(), "spammer@example.org", Some("spam".into()))
         .await
         .expect("block");
     let legacy = sha_crypt::sha512_simple(
@@ -1548,10 +1907,13 @@ async fn export_with_hashes_then_import_elsewhere_keeps_every_password() {
         &sha_crypt::Sha512Params::new(5000).expect("params"),
     )
     .expect("hash");
-    a.import(vec![maintenance::Imported {
-        address: "k3x9q2m1a@example.org".into(),
-        password_hash: format!("{{SHA512-CRYPT}}{legacy}"),
-    }])
+    a.import(
+        &op(),
+        vec![maintenance::Imported {
+            address: "k3x9q2m1a@example.org".into(),
+            password_hash: format!("{{SHA512-CRYPT}}{legacy}"),
+        }],
+    )
     .await
     .expect("import");
 
@@ -1563,10 +1925,16 @@ async fn export_with_hashes_then_import_elsewhere_keeps_every_password() {
 
     let g = Fixture::new(RegistrationMode::Closed);
     let b = g.accounts();
-    let dry = b.import_lines(&text, false, true).await.expect("dry run");
+    let dry = b
+        .import_lines(&op(), &text, false, true)
+        .await
+        .expect("dry run");
     assert_eq!((dry.created, dry.updated, dry.unchanged), (4, 0, 0));
     assert!(b.users(false, None).await.expect("db").is_empty());
-    let done = b.import_lines(&text, false, false).await.expect("import");
+    let done = b
+        .import_lines(&op(), &text, false, false)
+        .await
+        .expect("import");
     assert_eq!(
         done,
         export::ImportCounts {
@@ -1598,18 +1966,27 @@ async fn export_with_hashes_then_import_elsewhere_keeps_every_password() {
 
     // Again: everything exists. Without --update nothing changes; with it, the hashes
     // of the file replace the stored ones.
-    let again = b.import_lines(&text, false, false).await.expect("again");
+    let again = b
+        .import_lines(&op(), &text, false, false)
+        .await
+        .expect("again");
     assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 4));
-    b.set_password("alice@example.org", Some(pw("changed password")))
+    b.set_password(&op(), "alice@example.org", Some(pw("changed password")))
         .await
         .expect("passwd");
-    let dry = b.import_lines(&text, true, true).await.expect("dry update");
+    let dry = b
+        .import_lines(&op(), &text, true, true)
+        .await
+        .expect("dry update");
     assert_eq!((dry.created, dry.updated, dry.unchanged), (0, 4, 0));
     assert_eq!(
         login(&b, "alice@example.org", "changed password").await,
         accepted("alice@example.org", false)
     );
-    let updated = b.import_lines(&text, true, false).await.expect("update");
+    let updated = b
+        .import_lines(&op(), &text, true, false)
+        .await
+        .expect("update");
     assert_eq!(updated.updated, 4);
     assert_eq!(
         login(&b, "alice@example.org", "alice password").await,
@@ -1627,7 +2004,7 @@ async fn a_malformed_import_file_imports_nothing_and_bad_records_are_reported() 
     let a = f.accounts();
     let good = "{\"address\":\"anna@example.org\",\"password_hash\":\"$2y$04$abcdefghijklmnopqrstuuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZa\"}";
     let e = a
-        .import_lines(&format!("{good}\nnot json\n"), false, false)
+        .import_lines(&op(), &format!("{good}\nnot json\n"), false, false)
         .await
         .expect_err("malformed");
     assert!(
@@ -1642,7 +2019,10 @@ async fn a_malformed_import_file_imports_nothing_and_bad_records_are_reported() 
          {{\"address\":\"bert@example.org\",\"password_hash\":\"{{PLAIN}}secret\"}}\n\
          {{\"address\":\"carl@example.org\"}}\n"
     );
-    let c = a.import_lines(&text, false, false).await.expect("import");
+    let c = a
+        .import_lines(&op(), &text, false, false)
+        .await
+        .expect("import");
     assert_eq!(c.created, 1);
     let skipped: Vec<&str> = c.skipped.iter().map(|(addr, _)| addr.as_str()).collect();
     assert_eq!(

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::output::{block_json, print_json, when};
 use super::{Failure, Json};
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, Actor};
 
 #[derive(Debug, Subcommand)]
 pub enum BlocklistCmd {
@@ -38,12 +38,15 @@ pub enum BlocklistCmd {
 
 pub(super) async fn run(
     accounts: &Accounts,
+    actor: &Actor,
     cmd: &BlocklistCmd,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     match cmd {
         BlocklistCmd::Add { address, reason } => {
-            let (a, new) = accounts.blocklist_add(address, reason.clone()).await?;
+            let (a, new) = accounts
+                .blocklist_add(actor, address, reason.clone())
+                .await?;
             writeln!(
                 out,
                 "{}",
@@ -55,7 +58,7 @@ pub(super) async fn run(
             )?;
         }
         BlocklistCmd::Remove { address } => {
-            let (a, removed) = accounts.blocklist_remove(address).await?;
+            let (a, removed) = accounts.blocklist_remove(actor, address).await?;
             if removed {
                 writeln!(out, "{a} is off the blocklist")?;
             } else {

@@ -14,7 +14,7 @@ use clap::Subcommand;
 
 use super::privileges::Privileges;
 use super::Failure;
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, Actor};
 
 #[derive(Debug, Subcommand)]
 pub enum ImportCmd {
@@ -29,6 +29,7 @@ pub enum ImportCmd {
 
 pub(super) async fn run(
     accounts: &Accounts,
+    actor: &Actor,
     cmd: &ImportCmd,
     privileges: &Privileges,
     out: &mut dyn Write,
@@ -39,7 +40,7 @@ pub(super) async fn run(
         .as_invoker_async(async { read_chatmail_dir(dir) })
         .await
         .map_err(|e| Failure::refused(format!("{}: {e}", dir.display())))?;
-    let report = accounts.import(found).await?;
+    let report = accounts.import(actor, found).await?;
     writeln!(out, "imported {} account(s)", report.imported)?;
     for (address, why) in &report.skipped {
         writeln!(out, "skipped {address}: {why}")?;

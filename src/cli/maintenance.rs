@@ -17,7 +17,7 @@ use serde_json::json;
 use super::output::{self, print_json};
 use super::privileges::Privileges;
 use super::Failure;
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, Actor};
 use crate::config;
 
 #[derive(Debug, Subcommand)]
@@ -37,13 +37,16 @@ pub enum MaintenanceCmd {
 
 pub(super) async fn run(
     accounts: &Accounts,
+    actor: &Actor,
     cmd: &MaintenanceCmd,
     privileges: &Privileges,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     let MaintenanceCmd::Run { dry_run, at } = cmd;
     let now = at.unwrap_or_else(|| accounts.now());
-    let report = accounts.run_maintenance(now, *dry_run, privileges).await?;
+    let report = accounts
+        .run_maintenance(actor, now, *dry_run, privileges)
+        .await?;
     output::maintenance_report(out, &report)?;
     if report.succeeded() {
         return Ok(());

@@ -14,11 +14,13 @@
 //!
 //! One module per command group, as the clap tree has them: `user.rs`, `token.rs`,
 //! `quota.rs`, `maintenance.rs` (maintenance run, stats), `import.rs`, `blocklist.rs`,
+//! `audit.rs` (the audit trail, and the Unix user every command acts as),
 //! `registration.rs`, `config.rs`, `serve.rs`, `assets.rs` (generate-assets); `output.rs`
 //! renders the core's views as text and JSON; `failure.rs` maps errors to exit codes;
 //! `privileges.rs` switches to the database owner.
 
 mod assets;
+mod audit;
 mod blocklist;
 mod config;
 mod database;
@@ -94,6 +96,8 @@ pub enum Command {
     /// Show or change the registration mode at run time.
     #[command(subcommand)]
     Registration(RegistrationCmd),
+    /// Show the operator actions recorded (CLI, admin page, maintenance), newest first.
+    Audit(audit::AuditCmd),
     /// Show or check the effective configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -187,15 +191,17 @@ async fn dispatch(
     privileges: &privileges::Privileges,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
+    let actor = &audit::actor(matches!(cli.command, Command::Maintenance(_)));
     match &cli.command {
-        Command::User(cmd) => user::run(accounts, cmd, privileges, out).await,
-        Command::Token(cmd) => token::run(accounts, cmd, out).await,
+        Command::User(cmd) => user::run(accounts, actor, cmd, privileges, out).await,
+        Command::Token(cmd) => token::run(accounts, actor, cmd, out).await,
         Command::Quota(cmd) => quota::run(accounts, cmd, privileges, out).await,
-        Command::Maintenance(cmd) => maintenance::run(accounts, cmd, privileges, out).await,
+        Command::Maintenance(cmd) => maintenance::run(accounts, actor, cmd, privileges, out).await,
         Command::Stats { json } => maintenance::stats(accounts, json.json, out).await,
-        Command::Import(cmd) => import::run(accounts, cmd, privileges, out).await,
-        Command::Blocklist(cmd) => blocklist::run(accounts, cmd, out).await,
-        Command::Registration(cmd) => registration::run(accounts, cmd, out).await,
+        Command::Import(cmd) => import::run(accounts, actor, cmd, privileges, out).await,
+        Command::Blocklist(cmd) => blocklist::run(accounts, actor, cmd, out).await,
+        Command::Registration(cmd) => registration::run(accounts, actor, cmd, out).await,
+        Command::Audit(cmd) => audit::run(accounts, cmd, out).await,
         Command::Serve
         | Command::Config(_)
         | Command::Database(_)

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::output::print_json;
 use super::{Failure, Json};
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, Actor};
 use crate::config::RegistrationMode;
 
 #[derive(Debug, Subcommand)]
@@ -34,6 +34,7 @@ pub enum RegistrationCmd {
 
 pub(super) async fn run(
     accounts: &Accounts,
+    actor: &Actor,
     cmd: &RegistrationCmd,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
@@ -63,11 +64,11 @@ pub(super) async fn run(
         RegistrationCmd::Set { mode } => {
             let mode = RegistrationMode::parse(mode)
                 .ok_or_else(|| Failure::usage("mode must be open, invite_only or closed"))?;
-            let now = accounts.set_registration_mode(Some(mode)).await?;
+            let now = accounts.set_registration_mode(actor, Some(mode)).await?;
             writeln!(out, "registration: {now}")?;
         }
         RegistrationCmd::Reset => {
-            let now = accounts.set_registration_mode(None).await?;
+            let now = accounts.set_registration_mode(actor, None).await?;
             writeln!(out, "registration: {now} (from the configuration)")?;
         }
     }

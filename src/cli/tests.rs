@@ -193,6 +193,24 @@ fn the_other_groups_arguments() {
         parse(&["config", "check"]),
         Command::Config(ConfigCmd::Check)
     ));
+    assert!(matches!(
+        parse(&["audit", "--since", "7d", "--address", "a@example.org", "--limit", "5", "--json"]),
+        Command::Audit(audit::AuditCmd { since: Some(s), address: Some(a), limit: Some(5), json: Json { json: true } })
+            if s == "7d" && a == "a@example.org"
+    ));
+    assert!(matches!(
+        parse(&["audit"]),
+        Command::Audit(audit::AuditCmd {
+            since: None,
+            address: None,
+            limit: None,
+            ..
+        })
+    ));
+    assert_eq!(
+        refused(&["audit", "--limit", "many"]),
+        clap::error::ErrorKind::ValueValidation
+    );
 }
 
 fn address(a: &str) -> Address {

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::output::{self, print_json, token_json, when};
 use super::{Failure, Json};
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, Actor};
 use crate::config::Seconds;
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +65,7 @@ pub enum TokenCmd {
 
 pub(super) async fn run(
     accounts: &Accounts,
+    actor: &Actor,
     cmd: &TokenCmd,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
@@ -91,7 +92,7 @@ pub(super) async fn run(
                 .transpose()
                 .map_err(|e| Failure::refused(format!("--account-lifetime: {e}")))?;
             let (row, code) = accounts
-                .create_invite(*uses, expires, lifetime, comment.clone())
+                .create_invite(actor, *uses, expires, lifetime, comment.clone())
                 .await?;
             let link = accounts.signup_link(&code);
             if json.json {
@@ -163,7 +164,7 @@ pub(super) async fn run(
             }
         }
         TokenCmd::Revoke { code_or_id } => {
-            let row = accounts.revoke_token(code_or_id).await?;
+            let row = accounts.revoke_token(actor, code_or_id).await?;
             writeln!(out, "revoked invite {}", row.id)?;
         }
     }

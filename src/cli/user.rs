@@ -23,7 +23,7 @@ use super::privileges::Privileges;
 use super::{Failure, Json};
 use crate::accounts::maintenance::HomeResult;
 use crate::accounts::password::Password;
-use crate::accounts::{Accounts, NewUser, QuotaSetting, Route};
+use crate::accounts::{Accounts, Actor, NewUser, QuotaSetting, Route};
 
 #[derive(Debug, Args)]
 #[group(multiple = false)]
@@ -180,6 +180,7 @@ fn parse_quota(s: &str) -> Result<QuotaSetting, Failure> {
 
 pub(super) async fn run(
     accounts: &Accounts,
+    actor: &Actor,
     cmd: &UserCmd,
     privileges: &Privileges,
     out: &mut dyn Write,
@@ -198,13 +199,16 @@ pub(super) async fn run(
                 .transpose()?
                 .unwrap_or(QuotaSetting::Default);
             let (row, generated) = accounts
-                .add_user(NewUser {
-                    address: address.clone(),
-                    password: read_password(password)?,
-                    quota,
-                    admin: *admin,
-                    route: Route::Cli,
-                })
+                .add_user(
+                    actor,
+                    NewUser {
+                        address: address.clone(),
+                        password: read_password(password)?,
+                        quota,
+                        admin: *admin,
+                        route: Route::Cli,
+                    },
+                )
                 .await?;
             if json.json {
                 let mut v = account_json(&row);
@@ -244,7 +248,7 @@ pub(super) async fn run(
         }
         UserCmd::Passwd { address, password } => {
             let (address, generated) = accounts
-                .set_password(address, read_password(password)?)
+                .set_password(actor, address, read_password(password)?)
                 .await?;
             writeln!(out, "password changed for {address}")?;
             if let Some(p) = generated {
@@ -252,10 +256,10 @@ pub(super) async fn run(
             }
         }
         UserCmd::Block { address, reason } => {
-            let address = accounts.block_user(address, reason.clone()).await?;
+            let address = accounts.block_user(actor, address, reason.clone()).await?;
             writeln!(out, "blocked {address}")?;
         }
-        UserCmd::Unblock { address } => match accounts.unblock_user(address).await? {
+        UserCmd::Unblock { address } => match accounts.unblock_user(actor, address).await? {
             (address, true) => writeln!(out, "unblocked {address}")?,
             (address, false) => writeln!(out, "{address} was not blocked")?,
         },
@@ -271,7 +275,7 @@ pub(super) async fn run(
                 )));
             }
             let deleted = accounts
-                .delete_user(address, *keep_mail, *allow_reuse)
+                .delete_user(actor, address, *keep_mail, *allow_reuse)
                 .await?;
             writeln!(out, "deleted {}", deleted.account.address)?;
             if deleted.still_blocked {
@@ -280,7 +284,7 @@ pub(super) async fn run(
             if !keep_mail {
                 // The deletion queued the mail home; remove it now with root's rights.
                 let removed = accounts
-                    .remove_queued_home(deleted.account.address.as_str(), privileges)
+                    .remove_queued_home(actor, deleted.account.address.as_str(), privileges)
                     .await?;
                 match removed.map(|h| (h.result, h.home)) {
                     Some((HomeResult::Removed, home)) => {
@@ -305,7 +309,7 @@ pub(super) async fn run(
         }
         UserCmd::Quota { address, size } => {
             let quota = parse_quota(size)?;
-            let account = accounts.set_user_quota(address, quota).await?;
+            let account = accounts.set_user_quota(actor, address, quota).await?;
             writeln!(out, "quota of {} is now {}", account.address, account.quota)?;
         }
         UserCmd::Export { with_hashes } => {
@@ -323,11 +327,13 @@ pub(super) async fn run(
                 .as_invoker_async(async { read_import_file(file) })
                 .await
                 .map_err(|e| Failure::refused(format!("{}: {e}", file.display())))?;
-            let counts = accounts.import_lines(&text, *update, *dry_run).await?;
+            let counts = accounts
+                .import_lines(actor, &text, *update, *dry_run)
+                .await?;
             output::import_counts(out, &counts)?;
         }
         UserCmd::Admin { address, revoke } => {
-            let address = accounts.set_user_admin(address, !revoke).await?;
+            let address = accounts.set_user_admin(actor, address, !revoke).await?;
             writeln!(
                 out,
                 "{address} is {}an administrator",

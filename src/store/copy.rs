@@ -17,7 +17,7 @@ use super::postgres::{migrations, Postgres};
 use super::{Result, StoreError};
 
 /// The SQLite schema version the copy reads (`user_version` after every migration).
-const SQLITE_VERSION: i64 = 4;
+const SQLITE_VERSION: i64 = 5;
 
 /// What was copied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,6 +63,18 @@ struct Accounts {
 }
 
 #[derive(Default)]
+struct Audit {
+    id: Vec<i64>,
+    at: Vec<i64>,
+    actor: Vec<String>,
+    actor_name: Vec<String>,
+    action: Vec<String>,
+    target: Vec<Option<String>>,
+    old_value: Vec<Option<String>>,
+    new_value: Vec<Option<String>>,
+}
+
+#[derive(Default)]
 struct Snapshot {
     tokens: Tokens,
     accounts: Accounts,
@@ -71,6 +83,7 @@ struct Snapshot {
     settings: (Vec<String>, Vec<String>),
     /// (address, home, queued_at)
     homes: (Vec<String>, Vec<String>, Vec<i64>),
+    audit: Audit,
 }
 
 fn copy_error(message: impl Into<String>) -> StoreError {
@@ -95,7 +108,7 @@ pub async fn sqlite_to_postgres(from: &Path, to: &Postgres, force: bool) -> Resu
         .query_one(
             "SELECT (SELECT COUNT(*) FROM accounts) + (SELECT COUNT(*) FROM tokens) \
              + (SELECT COUNT(*) FROM blocklist) + (SELECT COUNT(*) FROM settings) \
-             + (SELECT COUNT(*) FROM mail_home_removals)",
+             + (SELECT COUNT(*) FROM mail_home_removals) + (SELECT COUNT(*) FROM audit_log)",
             &[],
         )
         .await?
@@ -104,11 +117,13 @@ pub async fn sqlite_to_postgres(from: &Path, to: &Postgres, force: bool) -> Resu
         if !force {
             return Err(copy_error(format!(
                 "the target database is not empty ({held} rows in accounts, invites, \
-                 blocklist, settings and the mail home queue); --force empties it first"
+                 blocklist, settings, the mail home queue and the audit trail); --force \
+                 empties it first"
             )));
         }
         tx.batch_execute(
-            "TRUNCATE accounts, tokens, blocklist, settings, mail_home_removals RESTART IDENTITY",
+            "TRUNCATE accounts, tokens, blocklist, settings, mail_home_removals, audit_log \
+             RESTART IDENTITY",
         )
         .await?;
     }
@@ -179,12 +194,32 @@ pub async fn sqlite_to_postgres(from: &Path, to: &Postgres, force: bool) -> Resu
         &[h0, h1, h2],
     )
     .await?;
+    let l = &snap.audit;
+    tx.execute(
+        "INSERT INTO audit_log (id, at, actor, actor_name, action, target, old_value, \
+         new_value) \
+         SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], \
+         $6::TEXT[], $7::TEXT[], $8::TEXT[])",
+        &[
+            &l.id,
+            &l.at,
+            &l.actor,
+            &l.actor_name,
+            &l.action,
+            &l.target,
+            &l.old_value,
+            &l.new_value,
+        ],
+    )
+    .await?;
     // New rows continue after the copied ids.
     tx.batch_execute(
         "SELECT setval(pg_get_serial_sequence('accounts', 'id'), \
            COALESCE((SELECT MAX(id) FROM accounts), 0) + 1, false); \
          SELECT setval(pg_get_serial_sequence('tokens', 'id'), \
-           COALESCE((SELECT MAX(id) FROM tokens), 0) + 1, false);",
+           COALESCE((SELECT MAX(id) FROM tokens), 0) + 1, false); \
+         SELECT setval(pg_get_serial_sequence('audit_log', 'id'), \
+           COALESCE((SELECT MAX(id) FROM audit_log), 0) + 1, false);",
     )
     .await?;
     tx.commit().await?;
@@ -292,6 +327,24 @@ fn read_sqlite(path: &Path) -> Result<Snapshot> {
             snap.homes.0.push(r.get(0)?);
             snap.homes.1.push(r.get(1)?);
             snap.homes.2.push(r.get(2)?);
+        }
+    }
+    {
+        let mut st = conn.prepare(
+            "SELECT id, at, actor, actor_name, action, target, old_value, new_value \
+             FROM audit_log ORDER BY id",
+        )?;
+        let mut rows = st.query([])?;
+        let l = &mut snap.audit;
+        while let Some(r) = rows.next()? {
+            l.id.push(r.get(0)?);
+            l.at.push(r.get(1)?);
+            l.actor.push(r.get(2)?);
+            l.actor_name.push(r.get(3)?);
+            l.action.push(r.get(4)?);
+            l.target.push(r.get(5)?);
+            l.old_value.push(r.get(6)?);
+            l.new_value.push(r.get(7)?);
         }
     }
     conn.execute_batch("COMMIT")?;

@@ -239,6 +239,40 @@ pub struct QueuedHome {
     pub queued_at: i64,
 }
 
+/// One operator action as the audit trail keeps it (never a password or an invite
+/// code: the core writes only what is safe to show).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub at: i64,
+    /// `cli`, `admin` or `maintenance`.
+    pub actor: String,
+    /// The Unix user (cli, maintenance) or the admin account's address.
+    pub actor_name: String,
+    pub action: String,
+    /// The address (or `invite:<id>`, `registration`) the action was about.
+    pub target: Option<String>,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+}
+
+/// A stored audit record and its id (ids grow with time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub id: i64,
+    pub record: AuditRecord,
+}
+
+/// Which audit records to read: newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only records at or after this time.
+    pub since: Option<i64>,
+    /// Only records about this address or made by this admin account.
+    pub address: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
 /// Counts for `postern stats`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoreStats {
@@ -700,6 +734,22 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.set_setting(key, value).await,
             Store::Postgres(p) => p.set_setting(key, value).await,
+        }
+    }
+
+    /// Appends one record to the audit trail; returns its id.
+    pub async fn append_audit(&self, record: AuditRecord) -> Result<i64> {
+        match self {
+            Store::Sqlite(s) => s.append_audit(record).await,
+            Store::Postgres(p) => p.append_audit(record).await,
+        }
+    }
+
+    /// Audit records, newest first, as `filter` selects them.
+    pub async fn audit_log(&self, filter: AuditFilter) -> Result<Vec<AuditRow>> {
+        match self {
+            Store::Sqlite(s) => s.audit_log(filter).await,
+            Store::Postgres(p) => p.audit_log(filter).await,
         }
     }
 }

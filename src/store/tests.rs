@@ -270,6 +270,80 @@ async fn reopening_keeps_data_and_schema() {
     assert!(s.account("a@x.org").await.expect("db").is_some());
 }
 
+fn audit(at: i64, actor_name: &str, action: &str, target: Option<&str>) -> AuditRecord {
+    AuditRecord {
+        at,
+        actor: "cli".into(),
+        actor_name: actor_name.into(),
+        action: action.into(),
+        target: target.map(str::to_owned),
+        old_value: Some("500M".into()),
+        new_value: Some("1G".into()),
+    }
+}
+
+#[tokio::test]
+async fn audit_log_reads_newest_first_by_time_and_address_and_pages() {
+    let (_d, s) = store();
+    let first = s
+        .append_audit(audit(100, "root", "quota_change", Some("a@x.org")))
+        .await
+        .expect("db");
+    let second = s
+        .append_audit(audit(200, "boss@x.org", "account_block", Some("b@x.org")))
+        .await
+        .expect("db");
+    let third = s
+        .append_audit(audit(200, "root", "import", None))
+        .await
+        .expect("db");
+    assert!(first < second && second < third, "{first} {second} {third}");
+    let all = |since, address: Option<&str>, limit, offset| AuditFilter {
+        since,
+        address: address.map(str::to_owned),
+        limit,
+        offset,
+    };
+    let ids = |rows: Vec<AuditRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+
+    let rows = s.audit_log(all(None, None, 10, 0)).await.expect("db");
+    assert_eq!(
+        rows[2],
+        AuditRow {
+            id: first,
+            record: audit(100, "root", "quota_change", Some("a@x.org")),
+        }
+    );
+    assert_eq!(ids(rows), vec![third, second, first]);
+    assert_eq!(
+        ids(s.audit_log(all(Some(200), None, 10, 0)).await.expect("db")),
+        vec![third, second]
+    );
+    assert_eq!(
+        ids(s
+            .audit_log(all(None, Some("a@x.org"), 10, 0))
+            .await
+            .expect("db")),
+        vec![first]
+    );
+    // An admin's own actions are found under its address too.
+    assert_eq!(
+        ids(s
+            .audit_log(all(None, Some("boss@x.org"), 10, 0))
+            .await
+            .expect("db")),
+        vec![second]
+    );
+    assert_eq!(
+        ids(s.audit_log(all(None, None, 1, 1)).await.expect("db")),
+        vec![second]
+    );
+    assert_eq!(
+        ids(s.audit_log(all(None, None, 10, 3)).await.expect("db")),
+        Vec::<i64>::new()
+    );
+}
+
 #[tokio::test]
 async fn an_invite_with_an_account_lifetime_makes_accounts_that_expire() {
     let (_d, s) = store();

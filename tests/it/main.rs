@@ -6,6 +6,7 @@
 
 mod support;
 
+mod audit;
 mod browser;
 mod cli;
 mod deltachat;

@@ -250,6 +250,16 @@ fn database_copy_moves_a_sqlite_installation_and_the_old_passwords_log_in() {
     host.cli_ok(&["token", "create", "--uses", "1"]);
     assert_eq!(pg.count("moved", "SELECT COUNT(*) FROM tokens"), 2);
     assert_eq!(pg.count("moved", "SELECT MAX(id) FROM tokens"), 2);
+    // The audit trail came along (two accounts, the blocklist entry, the invite, the
+    // mode), and the new invite's record follows it.
+    assert_eq!(pg.count("moved", "SELECT COUNT(*) FROM audit_log"), 6);
+    assert_eq!(
+        pg.count(
+            "moved",
+            "SELECT id FROM audit_log WHERE action = 'invite_create' ORDER BY id DESC LIMIT 1"
+        ),
+        6
+    );
     let cli_only = configure_on_postgres("open", &url, &[]);
     assert_eq!(
         accounts(&cli_only),

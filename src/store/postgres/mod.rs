@@ -22,8 +22,9 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use tokio_postgres::Row;
 
 use super::{
-    AccountRow, BlockEntry, CreateRefusal, Created, ImportResult, ImportRow, NewAccount,
-    QueuedHome, QuotaMode, Result, StoreError, StoreStats, TokenProblem, TokenRow,
+    AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created,
+    ImportResult, ImportRow, NewAccount, QueuedHome, QuotaMode, Result, StoreError, StoreStats,
+    TokenProblem, TokenRow,
 };
 
 pub mod migrations;
@@ -819,6 +820,60 @@ impl Postgres {
         Ok(())
     }
 
+    // ----- audit trail ----------------------------------------------------------------
+
+    pub async fn append_audit(&self, r: AuditRecord) -> Result<i64> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "INSERT INTO audit_log \
+                 (at, actor, actor_name, action, target, old_value, new_value) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .await?;
+        let row = c
+            .query_one(
+                &st,
+                &[
+                    &r.at,
+                    &r.actor,
+                    &r.actor_name,
+                    &r.action,
+                    &r.target,
+                    &r.old_value,
+                    &r.new_value,
+                ],
+            )
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    pub async fn audit_log(&self, f: AuditFilter) -> Result<Vec<AuditRow>> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT id, at, actor, actor_name, action, target, old_value, new_value \
+                 FROM audit_log \
+                 WHERE at >= $1 \
+                   AND ($2::TEXT IS NULL OR target = $2::TEXT OR actor_name = $2::TEXT) \
+                 ORDER BY at DESC, id DESC LIMIT $3 OFFSET $4",
+            )
+            .await?;
+        c.query(
+            &st,
+            &[
+                &f.since.unwrap_or(i64::MIN),
+                &f.address,
+                &f.limit,
+                &f.offset,
+            ],
+        )
+        .await?
+        .iter()
+        .map(audit_from_row)
+        .collect()
+    }
+
     // ----- helpers --------------------------------------------------------------------
 
     async fn execute(
@@ -1050,6 +1105,21 @@ fn queued_home_from_row(r: &Row) -> Result<QueuedHome> {
         address: r.try_get(0)?,
         home: PathBuf::from(r.try_get::<_, String>(1)?),
         queued_at: r.try_get(2)?,
+    })
+}
+
+fn audit_from_row(r: &Row) -> Result<AuditRow> {
+    Ok(AuditRow {
+        id: r.try_get(0)?,
+        record: AuditRecord {
+            at: r.try_get(1)?,
+            actor: r.try_get(2)?,
+            actor_name: r.try_get(3)?,
+            action: r.try_get(4)?,
+            target: r.try_get(5)?,
+            old_value: r.try_get(6)?,
+            new_value: r.try_get(7)?,
+        },
     })
 }
 

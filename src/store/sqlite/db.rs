@@ -10,6 +10,7 @@
 //! tokens     invite codes, stored as SHA-256 of the code
 //! settings   run-time overrides (registration mode)
 //! mail_home_removals  mail homes of deleted accounts waiting for `maintenance run`
+//! audit_log  operator actions: who, what, old and new value, when
 //! ```
 
 use std::cell::Cell;
@@ -24,8 +25,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 use super::migrations;
 use crate::logfmt;
 use crate::store::{
-    AccountRow, BlockEntry, CreateRefusal, Created, ImportResult, ImportRow, NewAccount,
-    QueuedHome, QuotaMode, Result, StoreError, StoreStats, TokenProblem, TokenRow,
+    AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created,
+    ImportResult, ImportRow, NewAccount, QueuedHome, QuotaMode, Result, StoreError, StoreStats,
+    TokenProblem, TokenRow,
 };
 
 thread_local! {
@@ -1080,6 +1082,61 @@ impl Db {
             Ok(())
         })
     }
+
+    // ----- audit trail ----------------------------------------------------------------
+
+    pub fn append_audit(&self, r: &AuditRecord) -> Result<i64> {
+        self.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO audit_log \
+                 (at, actor, actor_name, action, target, old_value, new_value) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                r.at,
+                r.actor,
+                r.actor_name,
+                r.action,
+                r.target,
+                r.old_value,
+                r.new_value
+            ])?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    pub fn audit_log(&self, f: &AuditFilter) -> Result<Vec<AuditRow>> {
+        self.with(|c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT id, at, actor, actor_name, action, target, old_value, new_value \
+                     FROM audit_log \
+                     WHERE at >= ?1 AND (?2 IS NULL OR target = ?2 OR actor_name = ?2) \
+                     ORDER BY at DESC, id DESC LIMIT ?3 OFFSET ?4",
+                )?
+                .query_map(
+                    params![f.since.unwrap_or(i64::MIN), f.address, f.limit, f.offset],
+                    audit_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+}
+
+fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok(AuditRow {
+        id: r.get(0)?,
+        record: AuditRecord {
+            at: r.get(1)?,
+            actor: r.get(2)?,
+            actor_name: r.get(3)?,
+            action: r.get(4)?,
+            target: r.get(5)?,
+            old_value: r.get(6)?,
+            new_value: r.get(7)?,
+        },
+    })
 }
 
 /// Consumes one use of an invite: its id and account lifetime, or why it cannot be used.

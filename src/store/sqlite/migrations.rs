@@ -57,6 +57,20 @@ CREATE TABLE mail_home_removals (
     queued_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 ",
+    r"
+CREATE TABLE audit_log (
+    id         INTEGER PRIMARY KEY,
+    at         INTEGER NOT NULL,
+    actor      TEXT NOT NULL,
+    actor_name TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    target     TEXT,
+    old_value  TEXT,
+    new_value  TEXT
+);
+CREATE INDEX audit_log_at ON audit_log(at);
+CREATE INDEX audit_log_target ON audit_log(target) WHERE target IS NOT NULL;
+",
     // Temporary accounts: an invite's account lifetime (seconds) and the time an account
     // made with it is deleted by maintenance.
     r"

@@ -20,8 +20,9 @@ use std::sync::Arc;
 pub use db::Db;
 
 use super::{
-    AccountRow, BlockEntry, CreateRefusal, Created, ImportResult, ImportRow, NewAccount,
-    QueuedHome, QuotaMode, Result, StoreError, StoreStats, TokenRow,
+    AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created,
+    ImportResult, ImportRow, NewAccount, QueuedHome, QuotaMode, Result, StoreError, StoreStats,
+    TokenRow,
 };
 
 /// The SQLite database as the async core uses it.
@@ -313,5 +314,13 @@ impl Sqlite {
         let value = value.map(str::to_owned);
         self.blocking(move |d| d.set_setting(&key, value.as_deref()))
             .await
+    }
+
+    pub async fn append_audit(&self, record: AuditRecord) -> Result<i64> {
+        self.blocking(move |d| d.append_audit(&record)).await
+    }
+
+    pub async fn audit_log(&self, filter: AuditFilter) -> Result<Vec<AuditRow>> {
+        self.blocking(move |d| d.audit_log(&filter)).await
     }
 }

@@ -158,7 +158,7 @@ async fn add_account(
         admin: fields.flag("admin"),
         route: Route::Admin,
     };
-    match state.accounts().add_user(user).await {
+    match state.accounts().add_user(&admin.actor(), user).await {
         Ok((row, Some(password))) => {
             let config = state.accounts().config();
             let content = html! {
@@ -372,48 +372,62 @@ async fn account_action(
     };
     let result = match action {
         AccountAction::Block { reason } => accounts
-            .block_user(&address, reason)
+            .block_user(&admin.actor(), &address, reason)
             .await
             .map(|a| format!("{a} is blocked.")),
-        AccountAction::Unblock => accounts.unblock_user(&address).await.map(|(a, was)| {
-            if was {
-                format!("{a} is unblocked.")
-            } else {
-                format!("{a} was not blocked.")
-            }
-        }),
+        AccountAction::Unblock => {
+            accounts
+                .unblock_user(&admin.actor(), &address)
+                .await
+                .map(|(a, was)| {
+                    if was {
+                        format!("{a} is unblocked.")
+                    } else {
+                        format!("{a} was not blocked.")
+                    }
+                })
+        }
         AccountAction::Quota(q) => accounts
-            .set_user_quota(&address, q)
+            .set_user_quota(&admin.actor(), &address, q)
             .await
             .map(|a| format!("The quota of {} is set.", a.address)),
-        AccountAction::Admin(make) => accounts.set_user_admin(&address, make).await.map(|a| {
-            if make {
-                format!("{a} is now an administrator.")
-            } else {
-                format!("{a} is no longer an administrator.")
+        AccountAction::Admin(make) => accounts
+            .set_user_admin(&admin.actor(), &address, make)
+            .await
+            .map(|a| {
+                if make {
+                    format!("{a} is now an administrator.")
+                } else {
+                    format!("{a} is no longer an administrator.")
+                }
+            }),
+        AccountAction::Password(typed) => {
+            match accounts.set_password(&admin.actor(), &address, typed).await {
+                Ok((_, Some(password))) => {
+                    let config = accounts.config();
+                    let content = html! {
+                        h1 { "New password for " (address) }
+                        p { "Hand these to the account's owner; the password is not shown again." }
+                        (pages::account_ready(&config, &address, password.expose()))
+                        p { a href=(here) { "Back to the account" } }
+                    };
+                    return render(&state, &admin, "accounts", "New password", content)
+                        .into_response();
+                }
+                Ok((a, None)) => Ok(format!("The password of {a} is changed.")),
+                Err(e) => Err(e),
             }
-        }),
-        AccountAction::Password(typed) => match accounts.set_password(&address, typed).await {
-            Ok((_, Some(password))) => {
-                let config = accounts.config();
-                let content = html! {
-                    h1 { "New password for " (address) }
-                    p { "Hand these to the account's owner; the password is not shown again." }
-                    (pages::account_ready(&config, &address, password.expose()))
-                    p { a href=(here) { "Back to the account" } }
-                };
-                return render(&state, &admin, "accounts", "New password", content).into_response();
-            }
-            Ok((a, None)) => Ok(format!("The password of {a} is changed.")),
-            Err(e) => Err(e),
-        },
+        }
         AccountAction::Delete {
             keep_mail,
             allow_reuse,
         } => {
             // The daemon never removes mail homes itself: the deletion queues the home
             // for `postern maintenance run` (see `Accounts::delete_user`).
-            match accounts.delete_user(&address, keep_mail, allow_reuse).await {
+            match accounts
+                .delete_user(&admin.actor(), &address, keep_mail, allow_reuse)
+                .await
+            {
                 Ok(d) => {
                     let mut text = format!("{} is deleted", d.account.address);
                     if d.still_blocked {

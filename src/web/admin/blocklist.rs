@@ -127,7 +127,7 @@ async fn apply(
     let result = match action {
         Err(text) => Err(text),
         Ok(BlocklistAction::Add { address, reason }) => accounts
-            .blocklist_add(&address, reason)
+            .blocklist_add(&admin.actor(), &address, reason)
             .await
             .map(|(address, new)| {
                 if new {
@@ -138,7 +138,7 @@ async fn apply(
             })
             .map_err(|e| error_text(&e)),
         Ok(BlocklistAction::Remove { address }) => accounts
-            .blocklist_remove(&address)
+            .blocklist_remove(&admin.actor(), &address)
             .await
             .map(|(address, was)| {
                 if was {

@@ -236,7 +236,13 @@ async fn create_invite(
     };
     match state
         .accounts()
-        .create_invite(form.uses, form.expires, form.lifetime, form.comment)
+        .create_invite(
+            &admin.actor(),
+            form.uses,
+            form.expires,
+            form.lifetime,
+            form.comment,
+        )
         .await
     {
         Ok((row, code)) => {
@@ -262,7 +268,7 @@ async fn revoke_invite(
     }
     let result = state
         .accounts()
-        .revoke_token(&id)
+        .revoke_token(&admin.actor(), &id)
         .await
         .map(|row| format!("Invite {} is revoked.", row.id))
         .map_err(|e| error_text(&e));

@@ -9,6 +9,7 @@
 //! GET  /admin/invites   POST /admin/invites (create)   POST /admin/invites/{id}/revoke
 //! GET  /admin/blocklist POST /admin/blocklist (add)    POST /admin/blocklist/remove
 //! GET  /admin/registration                   POST /admin/registration (mode)
+//! GET  /admin/audit[?address=A&page=N]       the audit trail, newest first
 //! ```
 //!
 //! Signing in checks the password with the core's `login` (argon2, its per-account and
@@ -21,11 +22,14 @@
 //! secret once (a generated password, a new invite code), which answer the page directly.
 //!
 //! One module per resource, each with its routes, its pages and a typed form for each
-//! action: `signin.rs`, `accounts.rs`, `invites.rs`, `blocklist.rs`, `registration.rs`.
+//! action: `signin.rs`, `accounts.rs`, `invites.rs`, `blocklist.rs`, `registration.rs`,
+//! `audit.rs` (read only). Every action passes the signed-in admin as the core's
+//! [`Actor`], so the audit trail names who did it.
 //! This file holds what they share: the [`Admin`] extractor, the CSRF-checked
 //! [`AdminForm`], the page frame and the one-time messages.
 
 mod accounts;
+mod audit;
 mod blocklist;
 mod invites;
 mod registration;
@@ -42,7 +46,7 @@ use maud::{html, Markup};
 use super::form::Fields;
 use super::session::{cookie, set_cookie, Flash, Session, CSRF_FIELD, SESSION_COOKIE};
 use super::{pages, read_body, AppState};
-use crate::accounts::AdminError;
+use crate::accounts::{Actor, AdminError};
 use crate::config::Config;
 use crate::logfmt;
 
@@ -55,10 +59,20 @@ pub fn routes() -> Router<AppState> {
         .merge(invites::routes())
         .merge(blocklist::routes())
         .merge(registration::routes())
+        .merge(audit::routes())
 }
 
 /// A signed-in admin: a live session whose account exists, is admin and is not blocked.
 pub struct Admin(Session);
+
+impl Admin {
+    /// Who the audit trail names for this admin's actions.
+    fn actor(&self) -> Actor {
+        Actor::Admin {
+            address: self.0.address.clone(),
+        }
+    }
+}
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = Response;
@@ -219,6 +233,7 @@ fn render(state: &AppState, admin: &Admin, current: &str, title: &str, content: 
                 ("/admin/invites", "invites", "Invites"),
                 ("/admin/blocklist", "blocklist", "Blocklist"),
                 ("/admin/registration", "registration", "Registration"),
+                ("/admin/audit", "audit", "Audit trail"),
             ] {
                 a href=(path) aria-current=[(current == name).then_some("page")] { (label) }
             }

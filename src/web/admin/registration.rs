@@ -99,7 +99,7 @@ async fn set_registration(
     };
     let result = state
         .accounts()
-        .set_registration_mode(mode)
+        .set_registration_mode(&admin.actor(), mode)
         .await
         .map(|now| format!("Registration is now {now}."))
         .map_err(|e| error_text(&e));
