@@ -100,6 +100,19 @@ fn export_with_hashes_imports_into_an_empty_server_and_every_password_logs_in() 
         "created 5, updated 0, left 0 existing unchanged, skipped 0"
     );
     assert_eq!(accounts(&new), accounts(&old));
+    // The import is in the audit trail; the dry run is not.
+    let audit = new.cli_json(&["audit"]);
+    let imports: Vec<&serde_json::Value> = audit
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|e| e["action"] == "import")
+        .collect();
+    assert_eq!(imports.len(), 1, "{audit}");
+    assert_eq!(
+        imports[0]["new"],
+        "created=5 updated=0 unchanged=0 skipped=0"
+    );
 
     let dovecot = Dovecot::start(&new);
     for (user, pw) in [
