@@ -39,8 +39,8 @@ pub struct AccountRecord {
     /// The hash as stored; only in an export `--with-hashes`.
     pub password_hash: Option<String>,
     pub quota: QuotaSetting,
-    /// On the blocklist: (reason, since).
-    pub blocked: Option<(Option<String>, i64)>,
+    /// On the blocklist: (reason, since; `None` on import: now).
+    pub blocked: Option<(Option<String>, Option<i64>)>,
     pub admin: bool,
     /// `None` on import: now.
     pub created_at: Option<i64>,
@@ -81,7 +81,7 @@ impl AccountRecord {
             QuotaSetting::Explicit(b) => json!(b),
         };
         let (reason, since) = match &self.blocked {
-            Some((reason, since)) => (reason.clone(), Some(*since)),
+            Some((reason, since)) => (reason.clone(), *since),
             None => (None, None),
         };
         let mut v = json!({
@@ -159,10 +159,7 @@ fn record(v: &Value) -> Result<AccountRecord, String> {
     };
     let blocked = match o.get("blocked") {
         None | Some(Value::Null | Value::Bool(false)) => None,
-        Some(Value::Bool(true)) => Some((
-            text(o, "blocked_reason")?,
-            number(o, "blocked_since")?.unwrap_or(0),
-        )),
+        Some(Value::Bool(true)) => Some((text(o, "blocked_reason")?, number(o, "blocked_since")?)),
         Some(_) => return Err("\"blocked\" must be true or false".into()),
     };
     let admin = match o.get("admin") {
@@ -277,7 +274,7 @@ impl Accounts {
                     QuotaMode::Explicit(0) | QuotaMode::Unlimited => QuotaSetting::Unlimited,
                     QuotaMode::Explicit(b) => QuotaSetting::Explicit(b),
                 },
-                blocked: row.blocked.map(|b| (b.reason, b.since)),
+                blocked: row.blocked.map(|b| (b.reason, Some(b.since))),
                 admin: row.admin,
                 created_at: Some(row.created_at),
                 created_via: Some(row.created_via),
@@ -351,7 +348,9 @@ impl Accounts {
                 last_login: r.last_login,
                 quota: r.quota.to_store(),
                 admin: r.admin,
-                blocked: r.blocked.map(|(reason, since)| (reason, since.max(0))),
+                blocked: r
+                    .blocked
+                    .map(|(reason, since)| (reason, since.unwrap_or(now))),
                 expires_at: r.expires_at,
             });
         }
@@ -411,7 +410,7 @@ mod tests {
             address: "alice@example.org".into(),
             password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA".into()),
             quota: QuotaSetting::Explicit(1 << 30),
-            blocked: Some((Some("spam".into()), 1_700_000_100)),
+            blocked: Some((Some("spam".into()), Some(1_700_000_100))),
             admin: true,
             created_at: Some(1_700_000_000),
             created_via: Some("invite".into()),
@@ -461,7 +460,7 @@ mod tests {
         assert_eq!(got[0].created_at, None);
         assert_eq!(got[1].quota, QuotaSetting::Explicit(500 << 20));
         assert_eq!(got[2].quota, QuotaSetting::Unlimited);
-        assert_eq!(got[2].blocked, Some((None, 0)));
+        assert_eq!(got[2].blocked, Some((None, None)));
         assert_eq!(got[3].quota, QuotaSetting::Unlimited);
     }
 
