@@ -2035,3 +2035,53 @@ async fn a_malformed_import_file_imports_nothing_and_bad_records_are_reported() 
         "no password hash to create it with (export with --with-hashes)"
     );
 }
+
+#[tokio::test]
+async fn a_madmail_export_imports_and_its_passwords_log_in() {
+    use base64::Engine;
+    use sha2::Digest;
+    let f = Fixture::new(RegistrationMode::Closed);
+    let a = f.accounts();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let salt = b"madmail salt 16b";
+    let digest = sha2::Sha256::new()
+        .chain_update(salt)
+        .chain_update("madmail password")
+        .finalize();
+    let bcrypt = bcrypt::hash("bcrypt password", 4).expect("bcrypt");
+    let text = serde_json::json!([
+        {"username": "k3x9q2m1a@example.org",
+         "hash": format!("sha256:{}:{}", b64.encode(salt), b64.encode(digest))},
+        {"username": "z8y7x6w5v@example.org", "hash": format!("bcrypt:{bcrypt}")},
+        {"username": "argon@example.org", "hash": "argon2:3:65536:1:c2FsdA:aGFzaA"},
+    ])
+    .to_string();
+    let c = a
+        .import_lines(&op(), &text, false, false)
+        .await
+        .expect("import");
+    assert_eq!(c.created, 2);
+    assert_eq!(
+        c.skipped,
+        vec![(
+            "argon@example.org".to_owned(),
+            "unsupported password hash".to_owned()
+        )]
+    );
+    for (user, password) in [
+        ("k3x9q2m1a@example.org", "madmail password"),
+        ("z8y7x6w5v@example.org", "bcrypt password"),
+    ] {
+        assert_eq!(
+            login(&a, user, "wrong password").await,
+            LoginOutcome::Refused(Refusal::BadPassword)
+        );
+        assert_eq!(login(&a, user, password).await, accepted(user, false));
+        // Re-hashed to argon2id at that login; the password still works.
+        assert!(stored_row(&a, user)
+            .await
+            .password_hash
+            .starts_with("$argon2id$"));
+        assert_eq!(login(&a, user, password).await, accepted(user, false));
+    }
+}
