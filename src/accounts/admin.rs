@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! add_user  set_password  block_user  unblock_user  delete_user  set_user_quota
-//! blocklist_add  blocklist_remove  create_token  revoke_token  set_registration_mode
+//! blocklist_add  blocklist_remove  create_token  create_invite  token_detail  revoke_token
+//! set_registration_mode
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use super::address::{self, Address, AddressError};
 use super::audit::{blocked_text, yes_no, Actor, Change};
 use super::password::{self, Password, PasswordError};
 use super::register::{generate_code, hash_code, random_password};
-use super::view::{Account, BlockedAddress, Invite, InviteUsed, QuotaSetting};
+use super::view::{Account, BlockedAddress, Invite, InviteDetail, InviteUsed, QuotaSetting};
 use super::{Accounts, Route, Unavailable, MODE_SETTING};
 use crate::config::{format_size, Quota, RegistrationMode, Seconds};
 use crate::store::{CreateRefusal, NewAccount, QuotaMode};
@@ -35,6 +36,10 @@ pub enum AdminError {
     NoToken(String),
     #[error("an invite must expire in the future: give --expires a positive duration such as 72h")]
     DeadInvite,
+    #[error("an account lifetime must be positive: give a duration such as 7d")]
+    NoLifetime,
+    #[error("{0}; nothing was imported")]
+    BadImport(#[from] super::export::ParseError),
     #[error("cannot write the setup invite to {}: {1}", .0.display())]
     SetupFile(PathBuf, String),
     #[error("mail home of {address} ({path}): {message}")]
@@ -208,13 +213,7 @@ impl Accounts {
             .map(|s| s.trim().to_lowercase())
             .filter(|s| !s.is_empty());
         let rows = self.store.accounts(blocked_only, search).await?;
-        let comments: std::collections::HashMap<i64, Option<String>> =
-            if rows.iter().any(|r| r.token_id.is_some()) {
-                let tokens = self.store.tokens().await?;
-                tokens.into_iter().map(|t| (t.id, t.comment)).collect()
-            } else {
-                std::collections::HashMap::new()
-            };
+        let comments = self.invite_comments(&rows).await?;
         Ok(rows
             .into_iter()
             .map(|row| {
@@ -225,6 +224,19 @@ impl Accounts {
                 account
             })
             .collect())
+    }
+
+    /// The comments of the invites `rows` were made with, by invite id (read only when
+    /// one was).
+    pub(super) async fn invite_comments(
+        &self,
+        rows: &[crate::store::AccountRow],
+    ) -> Result<std::collections::HashMap<i64, Option<String>>, AdminError> {
+        if !rows.iter().any(|r| r.token_id.is_some()) {
+            return Ok(std::collections::HashMap::new());
+        }
+        let tokens = self.store.tokens().await?;
+        Ok(tokens.into_iter().map(|t| (t.id, t.comment)).collect())
     }
 
     /// Sets a new password (`None`: generate and return one). Cached logins end.
@@ -520,9 +532,28 @@ impl Accounts {
         expires_in: Option<Seconds>,
         comment: Option<String>,
     ) -> Result<(Invite, String), AdminError> {
+        self.create_invite(actor, uses, expires_in, None, comment)
+            .await
+    }
+
+    /// Creates an invite code (as [`create_token`](Accounts::create_token)) whose
+    /// accounts are temporary: each one made with it expires `account_lifetime` after its
+    /// creation, and the maintenance run deletes it then.
+    pub async fn create_invite(
+        &self,
+        actor: &Actor,
+        uses: u32,
+        expires_in: Option<Seconds>,
+        account_lifetime: Option<Seconds>,
+        comment: Option<String>,
+    ) -> Result<(Invite, String), AdminError> {
         if expires_in.is_some_and(|d| d.0 == 0) {
             return Err(AdminError::DeadInvite);
         }
+        if account_lifetime.is_some_and(|d| d.0 == 0) {
+            return Err(AdminError::NoLifetime);
+        }
+        let lifetime = account_lifetime.map(|d| i64::try_from(d.0).unwrap_or(i64::MAX));
         let code = generate_code();
         let hash = hash_code(&code);
         let now = self.now();
@@ -531,18 +562,21 @@ impl Accounts {
         let uses = i64::from(uses.max(1));
         let id = self
             .store
-            .create_token(&hash, comment.as_deref(), uses, expires_at, now)
+            .create_token(&hash, comment.as_deref(), uses, expires_at, now, lifetime)
             .await?;
         let row = self
             .store
             .token(Some(id), None)
             .await?
             .ok_or_else(|| AdminError::NoToken(id.to_string()))?;
-        let new = format!(
+        let mut new = format!(
             "uses={uses} expires={} comment={}",
             expires_at.map_or_else(|| "never".to_owned(), rfc3339),
             row.comment.as_deref().unwrap_or("-")
         );
+        if let Some(l) = account_lifetime {
+            new.push_str(&format!(" account_lifetime={l}"));
+        }
         let change = Change::new("invite_create", format!("invite:{id}")).new_value(new);
         self.record(actor, change).await;
         Ok((Invite::from_row(row, now), code))
@@ -555,6 +589,29 @@ impl Accounts {
         Ok(rows.into_iter().map(|t| Invite::from_row(t, now)).collect())
     }
 
+    /// The invite named by its id or its code.
+    async fn find_token(&self, code_or_id: &str) -> Result<crate::store::TokenRow, AdminError> {
+        let arg = code_or_id.trim();
+        let hash = hash_code(arg);
+        self.store
+            .token(arg.parse::<i64>().ok(), Some(&hash))
+            .await?
+            .ok_or_else(|| AdminError::NoToken(code_or_id.to_owned()))
+    }
+
+    /// An invite named by its id or its code, with the accounts made with it.
+    pub async fn token_detail(&self, code_or_id: &str) -> Result<InviteDetail, AdminError> {
+        let row = self.find_token(code_or_id).await?;
+        let accounts = self.store.token_accounts(row.id).await?;
+        Ok(InviteDetail {
+            invite: Invite::from_row(row, self.now()),
+            accounts: accounts
+                .into_iter()
+                .map(|(a, at)| (Address::from_canonical(a), at))
+                .collect(),
+        })
+    }
+
     /// Revokes an invite named by its id or its code. True when this call revoked it,
     /// false when it was revoked already.
     pub async fn revoke_token(
@@ -562,13 +619,7 @@ impl Accounts {
         actor: &Actor,
         code_or_id: &str,
     ) -> Result<(Invite, bool), AdminError> {
-        let arg = code_or_id.trim();
-        let hash = hash_code(arg);
-        let row = self
-            .store
-            .token(arg.parse::<i64>().ok(), Some(&hash))
-            .await?
-            .ok_or_else(|| AdminError::NoToken(code_or_id.to_owned()))?;
+        let row = self.find_token(code_or_id).await?;
         let id = row.id;
         let status = Invite::from_row(row.clone(), self.now()).status;
         let revoked = self.store.revoke_token(id, self.now()).await?;

@@ -5,6 +5,8 @@
 //! queue      mail homes of deleted accounts (the admin page's, failed removals) -> remove,
 //!            strictly inside the mail root; the address has an account again -> leave
 //!            the home, drop the entry; already gone -> drop; removal fails -> keep
+//! expired    made with an invite that gives accounts a lifetime, now past it -> delete
+//!            with mail
 //! inactive   last login older than maintenance.delete_inactive_after   -> delete with mail
 //!            (administrators are never deleted by maintenance)
 //! unused     web/invite accounts never logged in after delete_unused_after -> delete
@@ -65,6 +67,8 @@ pub struct HomeOutcome {
 /// Why maintenance deletes an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Due {
+    /// Past the lifetime its invite gave it (`token create --account-lifetime`).
+    Expired,
     /// Last login older than `delete_inactive_after`.
     Inactive,
     /// Made on the web or with an invite, never logged in, older than `delete_unused_after`.
@@ -96,7 +100,7 @@ pub struct MaintenanceReport {
     pub dry_run: bool,
     /// Mail homes queued by earlier deletions, in queue order.
     pub queued_homes: Vec<HomeOutcome>,
-    /// Inactive accounts, then unused ones.
+    /// Expired accounts, then inactive ones, then unused ones.
     pub accounts: Vec<DueAccount>,
     /// Dead invites purged (in a dry run: due).
     pub tokens_purged: usize,
@@ -142,6 +146,8 @@ impl MaintenanceReport {
 /// What maintenance would do at a given time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MaintenancePlan {
+    /// Past their lifetime (`expires_at` at or before the run's time).
+    pub expired: Vec<String>,
     pub inactive: Vec<String>,
     pub unused: Vec<String>,
     pub tokens: Vec<i64>,
@@ -187,7 +193,8 @@ pub struct ImportReport {
 impl Accounts {
     /// Runs the maintenance `[maintenance]` asks for, as at `now`: first the mail homes
     /// queued by earlier deletions (so each entry is tried once per run), then the
-    /// inactive and unused accounts (each deleted, its home queued and removed at once),
+    /// expired, inactive and unused accounts (each deleted as `user delete` deletes: its
+    /// address stays on the blocklist, its home queued and removed at once),
     /// then dead invites and stale usage. `dry_run` changes nothing: the report says
     /// what would happen, mail homes checked on the real file system. An account that
     /// cannot be deleted or a mail home that cannot be removed goes into the report and
@@ -213,7 +220,11 @@ impl Accounts {
         }
 
         let plan = self.maintenance_plan(now).await?;
-        for (why, list) in [(Due::Inactive, &plan.inactive), (Due::Unused, &plan.unused)] {
+        for (why, list) in [
+            (Due::Expired, &plan.expired),
+            (Due::Inactive, &plan.inactive),
+            (Due::Unused, &plan.unused),
+        ] {
             for address in list {
                 let outcome = if dry_run {
                     DueOutcome::Due
@@ -263,7 +274,8 @@ impl Accounts {
         let homes =
             |want: fn(&HomeResult) -> bool| report.homes().filter(|h| want(&h.result)).count();
         tracing::info!(
-            "event=maintenance deleted_inactive={} deleted_unused={} tokens_purged={} usage_recomputed={} failed={} homes_removed={} homes_gone={} homes_skipped={}",
+            "event=maintenance deleted_expired={} deleted_inactive={} deleted_unused={} tokens_purged={} usage_recomputed={} failed={} homes_removed={} homes_gone={} homes_skipped={}",
+            deleted(Due::Expired),
             deleted(Due::Inactive),
             deleted(Due::Unused),
             report.tokens_purged,
@@ -286,6 +298,7 @@ impl Accounts {
         rights: &impl MailHomeRights,
     ) -> DueOutcome {
         let why_text = match why {
+            Due::Expired => "expired",
             Due::Inactive => "inactive",
             Due::Unused => "unused",
         };
@@ -400,22 +413,25 @@ impl Accounts {
         let unused_before = m.delete_unused_after.map(before);
         let token_cutoff = before(m.token_grace);
         let stale_before = before(m.usage_stale_after);
-        let inactive = match inactive_before {
+        let expired = self.store.expired_accounts(now).await?;
+        let mut inactive = match inactive_before {
             Some(t) => self.store.inactive_accounts(t).await?,
             None => Vec::new(),
         };
+        inactive.retain(|a| !expired.contains(a));
         let mut unused = match unused_before {
             Some(t) => self.store.unused_accounts(t).await?,
             None => Vec::new(),
         };
-        unused.retain(|a| !inactive.contains(a));
+        unused.retain(|a| !inactive.contains(a) && !expired.contains(a));
         let tokens = self.store.dead_tokens(token_cutoff).await?;
         let stale_usage = self.store.stale_usage(stale_before).await?;
         let stale_usage = stale_usage
             .into_iter()
-            .filter(|a| !inactive.contains(a) && !unused.contains(a))
+            .filter(|a| !expired.contains(a) && !inactive.contains(a) && !unused.contains(a))
             .collect();
         Ok(MaintenancePlan {
+            expired,
             inactive,
             unused,
             tokens,
@@ -480,31 +496,11 @@ impl Accounts {
         let mut report = ImportReport::default();
         let mut rows = Vec::new();
         for a in accounts {
-            let address = match Address::parse(&a.address, &config.domains) {
-                Ok(addr) => addr,
-                Err(e) => {
-                    report.skipped.push((a.address, e.to_string()));
-                    continue;
-                }
-            };
-            if let Err(e) = address.check_rules(&config.registration.username) {
-                report.skipped.push((a.address, e.to_string()));
-                continue;
-            }
-            if super::address::mail_home(&config.mailbox.home, &address).is_err() {
-                report
-                    .skipped
-                    .push((a.address, "cannot have a mail home".into()));
-                continue;
-            }
             let hash = a.password_hash.trim().to_owned();
-            if !looks_like_supported_hash(&hash) {
-                report
-                    .skipped
-                    .push((a.address, "unsupported password hash".into()));
-                continue;
+            match self.importable(&a.address, Some(&hash), &config.registration.username) {
+                Ok(address) => rows.push((address.as_str().to_owned(), hash)),
+                Err(why) => report.skipped.push((a.address, why)),
             }
-            rows.push((address.as_str().to_owned(), hash));
         }
         let now = self.now();
         let wanted = rows.len();
@@ -545,6 +541,29 @@ impl Accounts {
             self.record(actor, change).await;
         }
         Ok(report)
+    }
+}
+
+impl Accounts {
+    /// The address an imported account gets, or why it is left out: a served domain,
+    /// `rules`, a mail home, and a hash `verify_with` knows (when there is one). The one
+    /// check both imports (chatmail's directories, `user import`) make.
+    pub(super) fn importable(
+        &self,
+        address: &str,
+        hash: Option<&str>,
+        rules: &crate::config::UsernameRules,
+    ) -> Result<Address, String> {
+        let config = self.config();
+        let address = Address::parse(address, &config.domains).map_err(|e| e.to_string())?;
+        address.check_rules(rules).map_err(|e| e.to_string())?;
+        if super::address::mail_home(&config.mailbox.home, &address).is_err() {
+            return Err("cannot have a mail home".into());
+        }
+        if hash.is_some_and(|h| !looks_like_supported_hash(h)) {
+            return Err("unsupported password hash".into());
+        }
+        Ok(address)
     }
 }
 

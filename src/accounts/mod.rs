@@ -8,6 +8,7 @@
 //! register(...)              /new, invites          (register.rs)
 //! add_user, block, delete... operator actions       (admin.rs), each recorded in the
 //!                            audit trail with its Actor     (audit.rs)
+//! export_accounts, import_lines  JSON Lines export and import (export.rs)
 //! Account, Invite, BlockedAddress, Address   what adapters get back (view.rs): no
 //!                            store record and no password hash leaves the core
 //! ```
@@ -22,6 +23,7 @@ pub mod audit;
 pub mod capacity;
 pub mod copy;
 pub mod dict_watch;
+pub mod export;
 pub mod health;
 pub mod limits;
 pub mod mailbox;
@@ -57,8 +59,8 @@ pub use owner::{OwnerError, SignedIn};
 pub use policy::{PolicyRequest, PolicyVerdict};
 pub use register::{InviteCheck, RegisterError, RegisterRequest, Registered};
 pub use view::{
-    Account, BlockedAddress, Invite, InviteStatus, InviteUsed, QuotaSetting, QuotaSource, Status,
-    Usage,
+    Account, BlockedAddress, Invite, InviteDetail, InviteStatus, InviteUsed, QuotaSetting,
+    QuotaSource, Status, Usage,
 };
 
 /// Why the core could not be set up: the database or the argon2 parameters.

@@ -5,6 +5,7 @@
 //! $argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>     what postern stores
 //! {SHA512-CRYPT}$6$<salt>$<hash>                    imported (chatmail); re-hashed at next good login
 //! $5$...  $2y$...  {BLF-CRYPT}$2y$...               other imported schemes
+//! sha256:<salt b64>:<SHA-256(salt + password) b64>  madmail's default (imported)
 //! ```
 
 use std::collections::HashMap;
@@ -329,9 +330,22 @@ pub fn looks_like_supported_hash(stored: &str) -> bool {
     if hash.starts_with("$argon2") {
         return PasswordHash::new(hash).is_ok();
     }
+    if let Some(rest) = hash.strip_prefix("sha256:") {
+        return madmail_sha256(rest).is_some();
+    }
     ["$6$", "$5$", "$2a$", "$2b$", "$2y$"]
         .iter()
         .any(|p| hash.starts_with(p) && hash.len() > p.len() + 8)
+}
+
+/// The salt and digest of madmail's `sha256:<salt>:<digest>` (both standard base64; the
+/// digest is SHA-256 of the salt followed by the password).
+fn madmail_sha256(rest: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    use base64::Engine;
+    let (salt, digest) = rest.split_once(':')?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (salt, digest) = (b64.decode(salt).ok()?, b64.decode(digest).ok()?);
+    (!salt.is_empty() && digest.len() == 32).then_some((salt, digest))
 }
 
 /// Verifies against argon2 PHC strings and the crypt(3) schemes other servers store,
@@ -351,6 +365,17 @@ pub fn verify_with(params: &Params, password: &Password, stored: &str) -> Verdic
         (sha_crypt::sha256_check(pw, hash).is_ok(), false)
     } else if hash.starts_with("$2") {
         (bcrypt::verify(pw, hash).unwrap_or(false), false)
+    } else if let Some(rest) = hash.strip_prefix("sha256:") {
+        let ok = madmail_sha256(rest).is_some_and(|(salt, digest)| {
+            let mut h = Sha256::new();
+            h.update(&salt);
+            h.update(pw.as_bytes());
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                &h.finalize()[..],
+                &digest[..],
+            ))
+        });
+        (ok, false)
     } else {
         (false, false)
     };
@@ -577,7 +602,20 @@ mod tests {
         )
         .expect("hash");
         let bcrypt = bcrypt::hash(pw.expose(), 4).expect("hash");
+        let madmail = {
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let salt = b"0123456789abcdef";
+            let digest = Sha256::new()
+                .chain_update(salt)
+                .chain_update(pw.expose())
+                .finalize();
+            format!("sha256:{}:{}", b64.encode(salt), b64.encode(digest))
+        };
+        assert!(looks_like_supported_hash(&madmail));
+        assert!(!looks_like_supported_hash("sha256:c2FsdA==:dG9vc2hvcnQ="));
         for stored in [
+            madmail,
             format!("{{SHA512-CRYPT}}{sha512}"),
             sha512.clone(),
             sha256,

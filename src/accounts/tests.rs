@@ -2376,4 +2376,316 @@ async fn logins_without_dict_writes_for_half_an_hour_warn_once_an_hour() {
         mail_login(b.clone(), "imap").await;
     }
     assert_eq!(b.dict_watch.warnings(), 0);
+
+#[tokio::test]
+async fn a_temporary_account_is_deleted_by_maintenance_once_past_its_lifetime() {
+    use crate::config::Seconds;
+    let f = Fixture::new(RegistrationMode::InviteOnly);
+    let a = f.accounts();
+    add_admin(&a, "boss@example.org", "long enough pw").await;
+    let (invite, code) = a
+        .create_invite(
+            &op(),
+            2,
+            None,
+            Some(Seconds(7 * 86400)),
+            Some("workshop".into()),
+        )
+        .await
+        .expect("invite");
+    assert_eq!(invite.account_lifetime, Some(7 * 86400));
+    assert!(matches!(
+        a.create_invite(&op(), 1, None, Some(Seconds(0)), None)
+            .await,
+        Err(AdminError::NoLifetime)
+    ));
+    let t0 = a.now();
+    let temp = a
+        .register(RegisterRequest {
+            username: Some("temp".into()),
+            password: Some(pw("long enough pw")),
+            token: Some(code.clone()),
+        })
+        .await
+        .expect("registered");
+    let home = a
+        .userdb(&temp.address)
+        .await
+        .expect("db")
+        .expect("entry")
+        .home;
+    std::fs::create_dir_all(home.join("Maildir/new")).expect("mkdir");
+    assert_eq!(
+        a.user(&temp.address).await.expect("user").expires_at,
+        Some(t0 + 7 * 86400)
+    );
+    // The invite shows what it made, and what it can still make.
+    let shown = a
+        .token_detail(&invite.id.to_string())
+        .await
+        .expect("detail");
+    assert_eq!(
+        shown
+            .accounts
+            .iter()
+            .map(|(addr, at)| (addr.as_str(), *at))
+            .collect::<Vec<_>>(),
+        vec![("temp@example.org", t0)]
+    );
+    assert_eq!(shown.invite.remaining_uses(), 1);
+    assert_eq!(
+        a.token_detail(&code).await.expect("by code").invite.id,
+        invite.id
+    );
+    assert!(matches!(
+        a.token_detail("999").await,
+        Err(AdminError::NoToken(_))
+    ));
+
+    // A second before its end it is not due; at its end the dry run lists it and the
+    // run deletes exactly what the dry run listed.
+    let early = a
+        .run_maintenance(&op(), t0 + 7 * 86400 - 1, true, &OwnRights)
+        .await
+        .expect("dry run");
+    assert!(early.accounts.is_empty(), "{early:?}");
+    f.clock.store(t0 + 7 * 86400, Ordering::SeqCst);
+    let dry = a
+        .run_maintenance(&op(), a.now(), true, &OwnRights)
+        .await
+        .expect("dry run");
+    let due = vec![maintenance::DueAccount {
+        address: "temp@example.org".into(),
+        why: maintenance::Due::Expired,
+        outcome: maintenance::DueOutcome::Due,
+    }];
+    assert_eq!(dry.accounts, due);
+    let run = a
+        .run_maintenance(&op(), a.now(), false, &OwnRights)
+        .await
+        .expect("run");
+    assert!(run.succeeded(), "{run:?}");
+    assert_eq!(
+        run.accounts
+            .iter()
+            .map(|d| (d.address.as_str(), d.why))
+            .collect::<Vec<_>>(),
+        vec![("temp@example.org", maintenance::Due::Expired)]
+    );
+    assert!(!home.exists(), "mail home removed");
+    assert!(a.user(&temp.address).await.is_err());
+    assert_eq!(a.userdb_list().await.expect("db"), vec!["boss@example.org"]);
+    // Deleted as every deletion: the address stays blocked, nobody registers it again.
+    assert!(a
+        .blocklist()
+        .await
+        .expect("db")
+        .iter()
+        .any(|b| b.address.as_str() == "temp@example.org"));
+    assert!(matches!(
+        a.register(RegisterRequest {
+            username: Some("temp".into()),
+            password: Some(pw("long enough pw")),
+            token: Some(code),
+        })
+        .await,
+        Err(RegisterError::Taken)
+    ));
+}
+
+#[tokio::test]
+async fn export_with_hashes_then_import_elsewhere_keeps_every_password() {
+    let f = Fixture::new(RegistrationMode::Open);
+    let a = f.accounts();
+    add_admin(&a, "boss@example.org", "boss password 1").await;
+    login(&a, "alice@example.org", "alice password").await;
+    a.set_user_quota(&op(), "alice@example.org", QuotaSetting::Explicit(1 << 30))
+        .await
+        .expect("quota");
+    login(&a, "spammer@example.org", "spam password").await;
+    a.block_user(&op(), "spammer@example.org", Some("spam".into()))
+        .await
+        .expect("block");
+    let legacy = sha_crypt::sha512_simple(
+        "old chatmail pw",
+        &sha_crypt::Sha512Params::new(5000).expect("params"),
+    )
+    .expect("hash");
+    a.import(
+        &op(),
+        vec![maintenance::Imported {
+            address: "k3x9q2m1a@example.org".into(),
+            password_hash: format!("{{SHA512-CRYPT}}{legacy}"),
+        }],
+    )
+    .await
+    .expect("import");
+
+    let without = a.export_accounts(false).await.expect("export");
+    assert!(without.iter().all(|r| r.password_hash.is_none()));
+    let records = a.export_accounts(true).await.expect("export");
+    let text: String = records.iter().map(|r| r.to_line() + "\n").collect();
+    assert_eq!(records.len(), 4);
+
+    let g = Fixture::new(RegistrationMode::Closed);
+    let b = g.accounts();
+    let dry = b
+        .import_lines(&op(), &text, false, true)
+        .await
+        .expect("dry run");
+    assert_eq!((dry.created, dry.updated, dry.unchanged), (4, 0, 0));
+    assert!(b.users(false, None).await.expect("db").is_empty());
+    let done = b
+        .import_lines(&op(), &text, false, false)
+        .await
+        .expect("import");
+    assert_eq!(
+        done,
+        export::ImportCounts {
+            dry_run: false,
+            ..dry
+        }
+    );
+    for (user, password) in [
+        ("boss@example.org", "boss password 1"),
+        ("alice@example.org", "alice password"),
+        ("k3x9q2m1a@example.org", "old chatmail pw"),
+    ] {
+        assert_eq!(login(&b, user, password).await, accepted(user, false));
+        assert_eq!(
+            login(&b, user, "wrong password").await,
+            LoginOutcome::Refused(Refusal::BadPassword)
+        );
+    }
+    assert_eq!(
+        login(&b, "spammer@example.org", "spam password").await,
+        LoginOutcome::Refused(Refusal::Blocked)
+    );
+    let alice = b.user("alice@example.org").await.expect("user");
+    assert_eq!(alice.quota.limit, Some(1 << 30));
+    assert_eq!(alice.created_via, "jit");
+    assert!(b.user("boss@example.org").await.expect("user").admin);
+    let spammer = b.user("spammer@example.org").await.expect("user");
+    assert!(matches!(spammer.status, Status::Blocked { reason: Some(ref r), .. } if r == "spam"));
+
+    // Again: everything exists. Without --update nothing changes; with it, the hashes
+    // of the file replace the stored ones.
+    let again = b
+        .import_lines(&op(), &text, false, false)
+        .await
+        .expect("again");
+    assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 4));
+    b.set_password(&op(), "alice@example.org", Some(pw("changed password")))
+        .await
+        .expect("passwd");
+    let dry = b
+        .import_lines(&op(), &text, true, true)
+        .await
+        .expect("dry update");
+    assert_eq!((dry.created, dry.updated, dry.unchanged), (0, 4, 0));
+    assert_eq!(
+        login(&b, "alice@example.org", "changed password").await,
+        accepted("alice@example.org", false)
+    );
+    let updated = b
+        .import_lines(&op(), &text, true, false)
+        .await
+        .expect("update");
+    assert_eq!(updated.updated, 4);
+    assert_eq!(
+        login(&b, "alice@example.org", "alice password").await,
+        accepted("alice@example.org", false)
+    );
+    assert_eq!(
+        login(&b, "alice@example.org", "changed password").await,
+        LoginOutcome::Refused(Refusal::BadPassword)
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_import_file_imports_nothing_and_bad_records_are_reported() {
+    let f = Fixture::new(RegistrationMode::Closed);
+    let a = f.accounts();
+    let good = "{\"address\":\"anna@example.org\",\"password_hash\":\"$2y$04$abcdefghijklmnopqrstuuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZa\"}";
+    let e = a
+        .import_lines(&op(), &format!("{good}\nnot json\n"), false, false)
+        .await
+        .expect_err("malformed");
+    assert!(
+        e.to_string().starts_with("line 2: not JSON: ")
+            && e.to_string().ends_with("; nothing was imported"),
+        "{e}"
+    );
+    assert!(a.users(false, None).await.expect("db").is_empty());
+    let text = format!(
+        "{good}\n\
+         {{\"address\":\"x@other.org\",\"password_hash\":\"$6$abcdefghij$x\"}}\n\
+         {{\"address\":\"bert@example.org\",\"password_hash\":\"{{PLAIN}}secret\"}}\n\
+         {{\"address\":\"carl@example.org\"}}\n"
+    );
+    let c = a
+        .import_lines(&op(), &text, false, false)
+        .await
+        .expect("import");
+    assert_eq!(c.created, 1);
+    let skipped: Vec<&str> = c.skipped.iter().map(|(addr, _)| addr.as_str()).collect();
+    assert_eq!(
+        skipped,
+        vec!["x@other.org", "bert@example.org", "carl@example.org"]
+    );
+    assert_eq!(c.skipped[1].1, "unsupported password hash");
+    assert_eq!(
+        c.skipped[2].1,
+        "no password hash to create it with (export with --with-hashes)"
+    );
+}
+
+#[tokio::test]
+async fn a_madmail_export_imports_and_its_passwords_log_in() {
+    use base64::Engine;
+    use sha2::Digest;
+    let f = Fixture::new(RegistrationMode::Closed);
+    let a = f.accounts();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let salt = b"madmail salt 16b";
+    let digest = sha2::Sha256::new()
+        .chain_update(salt)
+        .chain_update("madmail password")
+        .finalize();
+    let bcrypt = bcrypt::hash("bcrypt password", 4).expect("bcrypt");
+    let text = serde_json::json!([
+        {"username": "k3x9q2m1a@example.org",
+         "hash": format!("sha256:{}:{}", b64.encode(salt), b64.encode(digest))},
+        {"username": "z8y7x6w5v@example.org", "hash": format!("bcrypt:{bcrypt}")},
+        {"username": "argon@example.org", "hash": "argon2:3:65536:1:c2FsdA:aGFzaA"},
+    ])
+    .to_string();
+    let c = a
+        .import_lines(&op(), &text, false, false)
+        .await
+        .expect("import");
+    assert_eq!(c.created, 2);
+    assert_eq!(
+        c.skipped,
+        vec![(
+            "argon@example.org".to_owned(),
+            "unsupported password hash".to_owned()
+        )]
+    );
+    for (user, password) in [
+        ("k3x9q2m1a@example.org", "madmail password"),
+        ("z8y7x6w5v@example.org", "bcrypt password"),
+    ] {
+        assert_eq!(
+            login(&a, user, "wrong password").await,
+            LoginOutcome::Refused(Refusal::BadPassword)
+        );
+        assert_eq!(login(&a, user, password).await, accepted(user, false));
+        // Re-hashed to argon2id at that login; the password still works.
+        assert!(stored_row(&a, user)
+            .await
+            .password_hash
+            .starts_with("$argon2id$"));
+        assert_eq!(login(&a, user, password).await, accepted(user, false));
+    }
 }

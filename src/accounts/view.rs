@@ -141,6 +141,8 @@ pub struct Account {
     pub first_login: Option<i64>,
     pub last_login: Option<i64>,
     pub admin: bool,
+    /// When maintenance deletes it: made with an invite that gives accounts a lifetime.
+    pub expires_at: Option<i64>,
 }
 
 impl Account {
@@ -166,6 +168,7 @@ impl Account {
             first_login: row.first_login,
             last_login: row.last_login,
             admin: row.admin,
+            expires_at: row.expires_at,
         }
     }
 
@@ -221,9 +224,19 @@ pub struct Invite {
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub created_at: i64,
+    /// Seconds: each account made with it is deleted this long after its creation.
+    pub account_lifetime: Option<u64>,
 }
 
 impl Invite {
+    /// How many more accounts it can make: none once it is revoked, expired or used up.
+    pub fn remaining_uses(&self) -> i64 {
+        match self.status {
+            InviteStatus::Active => (self.max_uses - self.uses).max(0),
+            _ => 0,
+        }
+    }
+
     pub(crate) fn from_row(t: TokenRow, now: i64) -> Invite {
         let status = match t.problem(now) {
             None => InviteStatus::Active,
@@ -240,8 +253,17 @@ impl Invite {
             expires_at: t.expires_at,
             revoked_at: t.revoked_at,
             created_at: t.created_at,
+            account_lifetime: t.account_lifetime.and_then(|l| u64::try_from(l).ok()),
         }
     }
+}
+
+/// An invite with the accounts made with it (`token show`, the admin page's invite view).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteDetail {
+    pub invite: Invite,
+    /// (address, created_at), oldest first; deleted accounts are no longer listed.
+    pub accounts: Vec<(Address, i64)>,
 }
 
 /// An address on the blocklist (with or without an account).
@@ -282,6 +304,7 @@ mod tests {
             first_login: None,
             last_login: None,
             admin: false,
+            expires_at: None,
         }
     }
 

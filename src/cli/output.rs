@@ -10,8 +10,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use crate::accounts::export::ImportCounts;
 use crate::accounts::maintenance::{Due, DueOutcome, HomeResult, MaintenanceReport};
-use crate::accounts::{Account, BlockedAddress, Invite, Status};
+use crate::accounts::{Account, BlockedAddress, Invite, InviteDetail, Status};
+use crate::config::Seconds;
 
 /// A Unix time as RFC 3339 (UTC), or `-`.
 pub fn when(t: Option<i64>) -> String {
@@ -44,6 +46,7 @@ pub fn account_json(a: &Account) -> Value {
         "blocked": a.status.is_blocked(),
         "blocked_since": blocked_since,
         "blocked_reason": blocked_reason,
+        "expires_at": a.expires_at,
     })
 }
 
@@ -57,7 +60,57 @@ pub fn token_json(t: &Invite) -> Value {
         "expires_at": t.expires_at,
         "revoked_at": t.revoked_at,
         "created_at": t.created_at,
+        "account_lifetime": t.account_lifetime,
+        "remaining_uses": t.remaining_uses(),
     })
+}
+
+/// `token show --json`: the invite and the accounts made with it.
+pub fn invite_detail_json(d: &InviteDetail) -> Value {
+    let mut v = token_json(&d.invite);
+    v["accounts"] = json!(d
+        .accounts
+        .iter()
+        .map(|(a, at)| json!({ "address": a.as_str(), "created_at": at }))
+        .collect::<Vec<_>>());
+    v
+}
+
+/// `postern token show`: the invite, its remaining uses, and its accounts.
+///
+/// ```text
+/// invite:          7 (for the workshop)
+/// status:          active
+/// uses:            2 of 5 (3 remaining)
+/// ```
+pub fn invite_details(out: &mut dyn Write, d: &InviteDetail) -> io::Result<()> {
+    let t = &d.invite;
+    match &t.comment {
+        Some(c) => writeln!(out, "invite:           {} ({c})", t.id)?,
+        None => writeln!(out, "invite:           {}", t.id)?,
+    }
+    writeln!(out, "status:           {}", t.status)?;
+    writeln!(
+        out,
+        "uses:             {} of {} ({} remaining)",
+        t.uses,
+        t.max_uses,
+        t.remaining_uses()
+    )?;
+    writeln!(out, "created:          {}", when(Some(t.created_at)))?;
+    writeln!(out, "expires:          {}", when(t.expires_at))?;
+    if let Some(at) = t.revoked_at {
+        writeln!(out, "revoked:          {}", when(Some(at)))?;
+    }
+    match t.account_lifetime {
+        Some(l) => writeln!(out, "account lifetime: {}", Seconds(l))?,
+        None => writeln!(out, "account lifetime: -")?,
+    }
+    writeln!(out, "accounts:         {}", d.accounts.len())?;
+    for (address, at) in &d.accounts {
+        writeln!(out, "  {address}  created {}", when(Some(*at)))?;
+    }
+    Ok(())
 }
 
 pub fn block_json(b: &BlockedAddress) -> Value {
@@ -158,6 +211,13 @@ pub fn account_details(out: &mut dyn Write, r: &Account) -> io::Result<()> {
         when(r.usage.updated_at)
     )?;
     writeln!(out, "admin:        {}", if r.admin { "yes" } else { "no" })?;
+    if let Some(at) = r.expires_at {
+        writeln!(
+            out,
+            "expires:      {} (deleted by the maintenance run)",
+            when(Some(at))
+        )?;
+    }
     match &r.status {
         Status::Blocked { reason, since } => writeln!(
             out,
@@ -169,6 +229,32 @@ pub fn account_details(out: &mut dyn Write, r: &Account) -> io::Result<()> {
                 .unwrap_or_default()
         )?,
         Status::Active => writeln!(out, "blocked:      no")?,
+    }
+    Ok(())
+}
+
+/// `postern user import [--dry-run]`: the counts, then a line per account left out.
+///
+/// ```text
+/// created 12, updated 0, left 1 existing unchanged, skipped 1
+/// skipped x@other.org: the domain is not one of the served domains
+/// ```
+pub fn import_counts(out: &mut dyn Write, c: &ImportCounts) -> io::Result<()> {
+    let (create, update, leave, skip) = if c.dry_run {
+        ("would create", "update", "leave", "skip")
+    } else {
+        ("created", "updated", "left", "skipped")
+    };
+    writeln!(
+        out,
+        "{create} {}, {update} {}, {leave} {} existing unchanged, {skip} {}",
+        c.created,
+        c.updated,
+        c.unchanged,
+        c.skipped.len()
+    )?;
+    for (address, why) in &c.skipped {
+        writeln!(out, "{skip} {address}: {why}")?;
     }
     Ok(())
 }
@@ -214,6 +300,7 @@ pub fn maintenance_report(out: &mut dyn Write, r: &MaintenanceReport) -> io::Res
     }
     for a in &r.accounts {
         let why = match a.why {
+            Due::Expired => "expired",
             Due::Inactive => "inactive",
             Due::Unused => "never used",
         };

@@ -7,12 +7,16 @@ use std::io;
 use clap::{CommandFactory, Parser};
 
 use super::output::{
-    account_details, account_json, account_table, block_json, print_json, token_json, when,
+    account_details, account_json, account_table, block_json, import_counts, invite_detail_json,
+    invite_details, print_json, token_json, when,
 };
 use super::*;
 use crate::accounts::address::Address;
+use crate::accounts::export::ImportCounts;
 use crate::accounts::view::{InviteStatus, Quota, Usage};
-use crate::accounts::{Account, BlockedAddress, Invite, InviteUsed, QuotaSource, Status};
+use crate::accounts::{
+    Account, BlockedAddress, Invite, InviteDetail, InviteUsed, QuotaSource, Status,
+};
 
 fn parse(args: &[&str]) -> Command {
     let mut argv = vec!["postern"];
@@ -119,6 +123,38 @@ fn token_arguments() {
         Command::Token(TokenCmd::Revoke { code_or_id }) => assert_eq!(code_or_id, "7"),
         other => panic!("{other:?}"),
     }
+    match parse(&["token", "create", "--account-lifetime", "7d"]) {
+        Command::Token(TokenCmd::Create {
+            account_lifetime, ..
+        }) => assert_eq!(account_lifetime.as_deref(), Some("7d")),
+        other => panic!("{other:?}"),
+    }
+    match parse(&["token", "show", "abc", "--json"]) {
+        Command::Token(TokenCmd::Show { code_or_id, json }) => {
+            assert!(code_or_id == "abc" && json.json)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn export_and_import_arguments() {
+    match parse(&["user", "export", "--with-hashes"]) {
+        Command::User(UserCmd::Export { with_hashes }) => assert!(with_hashes),
+        other => panic!("{other:?}"),
+    }
+    match parse(&["user", "import", "a.jsonl", "--dry-run"]) {
+        Command::User(UserCmd::Import {
+            file,
+            update,
+            dry_run,
+        }) => assert!(file == std::path::Path::new("a.jsonl") && !update && dry_run),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        refused(&["user", "import"]),
+        clap::error::ErrorKind::MissingRequiredArgument
+    );
 }
 
 #[test]
@@ -213,6 +249,7 @@ fn alice() -> Account {
         first_login: Some(60),
         last_login: None,
         admin: true,
+        expires_at: Some(7 * 86400),
     }
 }
 
@@ -277,6 +314,86 @@ fn account_details_say_why_it_is_blocked() {
     );
     assert!(details.contains("admin:        yes\n"), "{details}");
     assert!(details.contains("last login:   -\n"), "{details}");
+    assert!(
+        details.contains("expires:      1970-01-08T00:00:00Z (deleted by the maintenance run)\n"),
+        "{details}"
+    );
+    assert_eq!(account_json(&alice())["expires_at"], 7 * 86400);
+    let mut forever = alice();
+    forever.expires_at = None;
+    let details = text(|out| account_details(out, &forever));
+    assert!(!details.contains("expires"), "{details}");
+}
+
+fn invite(status: InviteStatus, uses: i64) -> Invite {
+    Invite {
+        id: 7,
+        status,
+        comment: Some("workshop".into()),
+        max_uses: 5,
+        uses,
+        expires_at: None,
+        revoked_at: None,
+        created_at: 5,
+        account_lifetime: Some(7 * 86400),
+    }
+}
+
+#[test]
+fn token_show_lists_the_accounts_and_the_remaining_uses() {
+    let d = InviteDetail {
+        invite: invite(InviteStatus::Active, 2),
+        accounts: vec![
+            (address("k3x9q2m1a@example.org"), 86400),
+            (address("z8y7x6w5v@example.org"), 2 * 86400),
+        ],
+    };
+    let shown = text(|out| invite_details(out, &d));
+    assert_eq!(
+        shown,
+        "invite:           7 (workshop)\n\
+         status:           active\n\
+         uses:             2 of 5 (3 remaining)\n\
+         created:          1970-01-01T00:00:05Z\n\
+         expires:          -\n\
+         account lifetime: 7d\n\
+         accounts:         2\n\
+         \x20 k3x9q2m1a@example.org  created 1970-01-02T00:00:00Z\n\
+         \x20 z8y7x6w5v@example.org  created 1970-01-03T00:00:00Z\n"
+    );
+    let v = invite_detail_json(&d);
+    assert_eq!(v["remaining_uses"], 3);
+    assert_eq!(v["account_lifetime"], 7 * 86400);
+    assert_eq!(v["accounts"][1]["address"], "z8y7x6w5v@example.org");
+    assert_eq!(v["accounts"][1]["created_at"], 2 * 86400);
+    // A revoked invite has no uses left, whatever its count says.
+    let revoked = InviteDetail {
+        invite: invite(InviteStatus::Revoked, 2),
+        accounts: vec![],
+    };
+    assert!(text(|out| invite_details(out, &revoked)).contains("2 of 5 (0 remaining)"));
+}
+
+#[test]
+fn import_counts_read_as_done_or_as_planned() {
+    let mut c = ImportCounts {
+        dry_run: true,
+        created: 2,
+        updated: 1,
+        unchanged: 0,
+        skipped: vec![("x@other.org".into(), "not served".into())],
+    };
+    assert_eq!(
+        text(|out| import_counts(out, &c)),
+        "would create 2, update 1, leave 0 existing unchanged, skip 1\n\
+         skip x@other.org: not served\n"
+    );
+    c.dry_run = false;
+    assert_eq!(
+        text(|out| import_counts(out, &c)),
+        "created 2, updated 1, left 0 existing unchanged, skipped 1\n\
+         skipped x@other.org: not served\n"
+    );
 }
 
 #[test]
@@ -290,6 +407,7 @@ fn invites_and_blocklist_entries_as_json() {
         expires_at: None,
         revoked_at: None,
         created_at: 5,
+        account_lifetime: None,
     };
     let v = token_json(&t);
     assert_eq!(

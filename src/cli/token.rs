@@ -4,6 +4,11 @@
 //! $ postern token create --uses 5 --expires 30d
 //! invite 7 created (uses: 5, expires: 2026-05-01T00:00:00Z)
 //! code: ...
+//! $ postern token show 7
+//! invite:           7
+//! uses:             1 of 5 (4 remaining)
+//! accounts:         1
+//!   k3x9q2m1a@example.org  created 2026-04-02T10:00:00Z
 //! ```
 
 use std::io::Write;
@@ -11,7 +16,7 @@ use std::io::Write;
 use clap::Subcommand;
 use serde_json::json;
 
-use super::output::{print_json, token_json, when};
+use super::output::{self, print_json, token_json, when};
 use super::{Failure, Json};
 use crate::accounts::{Accounts, Actor};
 use crate::config::Seconds;
@@ -26,6 +31,10 @@ pub enum TokenCmd {
         /// Lifetime such as 72h or 30d (default: no expiry).
         #[arg(long)]
         expires: Option<String>,
+        /// Make temporary accounts: each account created with this invite is deleted
+        /// (by the maintenance run) this long after its creation, such as 7d.
+        #[arg(long, value_name = "DURATION")]
+        account_lifetime: Option<String>,
         /// A note for the operator, shown by `token list` (such as who it is for).
         #[arg(long)]
         comment: Option<String>,
@@ -37,6 +46,13 @@ pub enum TokenCmd {
     },
     /// List invite codes (their codes are not stored, only their ids).
     List {
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Show an invite: its uses and remaining uses, and the accounts made with it.
+    Show {
+        /// The invite's code, or its id as `token list` shows it.
+        code_or_id: String,
         #[command(flatten)]
         json: Json,
     },
@@ -57,6 +73,7 @@ pub(super) async fn run(
         TokenCmd::Create {
             uses,
             expires,
+            account_lifetime,
             comment,
             qr,
             json,
@@ -69,8 +86,13 @@ pub(super) async fn run(
                 .map(Seconds::parse)
                 .transpose()
                 .map_err(Failure::refused)?;
+            let lifetime = account_lifetime
+                .as_deref()
+                .map(Seconds::parse)
+                .transpose()
+                .map_err(|e| Failure::refused(format!("--account-lifetime: {e}")))?;
             let (row, code) = accounts
-                .create_token(actor, *uses, expires, comment.clone())
+                .create_invite(actor, *uses, expires, lifetime, comment.clone())
                 .await?;
             let link = accounts.signup_link(&code);
             if json.json {
@@ -87,6 +109,13 @@ pub(super) async fn run(
                     row.max_uses,
                     when(row.expires_at)
                 )?;
+                if let Some(l) = row.account_lifetime {
+                    writeln!(
+                        out,
+                        "accounts made with it are deleted {} after their creation",
+                        Seconds(l)
+                    )?;
+                }
                 writeln!(out, "code: {code}")?;
                 writeln!(out, "link: {link}")?;
                 writeln!(out, "Delta Chat: DCACCOUNT:{link}")?;
@@ -124,6 +153,14 @@ pub(super) async fn run(
                         t.comment.as_deref().unwrap_or("")
                     )?;
                 }
+            }
+        }
+        TokenCmd::Show { code_or_id, json } => {
+            let detail = accounts.token_detail(code_or_id).await?;
+            if json.json {
+                print_json(out, &output::invite_detail_json(&detail))?;
+            } else {
+                output::invite_details(out, &detail)?;
             }
         }
         TokenCmd::Revoke { code_or_id } => match accounts.revoke_token(actor, code_or_id).await? {

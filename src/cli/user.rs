@@ -1,4 +1,5 @@
-//! `postern user`: add, list, show, passwd, block, unblock, delete, quota, admin.
+//! `postern user`: add, list, show, passwd, block, unblock, delete, quota, admin,
+//! export, import.
 //!
 //! ```text
 //! $ postern user add alice@example.org
@@ -6,9 +7,13 @@
 //! password: 8hJ3...
 //! $ postern user block alice@example.org --reason spam
 //! blocked alice@example.org
+//! $ postern user export --with-hashes > accounts.jsonl
+//! $ postern user import accounts.jsonl --dry-run
+//! would create 12, update 0, leave 0 existing unchanged, skip 0
 //! ```
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -109,6 +114,29 @@ pub enum UserCmd {
         /// 500M, 1G, a number of bytes, "unlimited", or "default" (follow quota.default).
         size: String,
     },
+    /// Write every account as JSON Lines to standard output (one object per line:
+    /// address, quota, blocked and reason, admin, created and how, first and last login,
+    /// expiry, invite comment).
+    Export {
+        /// Include each account's password hash as stored, so that an import elsewhere
+        /// keeps every password working. Keep such a file as safe as the database.
+        #[arg(long)]
+        with_hashes: bool,
+    },
+    /// Import accounts from a file of `user export` lines (or madmail's `accounts
+    /// export`); "-" reads standard input. Creates the accounts that do not exist;
+    /// a malformed line refuses the whole file.
+    Import {
+        /// The file to read.
+        file: PathBuf,
+        /// Replace existing accounts with the file's (hash, quota, admin, blocklist state,
+        /// expiry); by default they are left as they are.
+        #[arg(long)]
+        update: bool,
+        /// Show the counts; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Grant (or with --revoke take away) the administrator flag.
     Admin {
         /// The account's address (user@domain).
@@ -134,6 +162,16 @@ fn read_password(source: &PasswordSource) -> Result<Option<Password>, Failure> {
         return Err(Failure::refused("no password on standard input"));
     }
     Ok(Some(Password::new(line)))
+}
+
+/// The text of an import file; `-` is standard input.
+fn read_import_file(file: &std::path::Path) -> std::io::Result<String> {
+    if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin().lock().read_to_string(&mut text)?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(file)
 }
 
 fn parse_quota(s: &str) -> Result<QuotaSetting, Failure> {
@@ -273,6 +311,26 @@ pub(super) async fn run(
             let quota = parse_quota(size)?;
             let account = accounts.set_user_quota(actor, address, quota).await?;
             writeln!(out, "quota of {} is now {}", account.address, account.quota)?;
+        }
+        UserCmd::Export { with_hashes } => {
+            for record in accounts.export_accounts(*with_hashes).await? {
+                writeln!(out, "{}", record.to_line())?;
+            }
+        }
+        UserCmd::Import {
+            file,
+            update,
+            dry_run,
+        } => {
+            // The file is the invoker's: read it with the invoker's rights.
+            let text = privileges
+                .as_invoker_async(async { read_import_file(file) })
+                .await
+                .map_err(|e| Failure::refused(format!("{}: {e}", file.display())))?;
+            let counts = accounts
+                .import_lines(actor, &text, *update, *dry_run)
+                .await?;
+            output::import_counts(out, &counts)?;
         }
         UserCmd::Admin { address, revoke } => {
             let address = accounts.set_user_admin(actor, address, !revoke).await?;

@@ -37,6 +37,7 @@ struct Tokens {
     revoked_at: Vec<Option<i64>>,
     created_at: Vec<i64>,
     last_used_at: Vec<Option<i64>>,
+    account_lifetime: Vec<Option<i64>>,
 }
 
 #[derive(Default)]
@@ -55,6 +56,7 @@ struct Accounts {
     used_messages: Vec<i64>,
     usage_updated_at: Vec<Option<i64>>,
     admin: Vec<bool>,
+    expires_at: Vec<Option<i64>>,
 }
 
 #[derive(Default)]
@@ -125,9 +127,9 @@ pub async fn sqlite_to_postgres(from: &Path, to: &Postgres, force: bool) -> Resu
     let t = &snap.tokens;
     tx.execute(
         "INSERT INTO tokens (id, code_hash, comment, max_uses, uses, expires_at, revoked_at, \
-         created_at, last_used_at) \
+         created_at, last_used_at, account_lifetime) \
          SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[], $3::TEXT[], $4::BIGINT[], \
-         $5::BIGINT[], $6::BIGINT[], $7::BIGINT[], $8::BIGINT[], $9::BIGINT[])",
+         $5::BIGINT[], $6::BIGINT[], $7::BIGINT[], $8::BIGINT[], $9::BIGINT[], $10::BIGINT[])",
         &[
             &t.id,
             &t.code_hash,
@@ -138,6 +140,7 @@ pub async fn sqlite_to_postgres(from: &Path, to: &Postgres, force: bool) -> Resu
             &t.revoked_at,
             &t.created_at,
             &t.last_used_at,
+            &t.account_lifetime,
         ],
     )
     .await?;
@@ -145,10 +148,10 @@ pub async fn sqlite_to_postgres(from: &Path, to: &Postgres, force: bool) -> Resu
     tx.execute(
         "INSERT INTO accounts (id, address, password_hash, created_at, created_via, token_id, \
          first_login, last_login, quota_mode, quota_bytes, used_bytes, used_messages, \
-         usage_updated_at, admin) \
+         usage_updated_at, admin, expires_at) \
          SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], \
          $6::BIGINT[], $7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::BIGINT[], $11::BIGINT[], \
-         $12::BIGINT[], $13::BIGINT[], $14::BOOLEAN[])",
+         $12::BIGINT[], $13::BIGINT[], $14::BOOLEAN[], $15::BIGINT[])",
         &[
             &a.id,
             &a.address,
@@ -164,6 +167,7 @@ pub async fn sqlite_to_postgres(from: &Path, to: &Postgres, force: bool) -> Resu
             &a.used_messages,
             &a.usage_updated_at,
             &a.admin,
+            &a.expires_at,
         ],
     )
     .await?;
@@ -252,7 +256,7 @@ fn read_sqlite(path: &Path) -> Result<Snapshot> {
     {
         let mut st = conn.prepare(
             "SELECT id, code_hash, comment, max_uses, uses, expires_at, revoked_at, \
-             created_at, last_used_at FROM tokens ORDER BY id",
+             created_at, last_used_at, account_lifetime FROM tokens ORDER BY id",
         )?;
         let mut rows = st.query([])?;
         let t = &mut snap.tokens;
@@ -266,13 +270,14 @@ fn read_sqlite(path: &Path) -> Result<Snapshot> {
             t.revoked_at.push(r.get(6)?);
             t.created_at.push(r.get(7)?);
             t.last_used_at.push(r.get(8)?);
+            t.account_lifetime.push(r.get(9)?);
         }
     }
     {
         let mut st = conn.prepare(
             "SELECT id, address, password_hash, created_at, created_via, token_id, \
              first_login, last_login, quota_mode, quota_bytes, used_bytes, used_messages, \
-             usage_updated_at, admin FROM accounts ORDER BY id",
+             usage_updated_at, admin, expires_at FROM accounts ORDER BY id",
         )?;
         let mut rows = st.query([])?;
         let a = &mut snap.accounts;
@@ -291,6 +296,7 @@ fn read_sqlite(path: &Path) -> Result<Snapshot> {
             a.used_messages.push(r.get(11)?);
             a.usage_updated_at.push(r.get(12)?);
             a.admin.push(r.get::<_, i64>(13)? != 0);
+            a.expires_at.push(r.get(14)?);
         }
     }
     {

@@ -150,6 +150,8 @@ pub struct AccountRow {
     pub usage_updated_at: Option<i64>,
     pub admin: bool,
     pub blocked: Option<BlockEntry>,
+    /// When maintenance deletes it (made with an invite that has an account lifetime).
+    pub expires_at: Option<i64>,
 }
 
 /// An address on the blocklist.
@@ -210,6 +212,39 @@ pub struct TokenRow {
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub created_at: i64,
+    /// Seconds: accounts made with it expire this long after their creation.
+    pub account_lifetime: Option<i64>,
+}
+
+/// An account as an import brings it (`postern user import`), with its blocklist state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRow {
+    pub address: String,
+    /// `None`: keep the stored one (an update); an account cannot be made without one.
+    pub password_hash: Option<String>,
+    pub created_at: i64,
+    pub created_via: String,
+    pub first_login: Option<i64>,
+    pub last_login: Option<i64>,
+    pub quota: QuotaMode,
+    pub admin: bool,
+    /// On the blocklist (its reason and since when), or not.
+    pub blocked: Option<(Option<String>, i64)>,
+    pub expires_at: Option<i64>,
+}
+
+/// What an import did with one row (in a dry run: would do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportResult {
+    Created,
+    /// It existed and `update` replaced it.
+    Updated,
+    /// It existed and was left as it was.
+    Exists,
+    /// No account, but the address is on the blocklist (a deleted account's): left out.
+    Blocked,
+    /// No account, and the row carries no password hash to make one with.
+    NoHash,
 }
 
 /// A deleted account's mail home waiting for removal (one per address: a later
@@ -397,6 +432,21 @@ impl Store {
         }}
     }
 
+    /// Imports accounts in one transaction, each row created, updated (`update`) or left
+    /// alone; `dry_run` rolls the transaction back, so its answers are exactly what a
+    /// real run does on the same database.
+    pub async fn import_accounts(
+        &self,
+        rows: Vec<ImportRow>,
+        update: bool,
+        dry_run: bool,
+    ) -> Result<Vec<ImportResult>> {
+        match self {
+            Store::Sqlite(s) => s.import_accounts(rows, update, dry_run).await,
+            Store::Postgres(p) => p.import_accounts(rows, update, dry_run).await,
+        }
+    }
+
     /// Records a successful login: first_login once, last_login when older than
     /// `min_interval` seconds.
     pub async fn record_login(&self, id: i64, now: i64, min_interval: i64) -> Result<()> {
@@ -560,7 +610,8 @@ impl Store {
         }}
     }
 
-    /// Stores an invite (its code's hash); returns its id.
+    /// Stores an invite (its code's hash); returns its id. `account_lifetime` (seconds):
+    /// each account made with it expires that long after its creation.
     pub async fn create_token(
         &self,
         code_hash: &[u8; 32],
@@ -568,17 +619,40 @@ impl Store {
         max_uses: i64,
         expires_at: Option<i64>,
         now: i64,
+        account_lifetime: Option<i64>,
     ) -> Result<i64> {
         timed! { "create_token", match self {
             Store::Sqlite(s) => {
-                s.create_token(code_hash, comment, max_uses, expires_at, now)
-                    .await
+                s.create_token(
+                    code_hash,
+                    comment,
+                    max_uses,
+                    expires_at,
+                    now,
+                    account_lifetime,
+                )
+                .await
             }
             Store::Postgres(p) => {
-                p.create_token(code_hash, comment, max_uses, expires_at, now)
-                    .await
+                p.create_token(
+                    code_hash,
+                    comment,
+                    max_uses,
+                    expires_at,
+                    now,
+                    account_lifetime,
+                )
+                .await
             }
         }}
+    }
+
+    /// The accounts made with invite `id`: (address, created_at), oldest first.
+    pub async fn token_accounts(&self, id: i64) -> Result<Vec<(String, i64)>> {
+        match self {
+            Store::Sqlite(s) => s.token_accounts(id).await,
+            Store::Postgres(p) => p.token_accounts(id).await,
+        }
     }
 
     /// Every invite in id order.
@@ -631,6 +705,14 @@ impl Store {
             Store::Sqlite(s) => s.inactive_accounts(before).await,
             Store::Postgres(p) => p.inactive_accounts(before).await,
         }}
+    }
+
+    /// Accounts whose lifetime ended at or before `now` (administrators never).
+    pub async fn expired_accounts(&self, now: i64) -> Result<Vec<String>> {
+        match self {
+            Store::Sqlite(s) => s.expired_accounts(now).await,
+            Store::Postgres(p) => p.expired_accounts(now).await,
+        }
     }
 
     /// Web or invite accounts never logged in, created before `before`.

@@ -80,7 +80,7 @@ async fn token_uses_expiry_and_revocation() {
     let (_d, s) = store();
     let h = [7u8; 32];
     let id = s
-        .create_token(&h, Some("for alice"), 1, Some(1000), 10)
+        .create_token(&h, Some("for alice"), 1, Some(1000), 10, None)
         .await
         .expect("db");
     let mut a = new("a@x.org");
@@ -100,7 +100,7 @@ async fn token_uses_expiry_and_revocation() {
         Err(CreateRefusal::Token(TokenProblem::UsedUp))
     );
     let h2 = [8u8; 32];
-    s.create_token(&h2, None, 5, Some(50), 10)
+    s.create_token(&h2, None, 5, Some(50), 10, None)
         .await
         .expect("db");
     b.token_hash = Some(h2);
@@ -109,7 +109,10 @@ async fn token_uses_expiry_and_revocation() {
         Err(CreateRefusal::Token(TokenProblem::Expired))
     );
     let h3 = [9u8; 32];
-    let id3 = s.create_token(&h3, None, 5, None, 10).await.expect("db");
+    let id3 = s
+        .create_token(&h3, None, 5, None, 10, None)
+        .await
+        .expect("db");
     assert!(s.revoke_token(id3, 20).await.expect("db"));
     b.token_hash = Some(h3);
     assert_eq!(
@@ -470,5 +473,184 @@ async fn audit_log_reads_newest_first_by_time_and_address_and_pages() {
     assert_eq!(
         ids(s.audit_log(all(None, None, 10, 3)).await.expect("db")),
         Vec::<i64>::new()
+    );
+}
+
+#[tokio::test]
+async fn an_invite_with_an_account_lifetime_makes_accounts_that_expire() {
+    let (_d, s) = store();
+    let h = [3u8; 32];
+    let id = s
+        .create_token(&h, Some("workshop"), 3, None, 10, Some(7 * 86400))
+        .await
+        .expect("db");
+    assert_eq!(
+        s.token(Some(id), None)
+            .await
+            .expect("db")
+            .expect("row")
+            .account_lifetime,
+        Some(7 * 86400)
+    );
+    for (address, at) in [("a@x.org", 100), ("b@x.org", 200)] {
+        let mut a = new(address);
+        a.token_hash = Some(h);
+        a.now = at;
+        s.create_account(a).await.expect("db").expect("ok");
+    }
+    s.create_account(new("c@x.org"))
+        .await
+        .expect("db")
+        .expect("ok");
+    let row = s.account("a@x.org").await.expect("db").expect("row");
+    assert_eq!(row.expires_at, Some(100 + 7 * 86400));
+    assert_eq!(
+        s.account("c@x.org")
+            .await
+            .expect("db")
+            .expect("row")
+            .expires_at,
+        None
+    );
+    assert_eq!(
+        s.token_accounts(id).await.expect("db"),
+        vec![("a@x.org".to_owned(), 100), ("b@x.org".to_owned(), 200)]
+    );
+    // Due exactly at its expiry, not a second before; administrators never.
+    assert!(s
+        .expired_accounts(100 + 7 * 86400 - 1)
+        .await
+        .expect("db")
+        .is_empty());
+    assert_eq!(
+        s.expired_accounts(100 + 7 * 86400).await.expect("db"),
+        vec!["a@x.org"]
+    );
+    assert!(s.set_admin("b@x.org", true).await.expect("db"));
+    assert_eq!(
+        s.expired_accounts(i64::MAX).await.expect("db"),
+        vec!["a@x.org"]
+    );
+}
+
+fn import_row(address: &str, hash: Option<&str>) -> ImportRow {
+    ImportRow {
+        address: address.to_owned(),
+        password_hash: hash.map(str::to_owned),
+        created_at: 50,
+        created_via: "web".to_owned(),
+        first_login: Some(60),
+        last_login: Some(70),
+        quota: QuotaMode::Explicit(1000),
+        admin: false,
+        blocked: None,
+        expires_at: Some(900),
+    }
+}
+
+#[tokio::test]
+async fn import_creates_updates_only_when_told_and_a_dry_run_writes_nothing() {
+    let (_d, s) = store();
+    s.create_account(new("old@x.org"))
+        .await
+        .expect("db")
+        .expect("ok");
+    s.block("gone@x.org", Some("deleted"), 5).await.expect("db");
+    let mut blocked = import_row("spam@x.org", Some("$6$h2"));
+    blocked.blocked = Some((Some("spam".into()), 40));
+    let rows = vec![
+        import_row("new@x.org", Some("$6$h1")),
+        blocked,
+        import_row("old@x.org", Some("$6$replaced")),
+        import_row("gone@x.org", Some("$6$h3")),
+        import_row("nohash@x.org", None),
+    ];
+    let want = vec![
+        ImportResult::Created,
+        ImportResult::Created,
+        ImportResult::Exists,
+        ImportResult::Blocked,
+        ImportResult::NoHash,
+    ];
+    assert_eq!(
+        s.import_accounts(rows.clone(), false, true)
+            .await
+            .expect("db"),
+        want
+    );
+    assert!(s.account("new@x.org").await.expect("db").is_none());
+    assert_eq!(
+        s.import_accounts(rows.clone(), false, false)
+            .await
+            .expect("db"),
+        want
+    );
+    let row = s.account("new@x.org").await.expect("db").expect("row");
+    assert_eq!(
+        (
+            row.password_hash.as_str(),
+            row.created_at,
+            row.created_via.as_str(),
+            row.first_login,
+            row.last_login,
+            row.quota,
+            row.expires_at
+        ),
+        (
+            "$6$h1",
+            50,
+            "web",
+            Some(60),
+            Some(70),
+            QuotaMode::Explicit(1000),
+            Some(900)
+        )
+    );
+    let spam = s.account("spam@x.org").await.expect("db").expect("row");
+    assert_eq!(
+        spam.blocked,
+        Some(BlockEntry {
+            address: "spam@x.org".into(),
+            reason: Some("spam".into()),
+            since: 40
+        })
+    );
+    assert_eq!(
+        s.account("old@x.org")
+            .await
+            .expect("db")
+            .expect("row")
+            .password_hash,
+        "$argon2id$x"
+    );
+    // With update: the existing account takes the row's hash, quota and expiry.
+    let updated = s
+        .import_accounts(vec![rows[2].clone()], true, false)
+        .await
+        .expect("db");
+    assert_eq!(updated, vec![ImportResult::Updated]);
+    let old = s.account("old@x.org").await.expect("db").expect("row");
+    assert_eq!(
+        (
+            old.password_hash.as_str(),
+            old.quota,
+            old.expires_at,
+            old.created_via.as_str()
+        ),
+        ("$6$replaced", QuotaMode::Explicit(1000), Some(900), "cli")
+    );
+    // An update without a hash keeps the stored one, and unblocks as the row says.
+    let mut unblock = import_row("spam@x.org", None);
+    unblock.quota = QuotaMode::Unlimited;
+    assert_eq!(
+        s.import_accounts(vec![unblock], true, false)
+            .await
+            .expect("db"),
+        vec![ImportResult::Updated]
+    );
+    let spam = s.account("spam@x.org").await.expect("db").expect("row");
+    assert_eq!(
+        (spam.password_hash.as_str(), spam.blocked, spam.quota),
+        ("$6$h2", None, QuotaMode::Unlimited)
     );
 }

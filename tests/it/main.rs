@@ -16,6 +16,7 @@ mod dovecot;
 mod dovecot24;
 mod fail2ban;
 mod faults;
+mod lifetime;
 mod monitoring;
 mod package;
 mod policy;

@@ -990,6 +990,15 @@ fn add_user(d: &TestDaemon, addr: &str, password: &str, admin: bool) {
     );
 }
 
+/// The invite code the admin page shows once, after creating it.
+fn shown_invite_code(body: &str) -> String {
+    body.split("id=\"invite-code\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("code")
+        .to_owned()
+}
+
 /// A daemon with an admin (boss) and an ordinary account (alice).
 fn with_accounts(mode: &str, env: &[(&str, &str)]) -> TestDaemon {
     let d = TestDaemon::start_with(mode, env);
@@ -1278,13 +1287,7 @@ fn admin_actions_do_what_the_cli_does() {
         &[("uses", "2"), ("expires", "72h"), ("comment", "for Dave")],
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    let code = r
-        .body
-        .split("id=\"invite-code\">")
-        .nth(1)
-        .and_then(|rest| rest.split('<').next())
-        .expect("code")
-        .to_owned();
+    let code = shown_invite_code(&r.body);
     assert!(r
         .body
         .contains(&format!("https://example.org/new?token={code}")));
@@ -1654,5 +1657,74 @@ fn autoconfig_names_the_servers_mail_clients_should_use() {
     assert!(
         err.contains("autoconfig.smtp_socket") && err.contains("starttls"),
         "{err}"
+    );
+}
+
+#[test]
+fn admin_invite_view_lists_its_accounts_and_remaining_uses() {
+    let d = with_accounts("invite_only", &[("POSTERN_HTTP__NEW_PER_MINUTE", "0")]);
+    let h = Http::new(&d);
+    let s = sign_in(&h, "boss@example.org", PW).unwrap_or_else(|r| panic!("{r:?}"));
+    let post = |path: &str, fields: &[(&str, &str)]| {
+        let mut all = fields.to_vec();
+        all.push(("csrf", &s.csrf));
+        h.post_form(path, &all, Some(&s.cookie))
+    };
+    let form = h.get_with("/admin/invites", &s.cookie);
+    assert!(form.body.contains("name=\"lifetime\""), "{}", form.body);
+    let r = post(
+        "/admin/invites",
+        &[("uses", "3"), ("lifetime", "7d"), ("comment", "workshop")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let code = shown_invite_code(&r.body);
+    let id = d.cli_json(&["token", "list"])[0]["id"].to_string();
+    assert_eq!(
+        d.cli_json(&["token", "show", &id])["account_lifetime"],
+        7 * 86400
+    );
+    let signup = h.post_json(
+        &format!("/new?token={code}"),
+        &serde_json::json!({"username": "dora", "password": PW}),
+    );
+    assert_eq!(signup.status, 200, "{}", signup.body);
+    assert!(show(&d, "dora@example.org")["expires_at"].is_number());
+
+    let view = h.get_with(&format!("/admin/invites/{id}"), &s.cookie);
+    assert_eq!(view.status, 200, "{}", view.body);
+    assert!(view.body.contains("id=\"uses\">1 of 3<"), "{}", view.body);
+    assert!(view.body.contains("id=\"remaining\">2<"), "{}", view.body);
+    assert!(view.body.contains("id=\"lifetime\">7d<"), "{}", view.body);
+    assert!(
+        view.body
+            .contains("href=\"/admin/accounts/dora%40example.org\">dora@example.org<")
+            || view
+                .body
+                .contains("href=\"/admin/accounts/dora@example.org\">dora@example.org<"),
+        "{}",
+        view.body
+    );
+    assert!(!view.body.contains(&code), "the code is never shown again");
+    // The account page says when it goes.
+    let account = h.get_with("/admin/accounts/dora@example.org", &s.cookie);
+    assert!(account.body.contains("id=\"expires\""), "{}", account.body);
+    // An unknown invite and a code in the path are sent back to the list.
+    for path in ["/admin/invites/999", &format!("/admin/invites/{code}")] {
+        let r = h.get_with(path, &s.cookie);
+        assert_eq!(
+            (r.status, r.location.as_deref()),
+            (303, Some("/admin/invites")),
+            "{path}"
+        );
+    }
+    // Without a session the view shows nothing.
+    let r = h.get(&format!("/admin/invites/{id}"));
+    assert_eq!(r.location.as_deref(), Some("/admin/login"));
+    // A lifetime that is not a duration is refused.
+    let r = post("/admin/invites", &[("uses", "1"), ("lifetime", "soon")]);
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        d.cli_json(&["token", "list"]).as_array().map(Vec::len),
+        Some(1)
     );
 }

@@ -91,6 +91,13 @@ CREATE TABLE send_rate (
     updated_at BIGINT NOT NULL
 );
 ",
+    // Temporary accounts: an invite's account lifetime (seconds) and the time an account
+    // made with it is deleted by maintenance.
+    r"
+ALTER TABLE tokens ADD COLUMN account_lifetime BIGINT;
+ALTER TABLE accounts ADD COLUMN expires_at BIGINT;
+CREATE INDEX accounts_expires ON accounts(expires_at) WHERE expires_at IS NOT NULL;
+",
 ];
 
 /// The schema version this binary writes.

@@ -25,8 +25,9 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use tokio_postgres::Row;
 
 use super::{
-    AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created, NewAccount,
-    QueuedHome, QuotaMode, Result, StoreError, StoreStats, TokenProblem, TokenRow,
+    AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created,
+    ImportResult, ImportRow, NewAccount, QueuedHome, QuotaMode, Result, StoreError, StoreStats,
+    TokenProblem, TokenRow,
 };
 
 pub mod migrations;
@@ -51,7 +52,7 @@ macro_rules! select_accounts {
             "SELECT a.id, a.address, a.password_hash, a.created_at, a.created_via, \
              a.token_id, a.first_login, a.last_login, a.quota_mode, a.quota_bytes, \
              a.used_bytes, a.used_messages, a.usage_updated_at, a.admin, \
-             b.address, b.reason, b.created_at \
+             b.address, b.reason, b.created_at, a.expires_at \
              FROM accounts a LEFT JOIN blocklist b ON b.address = a.address ",
             $rest
         )
@@ -198,10 +199,10 @@ impl Postgres {
         if exists.is_some() {
             return Ok(Err(CreateRefusal::Exists));
         }
-        let token_id = match &new.token_hash {
-            None => None,
+        let (token_id, lifetime) = match &new.token_hash {
+            None => (None, None),
             Some(hash) => match consume_token(&tx, hash, new.now).await? {
-                Ok(id) => Some(id),
+                Ok((id, lifetime)) => (Some(id), lifetime),
                 // Dropping the transaction rolls it back.
                 Err(problem) => return Ok(Err(CreateRefusal::Token(problem))),
             },
@@ -225,12 +226,13 @@ impl Postgres {
             false
         };
         let (mode, bytes) = QuotaMode::columns(new.quota);
+        let expires_at: Option<i64> = lifetime.map(|l| new.now.saturating_add(l));
         let row = tx
             .query_opt(
                 &tx.prepare_cached(
                     "INSERT INTO accounts (address, password_hash, created_at, created_via, \
-                     token_id, quota_mode, quota_bytes, admin) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     token_id, quota_mode, quota_bytes, admin, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                      ON CONFLICT (address) DO NOTHING RETURNING id",
                 )
                 .await?,
@@ -243,6 +245,7 @@ impl Postgres {
                     &mode,
                     &bytes,
                     &admin,
+                    &expires_at,
                 ],
             )
             .await?;
@@ -295,6 +298,28 @@ impl Postgres {
             .execute(&st, &[&address, &hash, &at, &via, &mode, &bytes, &admin])
             .await?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    /// Imports accounts in one transaction (each address under its lock); `dry_run`
+    /// rolls it back.
+    pub async fn import_accounts(
+        &self,
+        rows: Vec<ImportRow>,
+        update: bool,
+        dry_run: bool,
+    ) -> Result<Vec<ImportResult>> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await?;
+        let mut results = Vec::with_capacity(rows.len());
+        for row in &rows {
+            results.push(import_one(&tx, row, update).await?);
+        }
+        if dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(results)
     }
 
     pub async fn record_login(&self, id: i64, now: i64, min_interval: i64) -> Result<()> {
@@ -559,28 +584,52 @@ impl Postgres {
         max_uses: i64,
         expires_at: Option<i64>,
         now: i64,
+        account_lifetime: Option<i64>,
     ) -> Result<i64> {
         let c = self.conn().await?;
         let st = c
             .prepare_cached(
-                "INSERT INTO tokens (code_hash, comment, max_uses, expires_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                "INSERT INTO tokens (code_hash, comment, max_uses, expires_at, created_at, \
+                 account_lifetime) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
             )
             .await?;
         let row = c
             .query_one(
                 &st,
-                &[&&code_hash[..], &comment, &max_uses, &expires_at, &now],
+                &[
+                    &&code_hash[..],
+                    &comment,
+                    &max_uses,
+                    &expires_at,
+                    &now,
+                    &account_lifetime,
+                ],
             )
             .await?;
         Ok(row.try_get(0)?)
+    }
+
+    pub async fn token_accounts(&self, id: i64) -> Result<Vec<(String, i64)>> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT address, created_at FROM accounts WHERE token_id = $1 \
+                 ORDER BY created_at, address",
+            )
+            .await?;
+        c.query(&st, &[&id])
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
         let c = self.conn().await?;
         let st = c
             .prepare_cached(concat!(
-                "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at ",
+                "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at, ",
+                "account_lifetime ",
                 "FROM tokens ORDER BY id"
             ))
             .await?;
@@ -599,7 +648,8 @@ impl Postgres {
         let c = self.conn().await?;
         let st = c
             .prepare_cached(concat!(
-                "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at ",
+                "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at, ",
+                "account_lifetime ",
                 "FROM tokens WHERE id = $1 OR code_hash = $2"
             ))
             .await?;
@@ -649,6 +699,15 @@ impl Postgres {
             "SELECT address FROM accounts WHERE NOT admin AND last_login IS NOT NULL \
              AND last_login < $1 ORDER BY address",
             before,
+        )
+        .await
+    }
+
+    pub async fn expired_accounts(&self, now: i64) -> Result<Vec<String>> {
+        self.addresses_where(
+            "SELECT address FROM accounts WHERE NOT admin AND expires_at IS NOT NULL \
+             AND expires_at <= $1 ORDER BY address",
+            now,
         )
         .await
     }
@@ -983,24 +1042,26 @@ async fn consume_token(
     tx: &deadpool_postgres::Transaction<'_>,
     hash: &[u8; 32],
     now: i64,
-) -> Result<std::result::Result<i64, TokenProblem>> {
+) -> Result<std::result::Result<(i64, Option<i64>), TokenProblem>> {
     let used = tx
         .query_opt(
             &tx.prepare_cached(
                 "UPDATE tokens SET uses = uses + 1, last_used_at = $2 \
                  WHERE code_hash = $1 AND revoked_at IS NULL \
-                 AND (expires_at IS NULL OR expires_at > $2) AND uses < max_uses RETURNING id",
+                 AND (expires_at IS NULL OR expires_at > $2) AND uses < max_uses \
+                 RETURNING id, account_lifetime",
             )
             .await?,
             &[&&hash[..], &now],
         )
         .await?;
     if let Some(row) = used {
-        return Ok(Ok(row.try_get(0)?));
+        return Ok(Ok((row.try_get(0)?, row.try_get(1)?)));
     }
     let st = tx
         .prepare_cached(concat!(
-            "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at ",
+            "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at, ",
+            "account_lifetime ",
             "FROM tokens WHERE code_hash = $1"
         ))
         .await?;
@@ -1016,6 +1077,105 @@ async fn consume_token(
 /// A stored counter as the core counts it (never negative, saturating).
 fn count_u32(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
+async fn import_one(
+    tx: &deadpool_postgres::Transaction<'_>,
+    row: &ImportRow,
+    update: bool,
+) -> Result<ImportResult> {
+    tx.execute(&tx.prepare_cached(LOCK_ADDRESS).await?, &[&row.address])
+        .await?;
+    let (mode, bytes) = QuotaMode::columns(row.quota);
+    let existing = tx
+        .query_opt(
+            &tx.prepare_cached("SELECT id FROM accounts WHERE address = $1")
+                .await?,
+            &[&row.address],
+        )
+        .await?;
+    let result = match existing {
+        Some(_) if !update => return Ok(ImportResult::Exists),
+        Some(found) => {
+            let id: i64 = found.try_get(0)?;
+            tx.execute(
+                &tx.prepare_cached(
+                    "UPDATE accounts SET password_hash = COALESCE($2, password_hash), \
+                     quota_mode = $3, quota_bytes = $4, admin = $5, expires_at = $6 WHERE id = $1",
+                )
+                .await?,
+                &[
+                    &id,
+                    &row.password_hash,
+                    &mode,
+                    &bytes,
+                    &row.admin,
+                    &row.expires_at,
+                ],
+            )
+            .await?;
+            ImportResult::Updated
+        }
+        None => {
+            let blocked = tx
+                .query_opt(
+                    &tx.prepare_cached("SELECT 1 FROM blocklist WHERE address = $1")
+                        .await?,
+                    &[&row.address],
+                )
+                .await?;
+            if blocked.is_some() {
+                return Ok(ImportResult::Blocked);
+            }
+            let Some(hash) = &row.password_hash else {
+                return Ok(ImportResult::NoHash);
+            };
+            tx.execute(
+                &tx.prepare_cached(
+                    "INSERT INTO accounts (address, password_hash, created_at, created_via, \
+                     first_login, last_login, quota_mode, quota_bytes, admin, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .await?,
+                &[
+                    &row.address,
+                    hash,
+                    &row.created_at,
+                    &row.created_via,
+                    &row.first_login,
+                    &row.last_login,
+                    &mode,
+                    &bytes,
+                    &row.admin,
+                    &row.expires_at,
+                ],
+            )
+            .await?;
+            ImportResult::Created
+        }
+    };
+    match &row.blocked {
+        Some((reason, since)) => {
+            tx.execute(
+                &tx.prepare_cached(
+                    "INSERT INTO blocklist (address, reason, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (address) DO UPDATE SET reason = excluded.reason",
+                )
+                .await?,
+                &[&row.address, reason, since],
+            )
+            .await?
+        }
+        None => {
+            tx.execute(
+                &tx.prepare_cached("DELETE FROM blocklist WHERE address = $1")
+                    .await?,
+                &[&row.address],
+            )
+            .await?
+        }
+    };
+    Ok(result)
 }
 
 fn strings(rows: Vec<Row>) -> Result<Vec<String>> {
@@ -1049,6 +1209,7 @@ fn account_from_row(r: &Row) -> Result<AccountRow> {
         usage_updated_at: r.try_get(12)?,
         admin: r.try_get(13)?,
         blocked,
+        expires_at: r.try_get(17)?,
     })
 }
 
@@ -1092,6 +1253,7 @@ fn token_from_row(r: &Row) -> Result<TokenRow> {
         expires_at: r.try_get(4)?,
         revoked_at: r.try_get(5)?,
         created_at: r.try_get(6)?,
+        account_lifetime: r.try_get(7)?,
     })
 }
 

@@ -82,7 +82,10 @@ async fn a_one_use_invite_raced_through_two_hosts_makes_one_account() {
     let url = PgServer::shared().fresh_database();
     let (a, b) = (Arc::new(host(&url).await), Arc::new(host(&url).await));
     let code = [3u8; 32];
-    let id = a.create_token(&code, None, 1, None, 10).await.expect("db");
+    let id = a
+        .create_token(&code, None, 1, None, 10, None)
+        .await
+        .expect("db");
     let tasks = (0..10).map(|i| {
         let store = if i % 2 == 0 { a.clone() } else { b.clone() };
         tokio::spawn(async move {

@@ -27,8 +27,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 use super::migrations;
 use crate::logfmt;
 use crate::store::{
-    AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created, NewAccount,
-    QueuedHome, QuotaMode, Result, StoreError, StoreStats, TokenProblem, TokenRow,
+    AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created,
+    ImportResult, ImportRow, NewAccount, QueuedHome, QuotaMode, Result, StoreError, StoreStats,
+    TokenProblem, TokenRow,
 };
 
 thread_local! {
@@ -89,7 +90,7 @@ macro_rules! select_accounts {
             "SELECT a.id, a.address, a.password_hash, a.created_at, a.created_via, \
              a.token_id, a.first_login, a.last_login, a.quota_mode, a.quota_bytes, \
              a.used_bytes, a.used_messages, a.usage_updated_at, a.admin, \
-             b.address, b.reason, b.created_at \
+             b.address, b.reason, b.created_at, a.expires_at \
              FROM accounts a LEFT JOIN blocklist b ON b.address = a.address ",
             $rest
         )
@@ -509,13 +510,14 @@ impl Db {
             if exists {
                 return Ok(Err(CreateRefusal::Exists));
             }
-            let token_id = match &new.token_hash {
-                None => None,
+            let (token_id, lifetime) = match &new.token_hash {
+                None => (None, None),
                 Some(hash) => match consume_token(&tx, hash, new.now)? {
-                    Ok(id) => Some(id),
+                    Ok((id, lifetime)) => (Some(id), lifetime),
                     Err(problem) => return Ok(Err(CreateRefusal::Token(problem))),
                 },
             };
+            let expires_at = lifetime.map(|l| new.now.saturating_add(l));
             let admin = new.admin
                 || (new.admin_if_none
                     && !tx
@@ -524,7 +526,8 @@ impl Db {
             let (mode, bytes) = QuotaMode::columns(new.quota);
             tx.prepare_cached(
                 "INSERT INTO accounts (address, password_hash, created_at, created_via, \
-                 token_id, quota_mode, quota_bytes, admin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 token_id, quota_mode, quota_bytes, admin, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 new.address,
@@ -534,7 +537,8 @@ impl Db {
                 token_id,
                 mode,
                 bytes,
-                admin
+                admin,
+                expires_at
             ])?;
             let id = tx.last_insert_rowid();
             tx.commit()?;
@@ -575,6 +579,30 @@ impl Db {
             }
             tx.commit()?;
             Ok(inserted)
+        })
+    }
+
+    /// Imports accounts in one transaction: each row is created (with its blocklist
+    /// entry when it comes blocked), updated when it exists and `update` is set, or left
+    /// alone. `dry_run` rolls back: the answers are what a real run does.
+    pub fn import_accounts(
+        &self,
+        rows: &[ImportRow],
+        update: bool,
+        dry_run: bool,
+    ) -> Result<Vec<ImportResult>> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut results = Vec::with_capacity(rows.len());
+            for row in rows {
+                results.push(import_one(&tx, row, update)?);
+            }
+            if dry_run {
+                tx.rollback()?;
+            } else {
+                tx.commit()?;
+            }
+            Ok(results)
         })
     }
 
@@ -815,14 +843,36 @@ impl Db {
         max_uses: i64,
         expires_at: Option<i64>,
         now: i64,
+        account_lifetime: Option<i64>,
     ) -> Result<i64> {
         self.with(|c| {
             c.prepare_cached(
-                "INSERT INTO tokens (code_hash, comment, max_uses, expires_at, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO tokens (code_hash, comment, max_uses, expires_at, created_at, \
+                 account_lifetime) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![&code_hash[..], comment, max_uses, expires_at, now])?;
+            .execute(params![
+                &code_hash[..],
+                comment,
+                max_uses,
+                expires_at,
+                now,
+                account_lifetime
+            ])?;
             Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// The accounts made with invite `id`: (address, created_at), oldest first.
+    pub fn token_accounts(&self, id: i64) -> Result<Vec<(String, i64)>> {
+        self.with(|c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT address, created_at FROM accounts WHERE token_id = ?1 \
+                     ORDER BY created_at, address",
+                )?
+                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
         })
     }
 
@@ -830,7 +880,8 @@ impl Db {
         self.with(|c| {
             let rows = c
                 .prepare_cached(
-                    "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at \
+                    "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at, \
+             account_lifetime \
                      FROM tokens ORDER BY id",
                 )?
                 .query_map([], token_from_row)?
@@ -843,7 +894,8 @@ impl Db {
     pub fn token(&self, id: Option<i64>, code_hash: Option<&[u8; 32]>) -> Result<Option<TokenRow>> {
         self.with(|c| {
             Ok(c.prepare_cached(
-                "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at \
+                "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at, \
+             account_lifetime \
                  FROM tokens WHERE id = ?1 OR code_hash = ?2",
             )?
             .query_row(params![id, code_hash.map(|h| &h[..])], token_from_row)
@@ -898,6 +950,15 @@ impl Db {
             "SELECT address FROM accounts \
              WHERE admin = 0 AND last_login IS NOT NULL AND last_login < ?1 ORDER BY address",
             before,
+        )
+    }
+
+    /// Accounts whose lifetime ended at or before `now` (administrators are never due).
+    pub fn expired_accounts(&self, now: i64) -> Result<Vec<String>> {
+        self.addresses_where(
+            "SELECT address FROM accounts \
+             WHERE admin = 0 AND expires_at IS NOT NULL AND expires_at <= ?1 ORDER BY address",
+            now,
         )
     }
 
@@ -1184,14 +1245,16 @@ fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
     })
 }
 
+/// Consumes one use of an invite: its id and account lifetime, or why it cannot be used.
 fn consume_token(
     tx: &rusqlite::Transaction<'_>,
     hash: &[u8; 32],
     now: i64,
-) -> Result<std::result::Result<i64, TokenProblem>> {
+) -> Result<std::result::Result<(i64, Option<i64>), TokenProblem>> {
     let row = tx
         .prepare_cached(
-            "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at \
+            "SELECT id, comment, max_uses, uses, expires_at, revoked_at, created_at, \
+             account_lifetime \
              FROM tokens WHERE code_hash = ?1",
         )?
         .query_row([&hash[..]], token_from_row)
@@ -1204,7 +1267,78 @@ fn consume_token(
     }
     tx.prepare_cached("UPDATE tokens SET uses = uses + 1, last_used_at = ?2 WHERE id = ?1")?
         .execute(params![t.id, now])?;
-    Ok(Ok(t.id))
+    Ok(Ok((t.id, t.account_lifetime)))
+}
+
+fn import_one(
+    tx: &rusqlite::Transaction<'_>,
+    row: &ImportRow,
+    update: bool,
+) -> Result<ImportResult> {
+    let (mode, bytes) = QuotaMode::columns(row.quota);
+    let existing: Option<i64> = tx
+        .prepare_cached("SELECT id FROM accounts WHERE address = ?1")?
+        .query_row([row.address.as_str()], |r| r.get(0))
+        .optional()?;
+    let result = match existing {
+        Some(_) if !update => return Ok(ImportResult::Exists),
+        Some(id) => {
+            tx.prepare_cached(
+                "UPDATE accounts SET password_hash = COALESCE(?2, password_hash), \
+                 quota_mode = ?3, quota_bytes = ?4, admin = ?5, expires_at = ?6 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                row.password_hash,
+                mode,
+                bytes,
+                row.admin,
+                row.expires_at
+            ])?;
+            ImportResult::Updated
+        }
+        None => {
+            let blocked: bool = tx
+                .prepare_cached("SELECT 1 FROM blocklist WHERE address = ?1")?
+                .exists([row.address.as_str()])?;
+            if blocked {
+                return Ok(ImportResult::Blocked);
+            }
+            let Some(hash) = &row.password_hash else {
+                return Ok(ImportResult::NoHash);
+            };
+            tx.prepare_cached(
+                "INSERT INTO accounts (address, password_hash, created_at, created_via, \
+                 first_login, last_login, quota_mode, quota_bytes, admin, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                row.address,
+                hash,
+                row.created_at,
+                row.created_via,
+                row.first_login,
+                row.last_login,
+                mode,
+                bytes,
+                row.admin,
+                row.expires_at
+            ])?;
+            ImportResult::Created
+        }
+    };
+    match &row.blocked {
+        Some((reason, since)) => tx
+            .prepare_cached(
+                "INSERT INTO blocklist (address, reason, created_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(address) DO UPDATE SET reason = excluded.reason",
+            )?
+            .execute(params![row.address, reason, since])?,
+        None => tx
+            .prepare_cached("DELETE FROM blocklist WHERE address = ?1")?
+            .execute([row.address.as_str()])?,
+    };
+    Ok(result)
 }
 
 fn account_from_row(r: &Row<'_>) -> rusqlite::Result<AccountRow> {
@@ -1234,6 +1368,7 @@ fn account_from_row(r: &Row<'_>) -> rusqlite::Result<AccountRow> {
         usage_updated_at: r.get(12)?,
         admin: r.get(13)?,
         blocked,
+        expires_at: r.get(17)?,
     })
 }
 
@@ -1262,6 +1397,7 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
         expires_at: r.get(4)?,
         revoked_at: r.get(5)?,
         created_at: r.get(6)?,
+        account_lifetime: r.get(7)?,
     })
 }
 

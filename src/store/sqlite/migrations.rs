@@ -84,6 +84,13 @@ CREATE TABLE send_rate (
     updated_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 ",
+    // Temporary accounts: an invite's account lifetime (seconds) and the time an account
+    // made with it is deleted by maintenance.
+    r"
+ALTER TABLE tokens ADD COLUMN account_lifetime INTEGER;
+ALTER TABLE accounts ADD COLUMN expires_at INTEGER;
+CREATE INDEX accounts_expires ON accounts(expires_at) WHERE expires_at IS NOT NULL;
+",
 ];
 
 /// The schema version this binary writes.

@@ -20,8 +20,9 @@ use std::sync::Arc;
 pub use db::Db;
 
 use super::{
-    AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created, NewAccount,
-    QueuedHome, QuotaMode, Result, StoreError, StoreStats, TokenRow,
+    AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created,
+    ImportResult, ImportRow, NewAccount, QueuedHome, QuotaMode, Result, StoreError, StoreStats,
+    TokenRow,
 };
 
 /// The schema version this binary writes (`user_version` after every migration).
@@ -115,6 +116,16 @@ impl Sqlite {
 
     pub async fn insert_many(&self, accounts: Vec<NewAccount>) -> Result<usize> {
         self.blocking(move |d| d.insert_many(&accounts)).await
+    }
+
+    pub async fn import_accounts(
+        &self,
+        rows: Vec<ImportRow>,
+        update: bool,
+        dry_run: bool,
+    ) -> Result<Vec<ImportResult>> {
+        self.blocking(move |d| d.import_accounts(&rows, update, dry_run))
+            .await
     }
 
     pub async fn record_login(&self, id: i64, now: i64, min_interval: i64) -> Result<()> {
@@ -235,13 +246,25 @@ impl Sqlite {
         max_uses: i64,
         expires_at: Option<i64>,
         now: i64,
+        account_lifetime: Option<i64>,
     ) -> Result<i64> {
         let code_hash = *code_hash;
         let comment = comment.map(str::to_owned);
         self.blocking(move |d| {
-            d.create_token(&code_hash, comment.as_deref(), max_uses, expires_at, now)
+            d.create_token(
+                &code_hash,
+                comment.as_deref(),
+                max_uses,
+                expires_at,
+                now,
+                account_lifetime,
+            )
         })
         .await
+    }
+
+    pub async fn token_accounts(&self, id: i64) -> Result<Vec<(String, i64)>> {
+        self.blocking(move |d| d.token_accounts(id)).await
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
@@ -272,6 +295,10 @@ impl Sqlite {
 
     pub async fn inactive_accounts(&self, before: i64) -> Result<Vec<String>> {
         self.blocking(move |d| d.inactive_accounts(before)).await
+    }
+
+    pub async fn expired_accounts(&self, now: i64) -> Result<Vec<String>> {
+        self.blocking(move |d| d.expired_accounts(now)).await
     }
 
     pub async fn unused_accounts(&self, before: i64) -> Result<Vec<String>> {

@@ -31,7 +31,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/accounts/{address}/{action}", post(account_action))
 }
 
-fn account_href(address: &str) -> String {
+pub(super) fn account_href(address: &str) -> String {
     format!("/admin/accounts/{}", form::encode(address))
 }
 
@@ -224,6 +224,9 @@ async fn account_page(
                 dt { "Created" } dd { (created_shown(&row)) }
                 dt { "First login" } dd { (pages::when(row.first_login)) }
                 dt { "Last login" } dd { (pages::when(row.last_login)) }
+                @if let Some(at) = row.expires_at {
+                    dt { "Expires" } dd #expires { (pages::when(Some(at))) " (deleted by the maintenance run)" }
+                }
                 dt { "Usage" } dd { (quota_shown(&row)) ", " (row.usage.messages) " messages (reported " (pages::when(row.usage.updated_at)) ")" }
             }
         }
