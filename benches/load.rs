@@ -6,6 +6,9 @@
 //! cargo bench --bench load                       # 100 000 accounts, 5 s per phase
 //! cargo bench --bench load -- --accounts 20000 --seconds 3 --clients 4
 //! cargo bench --bench load -- --only policy,get_new   # some phases (names below)
+//! cargo bench --bench load -- --sweep 1,2,4,8,16 --plot target/load.svg
+//! cargo bench --bench load -- --postgres               # on a PostgreSQL server of its own
+//! cargo bench --bench load -- --database-url postgresql:///load?host=/run/postgresql
 //! cargo bench --bench load -- --metrics          # listen.metrics on, scraped each second
 //! ```
 //!
@@ -15,13 +18,26 @@
 //! hashing thread per core in this process, the daemon idle, measured next to each
 //! argon2 phase, since the machine's speed drifts between runs); policy
 //! decisions and SASL logins on persistent connections; `GET /new` and `POST /new` on
-//! keep-alive connections; the daemon's peak resident memory (VmHWM) over the whole run.
-//! Phase names for `--only`: userdb, warm, cold, policy, sasl, get_new, post_new.
+//! keep-alive connections; the daemon's peak resident memory (VmHWM) over the whole run;
+//! the operator commands' times on that database (admin); IMAP `LOGIN` + `LOGOUT`
+//! through a real Dovecot 2.3 on postern against the same Dovecot on a passwd-file
+//! (imap), and simultaneous first logins of new addresses through it (imap_new).
+//! Phase names for `--only`: userdb, warm, cold, policy, sasl, get_new, post_new, admin,
+//! imap, imap_new (the last two need root and Dovecot; without `--only` they run when
+//! both are there).
+//!
+//! Every socket phase is run a second time against a reference server
+//! (load/reference.rs: the same protocol answered with a fixed reply, in a process of its
+//! own) right after the daemon's run, and printed as a ratio to it; the argon2 phases
+//! are compared with the argon2 bound, the IMAP phase with Dovecot's passwd-file floor.
+//! `--sweep` repeats the persistent-connection phases (daemon and reference) at each
+//! client count for the latency plot; `--plot` writes the SVG (load/plot.rs).
 
 // Test and measurement code: a failed step ends the run with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,29 +45,61 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "load/dovecot.rs"]
+mod dovecot;
+#[path = "../src/store/test_pg.rs"]
+mod pg;
+#[path = "load/plot.rs"]
+mod plot;
+#[path = "load/reference.rs"]
+mod reference;
+
 use postern::accounts::password::{Hasher, Password};
 use postern::config::{Argon2Config, Database};
 use postern::store::{NewAccount, QuotaMode, Store};
 
 const PASSWORD: &str = "benchmark password";
 
+#[derive(Clone)]
 struct Options {
     accounts: usize,
     seconds: u64,
     clients: usize,
     /// Phases to run; empty: all.
     only: Vec<String>,
+    /// Client counts of the latency sweep (persistent phases); empty: no sweep.
+    sweep: Vec<usize>,
+    /// Where to write the SVG plot.
+    plot: Option<PathBuf>,
+    /// An existing PostgreSQL database to run on instead of SQLite.
+    database_url: Option<String>,
+    /// Start a PostgreSQL server of its own and run on it.
+    postgres: bool,
+    /// IMAP client threads of the `imap` phase.
+    imap_clients: usize,
+    /// Simultaneous first logins of the `imap_new` phase.
+    first_logins: usize,
     /// Serve `listen.metrics` and scrape it once a second, as Prometheus would.
     metrics: bool,
 }
 
-const PHASES: [&str; 7] = [
-    "userdb", "warm", "cold", "policy", "sasl", "get_new", "post_new",
+const PHASES: [&str; 10] = [
+    "userdb", "warm", "cold", "policy", "sasl", "get_new", "post_new", "admin", "imap", "imap_new",
 ];
 
 impl Options {
     fn runs(&self, phase: &str) -> bool {
+        if phase.starts_with("imap") && self.only.is_empty() {
+            return dovecot::available();
+        }
         self.only.is_empty() || self.only.iter().any(|p| p == phase)
+    }
+
+    fn with_clients(&self, clients: usize) -> Options {
+        Options {
+            clients,
+            ..self.clone()
+        }
     }
 }
 
@@ -61,6 +109,12 @@ fn options() -> Options {
         seconds: 5,
         clients: 4,
         only: Vec::new(),
+        sweep: Vec::new(),
+        plot: None,
+        database_url: None,
+        postgres: false,
+        imap_clients: 16,
+        first_logins: 100,
         metrics: false,
     };
     let args: Vec<String> = std::env::args().collect();
@@ -71,12 +125,29 @@ fn options() -> Options {
             ("--accounts", Some(v)) => o.accounts = v as usize,
             ("--seconds", Some(v)) => o.seconds = v,
             ("--clients", Some(v)) => o.clients = v as usize,
-            ("--bench", _) => {
+            ("--imap-clients", Some(v)) => o.imap_clients = v as usize,
+            ("--first-logins", Some(v)) => o.first_logins = v as usize,
+            ("--metrics", _) => {
+                o.metrics = true;
                 i += 1;
                 continue;
             }
-            ("--metrics", _) => {
-                o.metrics = true;
+            ("--postgres", _) => {
+                o.postgres = true;
+                i += 1;
+                continue;
+            }
+            ("--database-url", _) if i + 1 < args.len() => {
+                o.database_url = Some(args[i + 1].clone());
+            }
+            ("--plot", _) if i + 1 < args.len() => o.plot = Some(PathBuf::from(&args[i + 1])),
+            ("--sweep", _) if i + 1 < args.len() => {
+                o.sweep = args[i + 1]
+                    .split(',')
+                    .filter_map(|c| c.parse().ok())
+                    .collect();
+            }
+            ("--bench", _) => {
                 i += 1;
                 continue;
             }
@@ -88,7 +159,11 @@ fn options() -> Options {
                 }
             }
             (other, _) => {
-                eprintln!("unknown or incomplete option {other}; use --accounts N --seconds S --clients C --only P,Q --metrics");
+                eprintln!(
+                    "unknown or incomplete option {other}; use --accounts N --seconds S \
+                     --clients C --only P,Q --sweep C1,C2 --plot FILE.svg --postgres \
+                     --database-url URL --imap-clients C --first-logins N --metrics"
+                );
                 std::process::exit(2);
             }
         }
@@ -102,8 +177,26 @@ fn address(i: usize) -> String {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--reference-server") {
+        reference::serve(Path::new(args.get(2).expect("--reference-server DIR")));
+        return;
+    }
     let o = options();
     let dir = tempfile::tempdir().expect("tempdir");
+    // Dovecot's mail processes (the mail uid) reach the vmail homes and the sockets.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let vmail = dir.path().join("vmail");
+    std::fs::create_dir(&vmail).expect("mkdir vmail");
+    if nix::unistd::geteuid().is_root() {
+        let id = dovecot::MAIL_UID;
+        nix::unistd::chown(
+            &vmail,
+            Some(nix::unistd::Uid::from_raw(id)),
+            Some(nix::unistd::Gid::from_raw(id)),
+        )
+        .expect("chown vmail");
+    }
     let db = dir.path().join("postern.db");
     let socket = dir.path().join("dict.sock");
     let auth_socket = dir.path().join("auth.sock");
@@ -118,22 +211,40 @@ fn main() {
     };
     let argon2 = Argon2Config::default();
 
-    eprintln!("populating {} accounts ...", o.accounts);
+    // PostgreSQL: a given URL, or a server of its own (tests' harness, src/store/test_pg.rs).
+    let pg_server = o.postgres.then(pg::PgServer::start);
+    let url = o
+        .database_url
+        .clone()
+        .or_else(|| pg_server.as_ref().map(|p| p.create_database("load")));
+    let database = match &url {
+        Some(u) => Database {
+            url: Some(u.clone()),
+            ..Database::default()
+        },
+        None => Database::sqlite(db.clone()),
+    };
+    let backend = if url.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+
+    eprintln!("populating {} accounts ({backend}) ...", o.accounts);
+    let seed_start = Instant::now();
     let hash = Hasher::new(&argon2)
         .expect("argon2")
         .hash_blocking(&Password::new(PASSWORD));
     {
-        let store = Store::open(&Database::sqlite(db.clone())).expect("store");
+        let store = Store::open(&database).expect("store");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
-        let addresses: Vec<String> = (0..o.accounts).map(address).collect();
-        for chunk in addresses.chunks(10_000) {
-            let rows: Vec<NewAccount> = chunk
-                .iter()
-                .map(|a| NewAccount {
-                    address: a.clone(),
+        for start in (0..o.accounts).step_by(10_000) {
+            let rows: Vec<NewAccount> = (start..(start + 10_000).min(o.accounts))
+                .map(|i| NewAccount {
+                    address: address(i),
                     password_hash: hash.clone(),
                     created_via: "import",
                     now: 1_800_000_000,
@@ -146,19 +257,28 @@ fn main() {
             runtime.block_on(store.insert_many(rows)).expect("insert");
         }
     }
+    let seed_seconds = seed_start.elapsed().as_secs_f64();
+    eprintln!("populated in {seed_seconds:.1} s");
 
+    let database_toml = match &url {
+        Some(u) => format!("url = \"{u}\""),
+        None => format!("path = \"{}\"", db.display()),
+    };
     let config = dir.path().join("postern.toml");
     std::fs::write(
         &config,
         format!(
-            "domains = [\"example.org\"]\n[database]\npath = \"{}\"\n[listen]\ndict = \"{}\"\n\
-             auth = \"{}\"\npolicy = \"{}\"\nhttp = \"{}\"\n[registration]\nmode = \"open\"\n\
+            "domains = [\"example.org\"]\n[database]\n{database_toml}\n[listen]\ndict = \"{}\"\n\
+             auth = \"{}\"\npolicy = \"{}\"\nhttp = \"{}\"\nsocket_mode = \"0666\"\n\
+             [mailbox]\nhome = \"{}/{{domain}}/{{local}}\"\nuid = \"{mail}\"\ngid = \"{mail}\"\n\
+             [registration]\nmode = \"open\"\n\
              [policy]\nsend_per_minute = 0\n[http]\nnew_per_minute = 0\n[log]\nlevel = \"warn\"\ntarget = \"stderr\"\n",
-            db.display(),
             socket.display(),
             auth_socket.display(),
             policy_socket.display(),
-            http_addr
+            http_addr,
+            vmail.display(),
+            mail = dovecot::MAIL_UID,
         ),
     )
     .expect("config");
@@ -173,31 +293,48 @@ fn main() {
     let mut daemon = Daemon::start(&config, &socket);
     let scraper = o.metrics.then(|| Scraper::start(&metrics_addr));
 
+    // The reference servers answer with the daemon's own replies (same sizes on the wire).
+    let userdb_reply = lookup(&socket, &format!("shared/userdb/{}", address(0)));
+    assert!(
+        userdb_reply.starts_with('O'),
+        "userdb reply {userdb_reply:?}"
+    );
+    let page = HttpConn::connect(&http_addr)
+        .and_then(|mut c| c.request("GET", "/new", ""))
+        .map(|(_, body)| body)
+        .expect("GET /new");
+    let reference = reference::Reference::start(dir.path(), &userdb_reply, page.as_bytes());
+    let refs = &reference.sockets;
+
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut bars: Vec<plot::Bar> = Vec::new();
+    let mut points: Vec<plot::Point> = Vec::new();
 
     let rss_start = daemon.rss_kib("VmRSS:");
     let userdb = o.runs("userdb").then(|| {
-        run_phase(&o, &socket, |_, i| {
-            let reply = lookup(
-                &socket,
-                &format!("shared/userdb/{}", address(i % o.accounts)),
-            );
-            reply.starts_with('O')
-        })
+        let lookups = |dict: &Path| {
+            run_phase(&o, dict, |_, i| {
+                lookup(dict, &format!("shared/userdb/{}", address(i % o.accounts))).starts_with('O')
+            })
+        };
+        (lookups(&socket), lookups(&refs.dict))
     });
 
     let rss_userdb = daemon.rss_kib("VmRSS:");
     // Warm: a small working set, verified once (argon2), then served from the cache.
     let warm_set = 1000.min(o.accounts);
-    if o.runs("warm") || o.runs("sasl") {
+    if o.runs("warm") || o.runs("sasl") || o.runs("imap") {
         for i in 0..warm_set {
             assert!(passdb(&socket, &address(i), PASSWORD).starts_with('O'));
         }
     }
     let warm = o.runs("warm").then(|| {
-        run_phase(&o, &socket, |_, i| {
-            passdb(&socket, &address(i % warm_set), PASSWORD).starts_with('O')
-        })
+        let logins = |dict: &Path| {
+            run_phase(&o, dict, |_, i| {
+                passdb(dict, &address(i % warm_set), PASSWORD).starts_with('O')
+            })
+        };
+        (logins(&socket), logins(&refs.dict))
     });
 
     let rss_warm = daemon.rss_kib("VmRSS:");
@@ -213,71 +350,26 @@ fn main() {
     });
 
     // Policy: persistent connections, one request after the other, latency per request.
+    let policy_phase = |o: &Options, s: &Path| run_persistent(o, || policy_client(s, o.accounts));
     let policy = o.runs("policy").then(|| {
-        run_persistent(&o, || {
-            let stream = UnixStream::connect(&policy_socket).ok()?;
-            let mut reader = BufReader::new(stream);
-            let mut i = 0usize;
-            Some(move || {
-                i += 1;
-                let block = format!(
-                "request=smtpd_access_policy\nprotocol_state=RCPT\nsender=someone@elsewhere.net\n\
-                 recipient={}\nsasl_username=\ninstance=bench.{i}\nsize=1000\n\n",
-                address((i * 7919) % o.accounts)
-            );
-                reader.get_mut().write_all(block.as_bytes()).ok()?;
-                let mut action = String::new();
-                let mut empty = String::new();
-                reader.read_line(&mut action).ok()?;
-                reader.read_line(&mut empty).ok()?;
-                Some(action == "action=DUNNO\n")
-            })
-        })
+        (
+            policy_phase(&o, &policy_socket),
+            policy_phase(&o, &refs.policy),
+        )
     });
 
     // SASL: persistent connections as Postfix's smtpd keeps them, warm-cache logins.
-    let sasl = o.runs("sasl").then(|| {
-        run_persistent(&o, || {
-            let stream = UnixStream::connect(&auth_socket).ok()?;
-            let mut reader = BufReader::new(stream);
-            reader
-                .get_mut()
-                .write_all(b"VERSION\t1\t0\nCPID\t1\n")
-                .ok()?;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).ok()?;
-                if line == "DONE\n" {
-                    break;
-                }
-            }
-            let mut id = 0u32;
-            Some(move || {
-                id += 1;
-                let user = address(id as usize % warm_set);
-                let resp = b64(format!("\0{user}\0{PASSWORD}").as_bytes());
-                let line = format!(
-                    "AUTH\t{id}\tPLAIN\tservice=smtp\tnologin\trip=127.0.0.1\tresp={resp}\n"
-                );
-                reader.get_mut().write_all(line.as_bytes()).ok()?;
-                let mut reply = String::new();
-                reader.read_line(&mut reply).ok()?;
-                Some(reply.starts_with("OK\t"))
-            })
-        })
-    });
+    let sasl_phase = |o: &Options, s: &Path| run_persistent(o, || sasl_client(s, warm_set));
+    let sasl = o
+        .runs("sasl")
+        .then(|| (sasl_phase(&o, &auth_socket), sasl_phase(&o, &refs.auth)));
 
     // Web: the sign-up page over keep-alive connections, then random-account creation
     // (POST /new with an empty body: one argon2 hash each).
-    let get_new = o.runs("get_new").then(|| {
-        run_persistent(&o, || {
-            let mut conn = HttpConn::connect(&http_addr)?;
-            Some(move || {
-                let (status, body) = conn.request("GET", "/new", "")?;
-                Some(status == 200 && body.contains("<form"))
-            })
-        })
-    });
+    let get_phase = |o: &Options, a: &str| run_persistent(o, || get_new_client(a));
+    let get_new = o
+        .runs("get_new")
+        .then(|| (get_phase(&o, &http_addr), get_phase(&o, &refs.http)));
     let post_new = o.runs("post_new").then(|| {
         let bound = argon2_bound(&argon2, cores);
         let phase = run_persistent(&o, || {
@@ -290,92 +382,507 @@ fn main() {
         (phase, bound)
     });
 
+    // Latency and rate against the number of client threads, daemon and reference.
+    for &c in &o.sweep {
+        let oc = o.with_clients(c);
+        eprintln!("sweep: {c} clients ...");
+        let mut add = |series: &str, t: Timed| {
+            points.push(plot::Point {
+                series: series.to_owned(),
+                clients: c,
+                rate: t.rate,
+                p50_us: t.p50_us,
+                p99_us: t.p99_us,
+            })
+        };
+        if o.runs("policy") {
+            add("policy postern", policy_phase(&oc, &policy_socket));
+            add("policy reference", policy_phase(&oc, &refs.policy));
+        }
+        if o.runs("sasl") {
+            add("SASL postern", sasl_phase(&oc, &auth_socket));
+            add("SASL reference", sasl_phase(&oc, &refs.auth));
+        }
+        if o.runs("get_new") {
+            add("GET /new postern", get_phase(&oc, &http_addr));
+            add("GET /new reference", get_phase(&oc, &refs.http));
+        }
+    }
+
     let rss_end = daemon.rss_kib("VmRSS:");
     let (anon_end, file_end) = (daemon.rss_kib("RssAnon:"), daemon.rss_kib("RssFile:"));
+
+    // The operator's commands on this database, the daemon running.
+    let admin = o.runs("admin").then(|| {
+        let mut times = Vec::new();
+        let list = dir.path().join("list.json");
+        times.push((
+            "postern user list --json".to_owned(),
+            time_cli(&config, &["user", "list", "--json"], Some(&list)),
+        ));
+        times.push((
+            "postern stats".to_owned(),
+            time_cli(&config, &["stats"], None),
+        ));
+        times.push((
+            "postern maintenance run --dry-run".to_owned(),
+            time_cli(&config, &["maintenance", "run", "--dry-run"], None),
+        ));
+        // The export to another database: `database copy` into an empty PostgreSQL one.
+        if url.is_none() && std::path::Path::new("/usr/lib/postgresql").exists() {
+            let target = pg::PgServer::start();
+            let to = target.create_database("export");
+            times.push((
+                "postern database copy --to (empty PostgreSQL)".to_owned(),
+                time_cli(&config, &["database", "copy", "--to", &to], None),
+            ));
+        }
+        let list_mib = std::fs::metadata(&list).map_or(0.0, |m| m.len() as f64 / 1048576.0);
+        (times, list_mib)
+    });
+
+    // IMAP through real Dovecot: postern against Dovecot's passwd-file floor.
+    let imap = o.runs("imap").then(|| {
+        let passwd = dir.path().join("passwd-file");
+        dovecot::write_passwd_file(&passwd, o.accounts, address, PASSWORD, &vmail);
+        let on_postern = dovecot::Dovecot::start(dir.path(), "dovecot-postern", &socket, None);
+        let floor = dovecot::Dovecot::start(dir.path(), "dovecot-floor", &socket, Some(&passwd));
+        // Warm: every account of the set (the first 200 of the warm set, verified once)
+        // has logged in once through each Dovecot (homes made).
+        let imap_set = 200.min(warm_set);
+        for d in [&on_postern, &floor] {
+            for i in 0..imap_set {
+                let ok = dovecot::Imap::connect(d.port)
+                    .is_some_and(|c| c.login_logout(&address(i), PASSWORD));
+                assert!(
+                    ok,
+                    "warm-up login through {} failed: {}",
+                    d.dir.display(),
+                    d.log()
+                );
+            }
+        }
+        let oi = o.with_clients(o.imap_clients);
+        let next = AtomicUsize::new(0);
+        let logins = |port: u16| {
+            run_persistent(&oi, || {
+                let next = &next;
+                Some(move || {
+                    let k = next.fetch_add(1, Ordering::Relaxed) * 7919;
+                    let c = dovecot::Imap::connect(port)?;
+                    Some(c.login_logout(&address(k % imap_set), PASSWORD))
+                })
+            })
+        };
+        // Twice each, alternating, so a drift of the machine hits both alike.
+        [
+            logins(on_postern.port),
+            logins(floor.port),
+            logins(on_postern.port),
+            logins(floor.port),
+        ]
+    });
+
+    // Simultaneous first logins of new addresses (JIT accounts, one argon2 hash each).
+    let imap_new = o.runs("imap_new").then(|| {
+        let d = dovecot::Dovecot::start(dir.path(), "dovecot-first", &socket, None);
+        let bound = argon2_bound(&argon2, cores);
+        let n = o.first_logins;
+        let barrier = std::sync::Barrier::new(n + 1);
+        let (ok, last) = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .map(|k| {
+                    let barrier = &barrier;
+                    let port = d.port;
+                    s.spawn(move || {
+                        let c = dovecot::Imap::connect(port);
+                        barrier.wait();
+                        let ok = c.is_some_and(|c| {
+                            c.login_logout(&format!("first{k:04}@example.org"), PASSWORD)
+                        });
+                        (ok, Instant::now())
+                    })
+                })
+                .collect();
+            barrier.wait();
+            let start = Instant::now();
+            let results: Vec<(bool, Instant)> = handles
+                .into_iter()
+                .map(|h| h.join().expect("join"))
+                .collect();
+            let ok = results.iter().filter(|r| r.0).count();
+            let last = results
+                .iter()
+                .map(|r| r.1.duration_since(start))
+                .max()
+                .unwrap_or_default();
+            (ok, last)
+        });
+        if ok < n {
+            eprintln!("{}", d.log());
+        }
+        (ok, last.as_secs_f64(), bound)
+    });
+
     let hwm = daemon.rss_kib("VmHWM:");
     let scrapes = scraper.map(Scraper::stop);
     daemon.stop();
+    drop(reference);
 
-    println!("| measurement | result |");
-    println!("|---|---|");
-    println!("| accounts in the database | {} |", o.accounts);
-    println!("| client threads | {} |", o.clients);
+    println!("| measurement | postern | reference | ratio | target |");
+    println!("|---|---|---|---|---|");
+    println!("| backend | {backend} | | | |");
+    println!(
+        "| accounts in the database | {} (seeded in {seed_seconds:.1} s) | | | |",
+        o.accounts
+    );
+    println!("| client threads | {} | | | |", o.clients);
     match scrapes {
-        Some(n) => println!("| listen.metrics | on, {n} scrapes (one a second) |"),
-        None => println!("| listen.metrics | off |"),
+        Some(n) => println!("| listen.metrics | on, {n} scrapes (one a second) | | | |"),
+        None => println!("| listen.metrics | off | | | |"),
     }
-    let db_mib = std::fs::metadata(&db).map_or(0.0, |m| m.len() as f64 / (1024.0 * 1024.0));
-    println!("| database file | {db_mib:.1} MiB |");
-    let row = |what: &str, result: Option<String>| {
-        println!("| {what} | {} |", result.as_deref().unwrap_or("(not run)"));
+    let db_mib = match &url {
+        None => {
+            let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+            let wal = PathBuf::from(format!("{}-wal", db.display()));
+            (size(&db) + size(&wal)) as f64 / (1024.0 * 1024.0)
+        }
+        Some(u) => pg_database_mib(u),
     };
-    row(
-        "userdb lookups, new connection each",
-        userdb.map(|p| format!("{:.0}/s ({} errors)", p.rate, p.errors)),
-    );
-    row(
-        "passdb logins, warm cache, new connection each",
-        warm.map(|p| format!("{:.0}/s ({} errors)", p.rate, p.errors)),
-    );
-    row(
-        &format!(
-            "passdb logins, cold (argon2 m={} KiB t={} p={})",
-            argon2.memory_kib, argon2.iterations, argon2.parallelism
-        ),
-        cold.map(|(p, bound)| {
-            format!(
-                "{:.1}/s = {:.0}% of the argon2 bound, {bound:.1}/s on {cores} cores ({} errors)",
-                p.rate,
-                p.rate / bound * 100.0,
-                p.errors
-            )
-        }),
-    );
-    let timed = |t: Timed| {
+    println!("| database size | {db_mib:.1} MiB | | | |");
+    let mut ratio_row = |what: &str,
+                         short: &str,
+                         ours: String,
+                         rate: f64,
+                         theirs: String,
+                         reference: f64,
+                         reference_name: &'static str,
+                         target: Option<f64>| {
+        println!(
+            "| {what} | {ours} | {theirs} | {:.2} | {} |",
+            rate / reference,
+            target.map_or("-".to_owned(), |t| format!("≥ {t}"))
+        );
+        bars.push(plot::Bar {
+            name: short.to_owned(),
+            rate,
+            reference,
+            reference_name,
+            target,
+        });
+    };
+    let plain = |p: &Phase| format!("{} ({} errors)", plot::rate(p.rate), p.errors);
+    let timed = |t: &Timed| {
         format!(
-            "{:.0}/s, p50 {:.0} µs, p99 {:.0} µs ({} errors)",
-            t.rate, t.p50_us, t.p99_us, t.errors
+            "{}, p50 {:.0} µs, p99 {:.0} µs ({} errors)",
+            plot::rate(t.rate),
+            t.p50_us,
+            t.p99_us,
+            t.errors
         )
     };
-    row(
-        "policy decisions, persistent connections",
-        policy.map(timed),
+    let not_run = |what: &str| println!("| {what} | (not run) | | | |");
+    match &userdb {
+        Some((p, r)) => ratio_row(
+            "userdb lookups, new connection each",
+            "userdb",
+            plain(p),
+            p.rate,
+            plain(r),
+            r.rate,
+            "dict reference",
+            Some(0.8),
+        ),
+        None => not_run("userdb lookups"),
+    }
+    match &warm {
+        Some((p, r)) => ratio_row(
+            "passdb logins, warm cache, new connection each",
+            "passdb warm",
+            plain(p),
+            p.rate,
+            plain(r),
+            r.rate,
+            "dict reference",
+            None,
+        ),
+        None => not_run("passdb logins, warm"),
+    }
+    let argon2_name = format!(
+        "argon2 m={} KiB t={} p={}",
+        argon2.memory_kib, argon2.iterations, argon2.parallelism
     );
-    row(
-        "SASL PLAIN logins, warm cache, persistent connections",
-        sasl.map(timed),
-    );
-    row("GET /new, keep-alive connections", get_new.map(timed));
-    row(
-        "POST /new random accounts (argon2 each)",
-        post_new.map(|(t, bound)| {
+    match &cold {
+        Some((p, bound)) => ratio_row(
+            &format!(
+                "passdb logins, cold ({argon2_name}), reference: the argon2 bound on {cores} cores"
+            ),
+            "passdb cold",
+            plain(p),
+            p.rate,
+            plot::rate(*bound),
+            *bound,
+            "argon2 bound",
+            Some(0.9),
+        ),
+        None => not_run("passdb logins, cold"),
+    }
+    for (what, short, result, target) in [
+        (
+            "policy decisions, persistent connections",
+            "policy",
+            &policy,
+            0.7,
+        ),
+        (
+            "SASL PLAIN logins, warm cache, persistent connections",
+            "SASL warm",
+            &sasl,
+            0.6,
+        ),
+        (
+            "GET /new, keep-alive connections",
+            "GET /new",
+            &get_new,
+            0.0,
+        ),
+    ] {
+        match result {
+            Some((p, r)) => ratio_row(
+                what,
+                short,
+                timed(p),
+                p.rate,
+                timed(r),
+                r.rate,
+                "reference",
+                (target > 0.0).then_some(target),
+            ),
+            None => not_run(what),
+        }
+    }
+    match &post_new {
+        Some((t, bound)) => ratio_row(
+            "POST /new random accounts (argon2 each), reference: the argon2 bound",
+            "POST /new",
+            timed(t),
+            t.rate,
+            plot::rate(*bound),
+            *bound,
+            "argon2 bound",
+            Some(0.9),
+        ),
+        None => not_run("POST /new"),
+    }
+    if let Some(runs) = &imap {
+        let ours = runs[0].rate + runs[2].rate;
+        let floor = runs[1].rate + runs[3].rate;
+        ratio_row(
+            &format!(
+                "IMAP LOGIN + LOGOUT through Dovecot, {} clients, new connection each, warm \
+                 (reference: the same Dovecot on a passwd-file, {{PLAIN}})",
+                o.imap_clients
+            ),
+            "IMAP login",
             format!(
-                "{:.1}/s = {:.0}% of the argon2 bound, {bound:.1}/s on {cores} cores ({} errors)",
-                t.rate,
-                t.rate / bound * 100.0,
-                t.errors
-            )
-        }),
-    );
+                "{} and {} (p99 {:.1} / {:.1} ms, {} errors)",
+                plot::rate(runs[0].rate),
+                plot::rate(runs[2].rate),
+                runs[0].p99_us / 1000.0,
+                runs[2].p99_us / 1000.0,
+                runs[0].errors + runs[2].errors
+            ),
+            ours / 2.0,
+            format!(
+                "{} and {} (p99 {:.1} / {:.1} ms, {} errors)",
+                plot::rate(runs[1].rate),
+                plot::rate(runs[3].rate),
+                runs[1].p99_us / 1000.0,
+                runs[3].p99_us / 1000.0,
+                runs[1].errors + runs[3].errors
+            ),
+            floor / 2.0,
+            "passwd-file",
+            Some(0.9),
+        );
+    } else {
+        not_run("IMAP logins through Dovecot");
+    }
+    if let Some((ok, seconds, bound)) = imap_new {
+        let n = o.first_logins;
+        ratio_row(
+            &format!(
+                "{n} simultaneous IMAP first logins of new addresses through Dovecot \
+                 (reference: {n} hashes at the argon2 bound take {:.2} s)",
+                n as f64 / bound
+            ),
+            "IMAP first logins",
+            format!("{ok} of {n} in, the last after {seconds:.2} s"),
+            n as f64 / seconds,
+            plot::rate(bound),
+            bound,
+            "argon2 bound",
+            Some(0.9),
+        );
+    } else {
+        not_run("IMAP first logins through Dovecot");
+    }
     let mib = |k: u64| k as f64 / 1024.0;
     println!(
-        "| daemon RSS after start / userdb / warm phase / at the end | {:.1} / {:.1} / {:.1} / {:.1} MiB |",
+        "| daemon RSS after start / userdb / warm phase / at the end | {:.1} / {:.1} / {:.1} / {:.1} MiB | | | |",
         mib(rss_start),
         mib(rss_userdb),
         mib(rss_warm),
         mib(rss_end)
     );
     println!(
-        "| RSS at the end: anonymous / file-backed (binary, mapped database) | {:.1} / {:.1} MiB |",
+        "| RSS after the socket phases: anonymous / file-backed (binary, mapped database) | {:.1} / {:.1} MiB | | | ≤ 64 MiB + {cores} x {:.0} MiB anonymous |",
         mib(anon_end),
-        mib(file_end)
+        mib(file_end),
+        argon2.memory_kib as f64 / 1024.0
     );
     println!(
-        "| daemon peak RSS (VmHWM) | {:.1} MiB (argon2 in flight adds {} x {:.0} MiB) |",
+        "| daemon peak RSS (VmHWM) | {:.1} MiB (argon2 in flight adds {} x {:.0} MiB) | | | |",
         hwm as f64 / 1024.0,
         cores,
         argon2.memory_kib as f64 / 1024.0
     );
+    if let Some((times, list_mib)) = &admin {
+        for (what, t) in times {
+            match t {
+                Ok(s) => println!("| `{what}` | {s:.3} s | | | |"),
+                Err(e) => println!("| `{what}` | failed: {e} | | | |"),
+            }
+        }
+        println!("| `user list --json` output | {list_mib:.1} MiB | | | |");
+    }
+    if !points.is_empty() {
+        println!();
+        println!("| phase | clients | rate | p50 | p99 |");
+        println!("|---|---|---|---|---|");
+        for p in &points {
+            println!(
+                "| {} | {} | {} | {:.0} µs | {:.0} µs |",
+                p.series,
+                p.clients,
+                plot::rate(p.rate),
+                p.p50_us,
+                p.p99_us
+            );
+        }
+    }
+    if let Some(path) = &o.plot {
+        let title = format!(
+            "postern load tool: {} accounts, {backend}, {} client threads, {cores} cores",
+            o.accounts, o.clients
+        );
+        match plot::write(path, &title, &bars, &points) {
+            Ok(()) => eprintln!("plot written to {}", path.display()),
+            Err(e) => eprintln!("plot not written: {e}"),
+        }
+    }
+}
+
+/// Runs `postern --config <config> <args>`, its output to `out` (or discarded); seconds.
+fn time_cli(config: &Path, args: &[&str], out: Option<&Path>) -> Result<f64, String> {
+    let stdout = match out {
+        Some(p) => Stdio::from(std::fs::File::create(p).map_err(|e| e.to_string())?),
+        None => Stdio::null(),
+    };
+    let start = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_postern"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let seconds = start.elapsed().as_secs_f64();
+    if output.status.success() {
+        Ok(seconds)
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+/// `pg_database_size` of the URL's database, in MiB (0 when psql cannot tell).
+fn pg_database_mib(url: &str) -> f64 {
+    Command::new(pg::pg_bin().join("psql"))
+        .arg(url)
+        .args(["-Atc", "SELECT pg_database_size(current_database())"])
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |b| b / (1024.0 * 1024.0))
+}
+
+/// A policy client on one persistent connection: RCPT requests for existing accounts.
+fn policy_client(socket: &Path, accounts: usize) -> Option<impl FnMut() -> Option<bool>> {
+    let stream = UnixStream::connect(socket).ok()?;
+    let mut reader = BufReader::new(stream);
+    let mut i = 0usize;
+    Some(move || {
+        i += 1;
+        let block = format!(
+            "request=smtpd_access_policy\nprotocol_state=RCPT\nsender=someone@elsewhere.net\n\
+             recipient={}\nsasl_username=\ninstance=bench.{i}\nsize=1000\n\n",
+            address((i * 7919) % accounts)
+        );
+        reader.get_mut().write_all(block.as_bytes()).ok()?;
+        let mut action = String::new();
+        let mut empty = String::new();
+        reader.read_line(&mut action).ok()?;
+        reader.read_line(&mut empty).ok()?;
+        Some(action == "action=DUNNO\n")
+    })
+}
+
+/// A SASL client on one persistent connection, as Postfix's smtpd keeps it: PLAIN logins
+/// of the first `warm_set` accounts.
+fn sasl_client(socket: &Path, warm_set: usize) -> Option<impl FnMut() -> Option<bool>> {
+    let stream = UnixStream::connect(socket).ok()?;
+    let mut reader = BufReader::new(stream);
+    reader
+        .get_mut()
+        .write_all(b"VERSION\t1\t0\nCPID\t1\n")
+        .ok()?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "DONE\n" {
+            break;
+        }
+    }
+    let mut id = 0u32;
+    Some(move || {
+        id += 1;
+        let user = address(id as usize % warm_set);
+        let resp = b64(format!("\0{user}\0{PASSWORD}").as_bytes());
+        let line =
+            format!("AUTH\t{id}\tPLAIN\tservice=smtp\tnologin\trip=127.0.0.1\tresp={resp}\n");
+        reader.get_mut().write_all(line.as_bytes()).ok()?;
+        let mut reply = String::new();
+        reader.read_line(&mut reply).ok()?;
+        Some(reply.starts_with("OK\t"))
+    })
+}
+
+/// `GET /new` on one keep-alive connection.
+fn get_new_client(addr: &str) -> Option<impl FnMut() -> Option<bool>> {
+    let mut conn = HttpConn::connect(addr)?;
+    Some(move || {
+        let (status, body) = conn.request("GET", "/new", "")?;
+        Some(status == 200 && body.contains("<form"))
+    })
 }
 
 struct Phase {
@@ -566,6 +1073,12 @@ struct Daemon {
     child: Child,
 }
 
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 impl Daemon {
     fn start(config: &Path, socket: &PathBuf) -> Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_postern"))
@@ -596,6 +1109,9 @@ impl Daemon {
     }
 
     fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,

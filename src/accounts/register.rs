@@ -167,13 +167,13 @@ impl Accounts {
     /// an administrator and removes it. `None` (and no file) once an administrator exists.
     pub async fn ensure_setup_invite(&self) -> Result<Option<String>, super::AdminError> {
         let path = self.setup_invite_path();
+        // Not a scan of every account: at a million accounts that held hundreds of MiB
+        // in the daemon from its start on (docs/performance.md).
         let has_admin = self
             .store
-            .accounts(false, None)
+            .has_active_admin()
             .await
-            .map_err(Unavailable::from)?
-            .iter()
-            .any(|r| r.admin && r.blocked.is_none());
+            .map_err(Unavailable::from)?;
         if has_admin {
             let _ = std::fs::remove_file(&path);
             return Ok(None);

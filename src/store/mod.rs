@@ -411,6 +411,15 @@ impl Store {
         }}
     }
 
+    /// Whether an administrator exists who is not on the blocklist (an index lookup,
+    /// whatever the number of accounts).
+    pub async fn has_active_admin(&self) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => s.has_active_admin().await,
+            Store::Postgres(p) => p.has_active_admin().await,
+        }
+    }
+
     /// Inserts an account, consuming an invite and granting admin in the same
     /// transaction.
     pub async fn create_account(

@@ -75,6 +75,27 @@ async fn first_admin_only_once() {
     );
 }
 
+// The setup invite's check at start read every account into memory (hundreds of MiB
+// at a million accounts); this op answers from the admin index.
+#[tokio::test]
+async fn has_active_admin_ignores_plain_and_blocked_accounts() {
+    let (_d, s) = store();
+    assert!(!s.has_active_admin().await.expect("db"));
+    s.create_account(new("plain@x.org"))
+        .await
+        .expect("db")
+        .expect("created");
+    assert!(!s.has_active_admin().await.expect("db"));
+    let mut admin = new("boss@x.org");
+    admin.admin = true;
+    s.create_account(admin).await.expect("db").expect("created");
+    assert!(s.has_active_admin().await.expect("db"));
+    s.block("boss@x.org", None, 5).await.expect("db");
+    assert!(!s.has_active_admin().await.expect("db"));
+    s.unblock("boss@x.org").await.expect("db");
+    assert!(s.has_active_admin().await.expect("db"));
+}
+
 #[tokio::test]
 async fn token_uses_expiry_and_revocation() {
     let (_d, s) = store();

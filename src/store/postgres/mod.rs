@@ -171,6 +171,17 @@ impl Postgres {
         strings(c.query(&st, &[]).await?)
     }
 
+    pub async fn has_active_admin(&self) -> Result<bool> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM accounts a WHERE a.admin AND NOT EXISTS \
+                 (SELECT 1 FROM blocklist b WHERE b.address = a.address))",
+            )
+            .await?;
+        Ok(c.query_one(&st, &[]).await?.get(0))
+    }
+
     pub async fn create_account(
         &self,
         new: NewAccount,

@@ -489,6 +489,17 @@ impl Db {
         })
     }
 
+    /// Whether an unblocked administrator exists (the partial index on `admin`).
+    pub fn has_active_admin(&self) -> Result<bool> {
+        self.with(|c| {
+            Ok(c.prepare_cached(
+                "SELECT 1 FROM accounts a WHERE a.admin = 1 AND NOT EXISTS \
+                 (SELECT 1 FROM blocklist b WHERE b.address = a.address)",
+            )?
+            .exists([])?)
+        })
+    }
+
     /// Inserts an account, consuming an invite and granting admin in the same
     /// transaction, so concurrent creations never exceed a token's uses and make one
     /// account per address.

@@ -107,6 +107,10 @@ impl Sqlite {
         self.blocking(move |d| d.addresses()).await
     }
 
+    pub async fn has_active_admin(&self) -> Result<bool> {
+        self.blocking(move |d| d.has_active_admin()).await
+    }
+
     pub async fn create_account(
         &self,
         new: NewAccount,
