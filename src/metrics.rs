@@ -50,9 +50,11 @@ pub enum LoginVia {
     LuaApi,
     /// The admin page's sign-in.
     Admin,
+    /// The owner's self-service page (`/account`) and its JSON endpoints.
+    Account,
 }
 
-const LOGIN_SERVICES: [&str; 4] = ["dict", "sasl", "lua_api", "admin"];
+const LOGIN_SERVICES: [&str; 5] = ["dict", "sasl", "lua_api", "admin", "account"];
 const LOGIN_RESULTS: [&str; 7] = [
     "ok",
     "bad_password",
@@ -63,7 +65,7 @@ const LOGIN_RESULTS: [&str; 7] = [
     "temp_fail",
 ];
 const ROUTES: [&str; 6] = ["jit", "web", "invite", "cli", "admin", "import"];
-const SIGNUP_REFUSALS: [&str; 8] = [
+const SIGNUP_REFUSALS: [&str; 9] = [
     "closed",
     "invite_required",
     "invite_invalid",
@@ -71,6 +73,7 @@ const SIGNUP_REFUSALS: [&str; 8] = [
     "password",
     "taken",
     "limited",
+    "paused",
     "temp_fail",
 ];
 const POLICY_ACTIONS: [&str; 7] = [

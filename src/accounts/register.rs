@@ -75,6 +75,7 @@ impl RegisterError {
             RegisterError::Taken => "taken",
             RegisterError::Limited => "limited",
             RegisterError::Unavailable(_) => "temp_fail",
+            RegisterError::Paused(_) => "paused",
         }
     }
 }

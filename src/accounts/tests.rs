@@ -620,7 +620,7 @@ async fn a_dry_run_predicts_the_usage_count_of_the_run() {
         vec!["alice@example.org".to_owned(), "bob@example.org".to_owned()]
     );
     let dry = a
-        .run_maintenance(later, true, &OwnRights)
+        .run_maintenance(&op(), later, true, &OwnRights)
         .await
         .expect("run");
     assert_eq!(dry.usage_recomputed, 1);
@@ -634,7 +634,7 @@ async fn a_dry_run_predicts_the_usage_count_of_the_run() {
         "a dry run writes nothing"
     );
     let run = a
-        .run_maintenance(later, false, &OwnRights)
+        .run_maintenance(&op(), later, false, &OwnRights)
         .await
         .expect("run");
     assert_eq!(run.usage_recomputed, dry.usage_recomputed);
@@ -1943,6 +1943,7 @@ fn owner_ctx() -> LoginContext<'static> {
     LoginContext {
         service: "account",
         remote_ip: Some("198.51.100.7".parse().expect("ip")),
+        via: LoginVia::Account,
     }
 }
 
@@ -2302,6 +2303,7 @@ async fn check_invite_tells_each_reason_and_the_uses_left() {
         InviteCheck::Dead(TokenProblem::Revoked).problem_text(),
         Some("this invite code has been revoked.".into())
     );
+}
 
 // Dovecot's mail processes could not reach the dict socket: logins worked, last_login
 // and quota_clone writes were lost, and nothing in postern's log said so.
@@ -2316,6 +2318,7 @@ async fn logins_without_dict_writes_for_half_an_hour_warn_once_an_hour() {
         let ctx = LoginContext {
             service,
             remote_ip: None,
+            via: LoginVia::Dict,
         };
         a.login("alice@example.org", &pw("first password"), ctx)
             .await
@@ -2376,6 +2379,7 @@ async fn logins_without_dict_writes_for_half_an_hour_warn_once_an_hour() {
         mail_login(b.clone(), "imap").await;
     }
     assert_eq!(b.dict_watch.warnings(), 0);
+}
 
 #[tokio::test]
 async fn a_temporary_account_is_deleted_by_maintenance_once_past_its_lifetime() {

@@ -40,7 +40,7 @@ use super::session::{
 };
 use super::{media_type, pages, read_body, session_form, AppState, Client};
 use crate::accounts::password::Password;
-use crate::accounts::{Account, LoginContext, OwnerError};
+use crate::accounts::{Account, LoginContext, LoginVia, OwnerError};
 use crate::config::Config;
 use crate::logfmt;
 
@@ -68,6 +68,7 @@ fn ctx(client: &Client) -> LoginContext<'static> {
     LoginContext {
         service: SERVICE,
         remote_ip: client.ip,
+        via: LoginVia::Account,
     }
 }
 
