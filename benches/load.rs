@@ -428,6 +428,11 @@ fn main() {
             "postern maintenance run --dry-run".to_owned(),
             time_cli(&config, &["maintenance", "run", "--dry-run"], None),
         ));
+        let export = dir.path().join("export.jsonl");
+        times.push((
+            "postern user export --with-hashes".to_owned(),
+            time_cli(&config, &["user", "export", "--with-hashes"], Some(&export)),
+        ));
         // The export to another database: `database copy` into an empty PostgreSQL one.
         if url.is_none() && std::path::Path::new("/usr/lib/postgresql").exists() {
             let target = pg::PgServer::start();

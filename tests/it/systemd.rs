@@ -24,6 +24,12 @@
 //! reuses that package), the other half the container: boot 3 to 8 s, the steps, checks,
 //! upgrade and purge about 50 s. `.ci/bookworm.sh` builds the root once, in about 2.5
 //! minutes (270 MB).
+//!
+//! Debian trixie boots the same way here: a root made by `debootstrap --variant=minbase
+//! --include=systemd,systemd-sysv,dbus trixie DIR` and started with the same
+//! `systemd-nspawn -D DIR -b --register=no --keep-unit` reached `is-system-running` =
+//! `running` under systemd 257 with no failed unit, and powered off cleanly (checked by
+//! hand on 2026-12-02). The test stays on bookworm, the release Dovecot 2.3 operators run.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
