@@ -19,6 +19,19 @@ use super::{Accounts, Route, Unavailable, MODE_SETTING};
 use crate::config::{format_size, Quota, RegistrationMode, Seconds};
 use crate::store::{CreateRefusal, NewAccount, QuotaMode};
 
+/// Why an import file was refused as a whole (nothing was imported).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A JSON Lines file: the line (from 1) and what is wrong with it.
+    #[error("line {0}: {1}")]
+    Line(usize, String),
+    /// A madmail export (a JSON array): the entry (from 1) and what is wrong with it.
+    #[error("entry {0}: {1}")]
+    Entry(usize, String),
+    #[error("not a madmail export (a JSON array): {0}")]
+    Array(String),
+}
+
 /// Why an operator action did not happen. The text is for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -39,7 +52,7 @@ pub enum AdminError {
     #[error("an account lifetime must be positive: give a duration such as 7d")]
     NoLifetime,
     #[error("{0}; nothing was imported")]
-    BadImport(#[from] super::export::ParseError),
+    BadImport(#[from] ParseError),
     #[error("cannot write the setup invite to {}: {1}", .0.display())]
     SetupFile(PathBuf, String),
     #[error("mail home of {address} ({path}): {message}")]

@@ -26,7 +26,7 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
-use super::admin::parse_quota;
+use super::admin::{parse_quota, ParseError};
 use super::audit::{Actor, Change};
 use super::view::QuotaSetting;
 use super::{Accounts, AdminError, Route};
@@ -103,19 +103,6 @@ impl AccountRecord {
         }
         v.to_string()
     }
-}
-
-/// Why an import file was refused as a whole (nothing was imported).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    /// A JSON Lines file: the line (from 1) and what is wrong with it.
-    #[error("line {0}: {1}")]
-    Line(usize, String),
-    /// A madmail export (a JSON array): the entry (from 1) and what is wrong with it.
-    #[error("entry {0}: {1}")]
-    Entry(usize, String),
-    #[error("not a madmail export (a JSON array): {0}")]
-    Array(String),
 }
 
 /// Reads an import file: JSON Lines as `user export` writes them (blank lines are
