@@ -764,6 +764,25 @@ mod tests {
         assert!(om.ends_with("# EOF\n"));
     }
 
+    // Regression: the sign-up guard's refusals and the owner's page were counted under
+    // words the families did not list, so they were dropped.
+    #[test]
+    fn the_sign_up_guard_and_the_owner_page_have_their_series() {
+        // The exposition is written from a process-wide instance; a test gets its own.
+        let m: &'static Metrics = Box::leak(Box::new(Metrics::new()));
+        m.signup_refused("paused");
+        m.login(LoginVia::Account, "bad_password");
+        let text = m.encode(false);
+        assert!(
+            text.contains("postern_signups_refused_total{reason=\"paused\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("postern_logins_total{service=\"account\",result=\"bad_password\"} 1\n"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn unknown_label_words_are_not_counted() {
         let m = Metrics::new();
