@@ -414,10 +414,10 @@ impl Store {
     /// Whether an administrator exists who is not on the blocklist (an index lookup,
     /// whatever the number of accounts).
     pub async fn has_active_admin(&self) -> Result<bool> {
-        match self {
+        timed! { "has_active_admin", match self {
             Store::Sqlite(s) => s.has_active_admin().await,
             Store::Postgres(p) => p.has_active_admin().await,
-        }
+        }}
     }
 
     /// Inserts an account, consuming an invite and granting admin in the same
@@ -450,10 +450,10 @@ impl Store {
         update: bool,
         dry_run: bool,
     ) -> Result<Vec<ImportResult>> {
-        match self {
+        timed! { "import_accounts", match self {
             Store::Sqlite(s) => s.import_accounts(rows, update, dry_run).await,
             Store::Postgres(p) => p.import_accounts(rows, update, dry_run).await,
-        }
+        }}
     }
 
     /// Records a successful login: first_login once, last_login when older than
@@ -658,10 +658,10 @@ impl Store {
 
     /// The accounts made with invite `id`: (address, created_at), oldest first.
     pub async fn token_accounts(&self, id: i64) -> Result<Vec<(String, i64)>> {
-        match self {
+        timed! { "token_accounts", match self {
             Store::Sqlite(s) => s.token_accounts(id).await,
             Store::Postgres(p) => p.token_accounts(id).await,
-        }
+        }}
     }
 
     /// Every invite in id order.
@@ -718,10 +718,10 @@ impl Store {
 
     /// Accounts whose lifetime ended at or before `now` (administrators never).
     pub async fn expired_accounts(&self, now: i64) -> Result<Vec<String>> {
-        match self {
+        timed! { "expired_accounts", match self {
             Store::Sqlite(s) => s.expired_accounts(now).await,
             Store::Postgres(p) => p.expired_accounts(now).await,
-        }
+        }}
     }
 
     /// Web or invite accounts never logged in, created before `before`.
@@ -775,10 +775,10 @@ impl Store {
     /// Failed logins counted for `address` in its current window (0 once the window
     /// ended at or before `now_ms`).
     pub async fn login_failures(&self, address: &str, now_ms: i64) -> Result<u32> {
-        match self {
+        timed! { "login_failures", match self {
             Store::Sqlite(s) => s.login_failures(address, now_ms).await,
             Store::Postgres(p) => p.login_failures(address, now_ms).await,
-        }
+        }}
     }
 
     /// Counts one failed login for `address` and returns the count in its window: one
@@ -790,10 +790,10 @@ impl Store {
         now_ms: i64,
         window_ms: i64,
     ) -> Result<u32> {
-        match self {
+        timed! { "add_login_failure", match self {
             Store::Sqlite(s) => s.add_login_failure(address, now_ms, window_ms).await,
             Store::Postgres(p) => p.add_login_failure(address, now_ms, window_ms).await,
-        }
+        }}
     }
 
     /// Claims the next password check of an account in slow mode for the caller, one
@@ -805,10 +805,10 @@ impl Store {
         now_ms: i64,
         interval_ms: i64,
     ) -> Result<Option<i64>> {
-        match self {
+        timed! { "claim_login_turn", match self {
             Store::Sqlite(s) => s.claim_login_turn(address, now_ms, interval_ms).await,
             Store::Postgres(p) => p.claim_login_turn(address, now_ms, interval_ms).await,
-        }
+        }}
     }
 
     /// Takes one token from `address`'s send bucket (`capacity` tokens, refilled at
@@ -821,20 +821,20 @@ impl Store {
         capacity: f64,
         per_ms: f64,
     ) -> Result<bool> {
-        match self {
+        timed! { "take_send_token", match self {
             Store::Sqlite(s) => s.take_send_token(address, now_ms, capacity, per_ms).await,
             Store::Postgres(p) => p.take_send_token(address, now_ms, capacity, per_ms).await,
-        }
+        }}
     }
 
     /// Deletes the failure counts whose window and slow-mode turn ended, and the send
     /// buckets untouched for `full_after_ms` (full again: forgetting them changes
     /// nothing); returns how many.
     pub async fn prune_limits(&self, now_ms: i64, full_after_ms: i64) -> Result<u64> {
-        match self {
+        timed! { "prune_limits", match self {
             Store::Sqlite(s) => s.prune_limits(now_ms, full_after_ms).await,
             Store::Postgres(p) => p.prune_limits(now_ms, full_after_ms).await,
-        }
+        }}
     }
 
     /// Appends one record to the audit trail; returns its id.
