@@ -32,13 +32,15 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ListenerStats;
@@ -80,6 +82,11 @@ pub struct Connection<S, C> {
     buf: BytesMut,
     out: Vec<u8>,
     idle: Duration,
+    /// Fires at the latest `last_input + idle`; armed once and moved on only when it
+    /// fires early, so a read costs no timer work.
+    idle_timer: Pin<Box<Sleep>>,
+    /// When the peer last sent bytes (or the session's own work last finished).
+    last_input: Instant,
     lease: Lease,
     /// A frame ended the session, or the session asked to end: read no more.
     closing: bool,
@@ -99,6 +106,8 @@ where
             buf: BytesMut::with_capacity(4096),
             out: Vec::with_capacity(4096),
             idle,
+            idle_timer: Box::pin(tokio::time::sleep(idle)),
+            last_input: Instant::now(),
             lease,
             closing: false,
         }
@@ -163,18 +172,28 @@ where
             // Biased: bytes the peer sent before a stop are still read and answered.
             let read = tokio::select! {
                 biased;
-                read = tokio::time::timeout(self.idle, self.stream.read_buf(&mut self.buf)) => read,
+                read = self.stream.read_buf(&mut self.buf) => read,
                 woken = &mut wake => {
+                    self.last_input = Instant::now();
                     self.lease.busy();
                     return Ok(Some(Input::Woken(woken)));
                 }
                 () = self.lease.cancel.cancelled() => return Ok(None),
+                () = self.idle_timer.as_mut() => {
+                    let due = self.last_input + self.idle;
+                    if Instant::now() >= due {
+                        return Ok(None);
+                    }
+                    self.idle_timer.as_mut().reset(due);
+                    continue;
+                }
             };
+            self.last_input = Instant::now();
             self.lease.busy();
             match read {
-                Ok(Ok(0)) | Err(_) => return Ok(None),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(e),
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) => return Err(e),
             }
         }
     }
@@ -195,7 +214,9 @@ where
 /// with unread input resets it, and the client would lose the answer).
 async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     let _ = stream.shutdown().await;
-    let mut sink = [0u8; 8192];
+    // On the heap: an array here would make every connection's future (and each move
+    // of it when the task is spawned) 8 KiB larger, for a path few connections take.
+    let mut sink = vec![0u8; 8192];
     let mut budget: usize = 1 << 20;
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while budget > 0 {
@@ -374,6 +395,59 @@ impl Drop for Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Frames are LF-ended lines.
+    struct Lines;
+
+    impl Decoder for Lines {
+        type Frame = Vec<u8>;
+        type Error = String;
+
+        fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<u8>>, String> {
+            Ok(buf
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|lf| buf.split_to(lf + 1).to_vec()))
+        }
+
+        fn ends_session(_: &String) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_closes_after_its_idle_time_without_input_and_not_before() {
+        let (ours, mut peer) = tokio::io::duplex(1024);
+        let idle = Duration::from_secs(10);
+        let mut conn = Connection::new(
+            ours,
+            Lines,
+            idle,
+            Lease::standalone(CancellationToken::new()),
+        );
+        let started = Instant::now();
+        let served = tokio::spawn(async move {
+            let mut frames = 0;
+            while let Ok(Some(_)) = conn.read_frame().await {
+                frames += 1;
+            }
+            (frames, Instant::now())
+        });
+        // A line every 6 s for 30 s: never 10 s without input.
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            peer.write_all(b"x\n").await.expect("write");
+        }
+        let last = Instant::now();
+        let (frames, closed) = served.await.expect("join");
+        assert_eq!(frames, 5, "every line before the pause was read");
+        assert!(last - started >= Duration::from_secs(30));
+        let quiet = closed - last;
+        assert!(
+            quiet >= idle && quiet < idle + Duration::from_secs(1),
+            "closed {quiet:?} after the last input"
+        );
+    }
 
     #[tokio::test]
     async fn a_full_pool_closes_its_longest_idle_connection_for_a_newcomer() {

@@ -40,7 +40,7 @@ impl LineFramer {
         // A line of max_line bytes needs at most 2 more for CRLF: never look further.
         let window = buf.len().min(self.max_line.saturating_add(2));
         let start = self.scanned.min(window);
-        let Some(lf) = buf[start..window].iter().position(|&b| b == b'\n') else {
+        let Some(lf) = memchr::memchr(b'\n', &buf[start..window]) else {
             let pending = buf.len() - usize::from(buf.last() == Some(&b'\r'));
             if pending > self.max_line {
                 self.scanned = 0;

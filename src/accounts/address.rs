@@ -60,15 +60,32 @@ impl Address {
         if local.is_empty() || local.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(AddressError::BadCharacter);
         }
+        // A served domain as written in the configuration, in any case: its normal form
+        // is the configured one (the common case, without IDNA's work).
+        if let Some(served) = domains.iter().find(|d| d.eq_ignore_ascii_case(domain)) {
+            return Ok(Address::joined(local, served));
+        }
         let domain = normalize_domain(domain)?;
         if !domains.contains(&domain) {
             return Err(AddressError::DomainNotServed(domain));
         }
-        let local = local.to_lowercase();
-        Ok(Address {
-            at: local.len(),
-            full: format!("{local}@{domain}"),
-        })
+        Ok(Address::joined(local, &domain))
+    }
+
+    /// `local` lowercased, `@`, and the normalized `domain`, in one allocation.
+    fn joined(local: &str, domain: &str) -> Address {
+        let mut full = if local.is_ascii() {
+            let mut s = String::with_capacity(local.len() + 1 + domain.len());
+            s.push_str(local);
+            s.make_ascii_lowercase();
+            s
+        } else {
+            local.to_lowercase()
+        };
+        let at = full.len();
+        full.push('@');
+        full.push_str(domain);
+        Address { full, at }
     }
 
     /// Builds an address from a local part generated or typed without a domain.
@@ -169,11 +186,7 @@ pub fn mail_home(template: &str, address: &Address) -> Result<PathBuf, AddressEr
             return Err(AddressError::UnsafePath);
         }
     }
-    let home = template
-        .replace("{address}", address.as_str())
-        .replace("{local}", address.local())
-        .replace("{domain}", address.domain());
-    let path = PathBuf::from(home);
+    let path = PathBuf::from(fill(template, address));
     let root = home_root(template);
     let clean = path
         .components()
@@ -182,6 +195,37 @@ pub fn mail_home(template: &str, address: &Address) -> Result<PathBuf, AddressEr
         return Err(AddressError::UnsafePath);
     }
     Ok(path)
+}
+
+/// The template with `{address}`, `{local}` and `{domain}` filled in, in one pass: text
+/// put in is never read for placeholders again.
+fn fill(template: &str, address: &Address) -> String {
+    let mut out = String::with_capacity(template.len() + 2 * address.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        rest = &rest[open..];
+        let placeholders = [
+            ("{address}", address.as_str()),
+            ("{local}", address.local()),
+            ("{domain}", address.domain()),
+        ];
+        match placeholders
+            .iter()
+            .find_map(|(name, value)| rest.strip_prefix(name).map(|after| (value, after)))
+        {
+            Some((value, after)) => {
+                out.push_str(value);
+                rest = after;
+            }
+            None => {
+                out.push('{');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The fixed directory every mail home lies below: the template up to the last `/`
@@ -210,6 +254,48 @@ mod tests {
         assert_eq!(a.domain(), "example.org");
         let b = Address::parse("bob@Bücher.example", &domains()).expect("valid");
         assert_eq!(b.as_str(), "bob@xn--bcher-kva.example");
+    }
+
+    #[test]
+    fn the_served_domain_in_any_case_reads_as_its_configured_form() {
+        let d = domains();
+        for (raw, want) in [
+            ("Bob@Example.ORG", "bob@example.org"),
+            ("bob@example.org.", "bob@example.org"),
+            ("bob@XN--BCHER-KVA.example", "bob@xn--bcher-kva.example"),
+            ("Ünïcode@example.org", "ünïcode@example.org"),
+        ] {
+            let a = Address::parse(raw, &d).expect(raw);
+            assert_eq!(
+                (a.as_str(), a.local()),
+                (want, &want[..want.rfind('@').unwrap()])
+            );
+        }
+        assert_eq!(
+            Address::parse("bob@example.org.evil", &d),
+            Err(AddressError::DomainNotServed("example.org.evil".into()))
+        );
+    }
+
+    #[test]
+    fn the_home_template_is_filled_once() {
+        let d = domains();
+        let home = |t: &str, a: &str| {
+            mail_home(t, &Address::parse(a, &d).expect(a)).map(|p| p.display().to_string())
+        };
+        assert_eq!(
+            home("/var/vmail/{domain}/{local}", "alice@example.org").as_deref(),
+            Ok("/var/vmail/example.org/alice")
+        );
+        assert_eq!(
+            home("/srv/{{address}}/x{", "alice@example.org").as_deref(),
+            Ok("/srv/{alice@example.org}/x{")
+        );
+        // A placeholder's name inside the address stays as it is.
+        assert_eq!(
+            home("/var/vmail/{domain}/{local}", "a{domain}@example.org").as_deref(),
+            Ok("/var/vmail/example.org/a{domain}")
+        );
     }
 
     #[test]

@@ -11,9 +11,11 @@
 //! ```
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -220,8 +222,17 @@ impl Session {
             }
             Ok(Step::Credentials { user, password }) => {
                 let accounts = self.accounts.clone();
-                self.checks
-                    .spawn(async move { check(&accounts, id, &user, &password, &p).await });
+                let mut check =
+                    Box::pin(async move { check(&accounts, id, &user, &password, &p).await });
+                // A check that needs no waiting (a warm login: one point read and a cache
+                // hit) is answered right here; one that waits (argon2, a slow-mode turn)
+                // goes on as its own task, polled again there with its real waker.
+                match check.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                    Poll::Ready(reply) => out.extend_from_slice(&reply),
+                    Poll::Pending => {
+                        self.checks.spawn(check);
+                    }
+                }
             }
         }
     }

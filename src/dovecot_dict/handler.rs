@@ -252,20 +252,27 @@ pub fn split_passdb_key(rest: &str) -> Option<(Password, String)> {
     Some((Password::new(password), user))
 }
 
+/// The userdb fields as Dovecot reads them from a dict value, keys in name order.
+#[derive(serde::Serialize)]
+struct UserdbJson<'a> {
+    gid: &'a str,
+    home: std::borrow::Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota_rule: Option<String>,
+    uid: &'a str,
+    user: &'a str,
+}
+
 fn userdb_json(entry: &UserdbEntry) -> String {
-    let mut obj = serde_json::json!({
-        "home": entry.home.to_string_lossy(),
-        "uid": entry.uid,
-        "gid": entry.gid,
-        "user": entry.address,
-    });
-    if let (Some(bytes), Some(map)) = (entry.quota_bytes, obj.as_object_mut()) {
-        map.insert(
-            "quota_rule".into(),
-            serde_json::Value::String(format!("*:storage={bytes}B")),
-        );
-    }
-    obj.to_string()
+    let json = UserdbJson {
+        gid: &entry.gid,
+        home: entry.home.to_string_lossy(),
+        quota_rule: entry.quota_bytes.map(|b| format!("*:storage={b}B")),
+        uid: &entry.uid,
+        user: &entry.address,
+    };
+    // Only strings in a struct: serializing cannot fail.
+    serde_json::to_string(&json).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -292,6 +299,10 @@ mod tests {
             gid: "vmail".into(),
             quota_bytes: Some(1024),
         };
+        assert_eq!(
+            userdb_json(&e),
+            r#"{"gid":"vmail","home":"/var/vmail/x.org/a","quota_rule":"*:storage=1024B","uid":"vmail","user":"a@x.org"}"#
+        );
         let v: serde_json::Value = serde_json::from_str(&userdb_json(&e)).expect("json");
         assert_eq!(v["quota_rule"], "*:storage=1024B");
         assert_eq!(v["home"], "/var/vmail/x.org/a");

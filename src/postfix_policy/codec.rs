@@ -81,7 +81,9 @@ impl Request {
             }
             _ => return Ok(()),
         };
-        *field = String::from_utf8(value.to_vec()).map_err(|_| "attribute value is not UTF-8")?;
+        let value = std::str::from_utf8(value).map_err(|_| "attribute value is not UTF-8")?;
+        field.clear();
+        field.push_str(value);
         Ok(())
     }
 }
@@ -150,7 +152,7 @@ impl Codec {
             let window = buf.len().min(self.parsed + MAX_LINE + 2);
             let found = buf
                 .get(start..window)
-                .and_then(|w| w.iter().position(|&b| b == b'\n'));
+                .and_then(|w| memchr::memchr(b'\n', w));
             let Some(lf) = found.map(|i| start + i) else {
                 let pending = buf.len()
                     - self.parsed

@@ -45,10 +45,7 @@ where
     let mut conn = Connection::new(stream, codec::Codec::new(), IDLE_TIMEOUT, lease);
     while let Some(input) = conn.read_frame().await? {
         match input {
-            Ok(request) => {
-                let action = decide(&accounts, &request).await;
-                codec::encode(&Reply { action: &action }, conn.out());
-            }
+            Ok(request) => answer(&accounts, &request, conn.out()).await,
             Err(e) => {
                 if e.ends_session() {
                     tracing::warn!(
@@ -71,7 +68,7 @@ where
     conn.close().await
 }
 
-async fn decide(accounts: &Accounts, r: &Request) -> String {
+async fn answer(accounts: &Accounts, r: &Request, out: &mut Vec<u8>) {
     let verdict = accounts
         .policy(PolicyRequest {
             protocol_state: &r.protocol_state,
@@ -82,13 +79,14 @@ async fn decide(accounts: &Accounts, r: &Request) -> String {
         })
         .await;
     let config = accounts.config();
-    match verdict {
-        Ok(v) => reply_for(&config.policy, v).to_owned(),
+    let action = match verdict {
+        Ok(v) => reply_for(&config.policy, v),
         Err(e) => {
             tracing::warn!("event=policy result=tempfail error={}", logfmt::value(&e));
-            config.policy.defer_reply.clone()
+            &config.policy.defer_reply
         }
-    }
+    };
+    codec::encode(&Reply { action }, out);
 }
 
 /// The configured reply text for a verdict.

@@ -330,6 +330,11 @@ impl TokenRow {
 }
 
 /// The account database, whichever backend holds it.
+///
+/// Each operation matches on the backend. PostgreSQL's futures (a pool checkout and the
+/// client's query, several KiB) are boxed: unboxed, every caller's future, and with it
+/// every connection's task, would be that large on SQLite too, and be copied whole
+/// each time the task is spawned.
 pub enum Store {
     Sqlite(Sqlite),
     /// Shared by several hosts (`[database] url`).
@@ -386,7 +391,7 @@ impl Store {
     pub async fn account(&self, address: &str) -> Result<Option<AccountRow>> {
         timed! { "account", match self {
             Store::Sqlite(s) => s.account(address).await,
-            Store::Postgres(p) => p.account(address).await,
+            Store::Postgres(p) => Box::pin(p.account(address)).await,
         }}
     }
 
@@ -399,7 +404,7 @@ impl Store {
     ) -> Result<Vec<AccountRow>> {
         timed! { "accounts", match self {
             Store::Sqlite(s) => s.accounts(blocked_only, search).await,
-            Store::Postgres(p) => p.accounts(blocked_only, search).await,
+            Store::Postgres(p) => Box::pin(p.accounts(blocked_only, search)).await,
         }}
     }
 
@@ -407,7 +412,7 @@ impl Store {
     pub async fn addresses(&self) -> Result<Vec<String>> {
         timed! { "addresses", match self {
             Store::Sqlite(s) => s.addresses().await,
-            Store::Postgres(p) => p.addresses().await,
+            Store::Postgres(p) => Box::pin(p.addresses()).await,
         }}
     }
 
@@ -416,7 +421,7 @@ impl Store {
     pub async fn has_active_admin(&self) -> Result<bool> {
         timed! { "has_active_admin", match self {
             Store::Sqlite(s) => s.has_active_admin().await,
-            Store::Postgres(p) => p.has_active_admin().await,
+            Store::Postgres(p) => Box::pin(p.has_active_admin()).await,
         }}
     }
 
@@ -428,7 +433,7 @@ impl Store {
     ) -> Result<std::result::Result<Created, CreateRefusal>> {
         timed! { "create_account", match self {
             Store::Sqlite(s) => s.create_account(new).await,
-            Store::Postgres(p) => p.create_account(new).await,
+            Store::Postgres(p) => Box::pin(p.create_account(new)).await,
         }}
     }
 
@@ -437,7 +442,7 @@ impl Store {
     pub async fn insert_many(&self, accounts: Vec<NewAccount>) -> Result<usize> {
         timed! { "insert_many", match self {
             Store::Sqlite(s) => s.insert_many(accounts).await,
-            Store::Postgres(p) => p.insert_many(accounts).await,
+            Store::Postgres(p) => Box::pin(p.insert_many(accounts)).await,
         }}
     }
 
@@ -452,7 +457,7 @@ impl Store {
     ) -> Result<Vec<ImportResult>> {
         timed! { "import_accounts", match self {
             Store::Sqlite(s) => s.import_accounts(rows, update, dry_run).await,
-            Store::Postgres(p) => p.import_accounts(rows, update, dry_run).await,
+            Store::Postgres(p) => Box::pin(p.import_accounts(rows, update, dry_run)).await,
         }}
     }
 
@@ -461,7 +466,7 @@ impl Store {
     pub async fn record_login(&self, id: i64, now: i64, min_interval: i64) -> Result<()> {
         timed! { "record_login", match self {
             Store::Sqlite(s) => s.record_login(id, now, min_interval).await,
-            Store::Postgres(p) => p.record_login(id, now, min_interval).await,
+            Store::Postgres(p) => Box::pin(p.record_login(id, now, min_interval)).await,
         }}
     }
 
@@ -469,7 +474,7 @@ impl Store {
     pub async fn replace_hash(&self, id: i64, old: &str, new: &str) -> Result<bool> {
         timed! { "replace_hash", match self {
             Store::Sqlite(s) => s.replace_hash(id, old, new).await,
-            Store::Postgres(p) => p.replace_hash(id, old, new).await,
+            Store::Postgres(p) => Box::pin(p.replace_hash(id, old, new)).await,
         }}
     }
 
@@ -477,7 +482,7 @@ impl Store {
     pub async fn set_password_hash(&self, address: &str, hash: &str) -> Result<bool> {
         timed! { "set_password_hash", match self {
             Store::Sqlite(s) => s.set_password_hash(address, hash).await,
-            Store::Postgres(p) => p.set_password_hash(address, hash).await,
+            Store::Postgres(p) => Box::pin(p.set_password_hash(address, hash)).await,
         }}
     }
 
@@ -485,7 +490,7 @@ impl Store {
     pub async fn set_quota(&self, address: &str, quota: QuotaMode) -> Result<bool> {
         timed! { "set_quota", match self {
             Store::Sqlite(s) => s.set_quota(address, quota).await,
-            Store::Postgres(p) => p.set_quota(address, quota).await,
+            Store::Postgres(p) => Box::pin(p.set_quota(address, quota)).await,
         }}
     }
 
@@ -493,7 +498,7 @@ impl Store {
     pub async fn set_admin(&self, address: &str, admin: bool) -> Result<bool> {
         timed! { "set_admin", match self {
             Store::Sqlite(s) => s.set_admin(address, admin).await,
-            Store::Postgres(p) => p.set_admin(address, admin).await,
+            Store::Postgres(p) => Box::pin(p.set_admin(address, admin)).await,
         }}
     }
 
@@ -501,7 +506,7 @@ impl Store {
     pub async fn set_last_login(&self, address: &str, at: i64) -> Result<bool> {
         timed! { "set_last_login", match self {
             Store::Sqlite(s) => s.set_last_login(address, at).await,
-            Store::Postgres(p) => p.set_last_login(address, at).await,
+            Store::Postgres(p) => Box::pin(p.set_last_login(address, at)).await,
         }}
     }
 
@@ -515,7 +520,7 @@ impl Store {
     ) -> Result<bool> {
         timed! { "set_usage", match self {
             Store::Sqlite(s) => s.set_usage(address, bytes, messages, now).await,
-            Store::Postgres(p) => p.set_usage(address, bytes, messages, now).await,
+            Store::Postgres(p) => Box::pin(p.set_usage(address, bytes, messages, now)).await,
         }}
     }
 
@@ -529,7 +534,7 @@ impl Store {
     ) -> Result<bool> {
         timed! { "add_usage", match self {
             Store::Sqlite(s) => s.add_usage(address, bytes, messages, now).await,
-            Store::Postgres(p) => p.add_usage(address, bytes, messages, now).await,
+            Store::Postgres(p) => Box::pin(p.add_usage(address, bytes, messages, now)).await,
         }}
     }
 
@@ -549,7 +554,7 @@ impl Store {
                     .await
             }
             Store::Postgres(p) => {
-                p.delete_account(address, allow_reuse, reason, now, remove_home)
+                Box::pin(p.delete_account(address, allow_reuse, reason, now, remove_home))
                     .await
             }
         }}
@@ -559,7 +564,7 @@ impl Store {
     pub async fn queued_homes(&self) -> Result<Vec<QueuedHome>> {
         timed! { "queued_homes", match self {
             Store::Sqlite(s) => s.queued_homes().await,
-            Store::Postgres(p) => p.queued_homes().await,
+            Store::Postgres(p) => Box::pin(p.queued_homes()).await,
         }}
     }
 
@@ -567,7 +572,7 @@ impl Store {
     pub async fn queued_home(&self, address: &str) -> Result<Option<QueuedHome>> {
         timed! { "queued_home", match self {
             Store::Sqlite(s) => s.queued_home(address).await,
-            Store::Postgres(p) => p.queued_home(address).await,
+            Store::Postgres(p) => Box::pin(p.queued_home(address)).await,
         }}
     }
 
@@ -575,7 +580,7 @@ impl Store {
     pub async fn queued_home_count(&self) -> Result<i64> {
         timed! { "queued_home_count", match self {
             Store::Sqlite(s) => s.queued_home_count().await,
-            Store::Postgres(p) => p.queued_home_count().await,
+            Store::Postgres(p) => Box::pin(p.queued_home_count()).await,
         }}
     }
 
@@ -583,7 +588,7 @@ impl Store {
     pub async fn dequeue_home(&self, entry: &QueuedHome) -> Result<bool> {
         timed! { "dequeue_home", match self {
             Store::Sqlite(s) => s.dequeue_home(entry).await,
-            Store::Postgres(p) => p.dequeue_home(entry).await,
+            Store::Postgres(p) => Box::pin(p.dequeue_home(entry)).await,
         }}
     }
 
@@ -591,7 +596,7 @@ impl Store {
     pub async fn block(&self, address: &str, reason: Option<&str>, now: i64) -> Result<bool> {
         timed! { "block", match self {
             Store::Sqlite(s) => s.block(address, reason, now).await,
-            Store::Postgres(p) => p.block(address, reason, now).await,
+            Store::Postgres(p) => Box::pin(p.block(address, reason, now)).await,
         }}
     }
 
@@ -599,7 +604,7 @@ impl Store {
     pub async fn unblock(&self, address: &str) -> Result<bool> {
         timed! { "unblock", match self {
             Store::Sqlite(s) => s.unblock(address).await,
-            Store::Postgres(p) => p.unblock(address).await,
+            Store::Postgres(p) => Box::pin(p.unblock(address)).await,
         }}
     }
 
@@ -607,7 +612,7 @@ impl Store {
     pub async fn blocklist_entry(&self, address: &str) -> Result<Option<BlockEntry>> {
         timed! { "blocklist_entry", match self {
             Store::Sqlite(s) => s.blocklist_entry(address).await,
-            Store::Postgres(p) => p.blocklist_entry(address).await,
+            Store::Postgres(p) => Box::pin(p.blocklist_entry(address)).await,
         }}
     }
 
@@ -615,7 +620,7 @@ impl Store {
     pub async fn blocklist(&self) -> Result<Vec<BlockEntry>> {
         timed! { "blocklist", match self {
             Store::Sqlite(s) => s.blocklist().await,
-            Store::Postgres(p) => p.blocklist().await,
+            Store::Postgres(p) => Box::pin(p.blocklist()).await,
         }}
     }
 
@@ -643,14 +648,14 @@ impl Store {
                 .await
             }
             Store::Postgres(p) => {
-                p.create_token(
+                Box::pin(p.create_token(
                     code_hash,
                     comment,
                     max_uses,
                     expires_at,
                     now,
                     account_lifetime,
-                )
+                ))
                 .await
             }
         }}
@@ -660,7 +665,7 @@ impl Store {
     pub async fn token_accounts(&self, id: i64) -> Result<Vec<(String, i64)>> {
         timed! { "token_accounts", match self {
             Store::Sqlite(s) => s.token_accounts(id).await,
-            Store::Postgres(p) => p.token_accounts(id).await,
+            Store::Postgres(p) => Box::pin(p.token_accounts(id)).await,
         }}
     }
 
@@ -668,7 +673,7 @@ impl Store {
     pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
         timed! { "tokens", match self {
             Store::Sqlite(s) => s.tokens().await,
-            Store::Postgres(p) => p.tokens().await,
+            Store::Postgres(p) => Box::pin(p.tokens()).await,
         }}
     }
 
@@ -680,7 +685,7 @@ impl Store {
     ) -> Result<Option<TokenRow>> {
         timed! { "token", match self {
             Store::Sqlite(s) => s.token(id, code_hash).await,
-            Store::Postgres(p) => p.token(id, code_hash).await,
+            Store::Postgres(p) => Box::pin(p.token(id, code_hash)).await,
         }}
     }
 
@@ -688,7 +693,7 @@ impl Store {
     pub async fn revoke_token(&self, id: i64, now: i64) -> Result<bool> {
         timed! { "revoke_token", match self {
             Store::Sqlite(s) => s.revoke_token(id, now).await,
-            Store::Postgres(p) => p.revoke_token(id, now).await,
+            Store::Postgres(p) => Box::pin(p.revoke_token(id, now)).await,
         }}
     }
 
@@ -696,7 +701,7 @@ impl Store {
     pub async fn dead_tokens(&self, cutoff: i64) -> Result<Vec<i64>> {
         timed! { "dead_tokens", match self {
             Store::Sqlite(s) => s.dead_tokens(cutoff).await,
-            Store::Postgres(p) => p.dead_tokens(cutoff).await,
+            Store::Postgres(p) => Box::pin(p.dead_tokens(cutoff)).await,
         }}
     }
 
@@ -704,7 +709,7 @@ impl Store {
     pub async fn delete_tokens(&self, ids: Vec<i64>) -> Result<usize> {
         timed! { "delete_tokens", match self {
             Store::Sqlite(s) => s.delete_tokens(ids).await,
-            Store::Postgres(p) => p.delete_tokens(ids).await,
+            Store::Postgres(p) => Box::pin(p.delete_tokens(ids)).await,
         }}
     }
 
@@ -712,7 +717,7 @@ impl Store {
     pub async fn inactive_accounts(&self, before: i64) -> Result<Vec<String>> {
         timed! { "inactive_accounts", match self {
             Store::Sqlite(s) => s.inactive_accounts(before).await,
-            Store::Postgres(p) => p.inactive_accounts(before).await,
+            Store::Postgres(p) => Box::pin(p.inactive_accounts(before)).await,
         }}
     }
 
@@ -720,7 +725,7 @@ impl Store {
     pub async fn expired_accounts(&self, now: i64) -> Result<Vec<String>> {
         timed! { "expired_accounts", match self {
             Store::Sqlite(s) => s.expired_accounts(now).await,
-            Store::Postgres(p) => p.expired_accounts(now).await,
+            Store::Postgres(p) => Box::pin(p.expired_accounts(now)).await,
         }}
     }
 
@@ -728,7 +733,7 @@ impl Store {
     pub async fn unused_accounts(&self, before: i64) -> Result<Vec<String>> {
         timed! { "unused_accounts", match self {
             Store::Sqlite(s) => s.unused_accounts(before).await,
-            Store::Postgres(p) => p.unused_accounts(before).await,
+            Store::Postgres(p) => Box::pin(p.unused_accounts(before)).await,
         }}
     }
 
@@ -736,7 +741,7 @@ impl Store {
     pub async fn stale_usage(&self, before: i64) -> Result<Vec<String>> {
         timed! { "stale_usage", match self {
             Store::Sqlite(s) => s.stale_usage(before).await,
-            Store::Postgres(p) => p.stale_usage(before).await,
+            Store::Postgres(p) => Box::pin(p.stale_usage(before)).await,
         }}
     }
 
@@ -744,7 +749,7 @@ impl Store {
     pub async fn stats(&self, now: i64) -> Result<StoreStats> {
         timed! { "stats", match self {
             Store::Sqlite(s) => s.stats(now).await,
-            Store::Postgres(p) => p.stats(now).await,
+            Store::Postgres(p) => Box::pin(p.stats(now)).await,
         }}
     }
 
@@ -752,7 +757,7 @@ impl Store {
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
         timed! { "setting", match self {
             Store::Sqlite(s) => s.setting(key).await,
-            Store::Postgres(p) => p.setting(key).await,
+            Store::Postgres(p) => Box::pin(p.setting(key)).await,
         }}
     }
 
@@ -760,7 +765,7 @@ impl Store {
     pub async fn set_setting(&self, key: &str, value: Option<&str>) -> Result<()> {
         timed! { "set_setting", match self {
             Store::Sqlite(s) => s.set_setting(key, value).await,
-            Store::Postgres(p) => p.set_setting(key, value).await,
+            Store::Postgres(p) => Box::pin(p.set_setting(key, value)).await,
         }}
     }
 
@@ -777,7 +782,7 @@ impl Store {
     pub async fn login_failures(&self, address: &str, now_ms: i64) -> Result<u32> {
         timed! { "login_failures", match self {
             Store::Sqlite(s) => s.login_failures(address, now_ms).await,
-            Store::Postgres(p) => p.login_failures(address, now_ms).await,
+            Store::Postgres(p) => Box::pin(p.login_failures(address, now_ms)).await,
         }}
     }
 
@@ -792,7 +797,7 @@ impl Store {
     ) -> Result<u32> {
         timed! { "add_login_failure", match self {
             Store::Sqlite(s) => s.add_login_failure(address, now_ms, window_ms).await,
-            Store::Postgres(p) => p.add_login_failure(address, now_ms, window_ms).await,
+            Store::Postgres(p) => Box::pin(p.add_login_failure(address, now_ms, window_ms)).await,
         }}
     }
 
@@ -807,7 +812,7 @@ impl Store {
     ) -> Result<Option<i64>> {
         timed! { "claim_login_turn", match self {
             Store::Sqlite(s) => s.claim_login_turn(address, now_ms, interval_ms).await,
-            Store::Postgres(p) => p.claim_login_turn(address, now_ms, interval_ms).await,
+            Store::Postgres(p) => Box::pin(p.claim_login_turn(address, now_ms, interval_ms)).await,
         }}
     }
 
@@ -823,7 +828,7 @@ impl Store {
     ) -> Result<bool> {
         timed! { "take_send_token", match self {
             Store::Sqlite(s) => s.take_send_token(address, now_ms, capacity, per_ms).await,
-            Store::Postgres(p) => p.take_send_token(address, now_ms, capacity, per_ms).await,
+            Store::Postgres(p) => Box::pin(p.take_send_token(address, now_ms, capacity, per_ms)).await,
         }}
     }
 
@@ -833,7 +838,7 @@ impl Store {
     pub async fn prune_limits(&self, now_ms: i64, full_after_ms: i64) -> Result<u64> {
         timed! { "prune_limits", match self {
             Store::Sqlite(s) => s.prune_limits(now_ms, full_after_ms).await,
-            Store::Postgres(p) => p.prune_limits(now_ms, full_after_ms).await,
+            Store::Postgres(p) => Box::pin(p.prune_limits(now_ms, full_after_ms)).await,
         }}
     }
 
@@ -841,7 +846,7 @@ impl Store {
     pub async fn append_audit(&self, record: AuditRecord) -> Result<i64> {
         timed! { "append_audit", match self {
             Store::Sqlite(s) => s.append_audit(record).await,
-            Store::Postgres(p) => p.append_audit(record).await,
+            Store::Postgres(p) => Box::pin(p.append_audit(record)).await,
         }}
     }
 
@@ -849,7 +854,7 @@ impl Store {
     pub async fn audit_log(&self, filter: AuditFilter) -> Result<Vec<AuditRow>> {
         timed! { "audit_log", match self {
             Store::Sqlite(s) => s.audit_log(filter).await,
-            Store::Postgres(p) => p.audit_log(filter).await,
+            Store::Postgres(p) => Box::pin(p.audit_log(filter)).await,
         }}
     }
 }
