@@ -146,8 +146,33 @@ target = "stderr"
         }
     }
 
-    /// Starts `postern serve` (again, after `stop`) and waits until it listens.
+    /// Starts `postern serve` (again, after `stop`) and waits until it listens. A TCP
+    /// port taken between [`free_port`] and the daemon's bind (by another test's
+    /// connection) is picked anew, a few times.
     pub fn spawn(&mut self) {
+        for _ in 0..3 {
+            match self.try_spawn() {
+                Ok(()) => return,
+                Err(log) if log.contains("Address already in use") => self.new_ports(),
+                Err(log) => panic!("postern serve exited:\n{log}"),
+            }
+        }
+        panic!("no free TCP ports for postern serve:\n{}", self.log());
+    }
+
+    /// Moves the HTTP listeners to other free ports in the configuration.
+    fn new_ports(&mut self) {
+        let mut text = std::fs::read_to_string(&self.config).expect("read config");
+        for port in [&mut self.http, &mut self.auth_http] {
+            let fresh = format!("127.0.0.1:{}", free_port());
+            text = text.replace(&format!("\"{port}\""), &format!("\"{fresh}\""));
+            *port = fresh;
+        }
+        std::fs::write(&self.config, text).expect("write config");
+    }
+
+    /// One start: `Err` with the log when the daemon exits before it listens.
+    fn try_spawn(&mut self) -> Result<(), String> {
         let log = std::fs::File::create(self.dir.join("postern.log")).expect("log file");
         let child = self
             .command()
@@ -167,7 +192,8 @@ target = "stderr"
                 .any(|p| std::net::TcpStream::connect(p.as_str()).is_err())
         {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("postern serve exited with {status}:\n{}", self.log());
+                self.child = None;
+                return Err(format!("exit status {status}\n{}", self.log()));
             }
             assert!(
                 Instant::now() < deadline,
@@ -176,6 +202,7 @@ target = "stderr"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     /// The daemon's log so far.
