@@ -82,23 +82,9 @@ const REMIND_EVERY: Duration = Duration::from_secs(60);
 /// The settings key of the id shared by a database and its marker file.
 const ID_SETTING: &str = "database_id";
 
-/// `SELECT` of every account column and its blocklist entry (what [`account_from_row`]
-/// reads), followed by `$rest`: one literal, so no query text is built per call.
-macro_rules! select_accounts {
-    ($rest:literal) => {
-        concat!(
-            "SELECT a.id, a.address, a.password_hash, a.created_at, a.created_via, \
-             a.token_id, a.first_login, a.last_login, a.quota_mode, a.quota_bytes, \
-             a.used_bytes, a.used_messages, a.usage_updated_at, a.admin, \
-             b.address, b.reason, b.created_at, a.expires_at \
-             FROM accounts a LEFT JOIN blocklist b ON b.address = a.address ",
-            $rest
-        )
-    };
-}
-
-/// One account by address.
-const SELECT_ACCOUNT: &str = select_accounts!("WHERE a.address = ?1");
+/// One account by address, from the `account_rows` view (the account and its blocklist
+/// entry, the columns [`account_from_row`] reads, in its order).
+const SELECT_ACCOUNT: &str = "SELECT * FROM account_rows WHERE address = ?1";
 
 /// The marker kept beside the database: `postern.db.id` for `postern.db`.
 pub fn marker_path(path: &Path) -> PathBuf {
@@ -461,11 +447,10 @@ impl Db {
     /// keeps addresses containing it.
     pub fn accounts(&self, blocked_only: bool, search: Option<&str>) -> Result<Vec<AccountRow>> {
         self.with(|c| {
-            let sql = select_accounts!(
-                "WHERE (?1 = 0 OR b.address IS NOT NULL) \
-                   AND (?2 IS NULL OR instr(a.address, ?2) > 0) \
-                 ORDER BY a.address"
-            );
+            let sql = "SELECT * FROM account_rows \
+                       WHERE (?1 = 0 OR blocked_address IS NOT NULL) \
+                         AND (?2 IS NULL OR instr(address, ?2) > 0) \
+                       ORDER BY address";
             let rows = c
                 .prepare_cached(sql)?
                 .query_map(params![blocked_only, search], account_from_row)?
@@ -1353,9 +1338,8 @@ fn import_one(
 }
 
 fn account_from_row(r: &Row<'_>) -> rusqlite::Result<AccountRow> {
-    let mode: String = r.get(8)?;
     let bytes: Option<i64> = r.get(9)?;
-    let quota = QuotaMode::from_columns(&mode, bytes);
+    let quota = QuotaMode::from_columns(r.get_ref(8)?.as_str()?, bytes);
     let blocked = match r.get::<_, Option<String>>(14)? {
         Some(address) => Some(BlockEntry {
             address,
