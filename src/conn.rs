@@ -18,9 +18,9 @@
 //!
 //! A listener's connections share a [`Pool`] (`listen.max_connections`). When the pool
 //! is full, the connection that has waited longest for its client's next request is
-//! told to close, and the newcomer takes its place: a client holding every slot open
-//! with idle connections cannot starve a listener, while connections in the middle of a
-//! request are never cut. Only when every connection is busy does a newcomer wait.
+//! told to close (one at a time), and the newcomer takes its place: a client holding
+//! every slot open with idle connections cannot starve a listener, while connections in
+//! the middle of a request are never cut. Only when every connection is busy does a newcomer wait.
 //! Connections that never report being idle (HTTP, which keeps its own timeouts) are
 //! never chosen.
 //!
@@ -251,11 +251,15 @@ pub struct Pool {
 struct Slots {
     next_id: u64,
     live: HashMap<u64, Slot>,
+    /// Connections told to make room that have not closed yet.
+    closing: usize,
 }
 
 struct Slot {
     cancel: CancellationToken,
     idle_since: Arc<AtomicU64>,
+    /// Told to close to make room.
+    evicted: bool,
 }
 
 impl Pool {
@@ -314,6 +318,7 @@ impl Pool {
                 Slot {
                     cancel: cancel.clone(),
                     idle_since: idle_since.clone(),
+                    evicted: false,
                 },
             );
             if let Some(stats) = self.stats {
@@ -325,15 +330,23 @@ impl Pool {
                 home: Some((self.clone(), id)),
             });
         }
+        // One connection closes for room at a time: a newcomer that looks again before
+        // the last one told has closed (a busy machine) waits for it, rather than
+        // closing the next idle connection, and the next.
+        if slots.closing > 0 {
+            return None;
+        }
         let longest_idle = slots
             .live
-            .values()
+            .values_mut()
             .filter(|s| s.idle_since.load(Ordering::Relaxed) != BUSY)
             .min_by_key(|s| s.idle_since.load(Ordering::Relaxed));
         if let Some(slot) = longest_idle {
             // Not chosen twice while it closes.
             slot.idle_since.store(BUSY, Ordering::Relaxed);
+            slot.evicted = true;
             slot.cancel.cancel();
+            slots.closing += 1;
             tracing::debug!("event=connections result=full closed=longest_idle");
         }
         None
@@ -383,7 +396,11 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some((pool, id)) = self.home.take() {
-            pool.slots().live.remove(&id);
+            let mut slots = pool.slots();
+            if slots.live.remove(&id).is_some_and(|s| s.evicted) {
+                slots.closing -= 1;
+            }
+            drop(slots);
             if let Some(stats) = pool.stats {
                 stats.open.fetch_sub(1, Ordering::Relaxed);
             }
@@ -468,6 +485,39 @@ mod tests {
         assert!(!first.cancelled().is_cancelled());
         drop(second);
         assert!(third.await.expect("join"));
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_closes_one_idle_connection_and_waits_for_it_however_often_it_looks() {
+        let pool = Pool::new(3);
+        let stop = CancellationToken::new();
+        let leases: Vec<Lease> = [
+            pool.lease(&stop).await,
+            pool.lease(&stop).await,
+            pool.lease(&stop).await,
+        ]
+        .into_iter()
+        .map(|l| l.expect("lease"))
+        .collect();
+        for l in &leases {
+            l.idle();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // The longest-idle connection is slow to close: the newcomer looks again many
+        // times meanwhile (RECHECK), and must not close the others too.
+        let newcomer = tokio::spawn({
+            let (pool, stop) = (pool.clone(), stop.clone());
+            async move { pool.lease(&stop).await.is_some() }
+        });
+        tokio::time::timeout(Duration::from_secs(5), leases[0].cancelled().cancelled())
+            .await
+            .expect("the longest-idle connection is told to close");
+        tokio::time::sleep(RECHECK * 6).await;
+        assert!(!leases[1].cancelled().is_cancelled());
+        assert!(!leases[2].cancelled().is_cancelled());
+        let mut leases = leases.into_iter();
+        drop(leases.next());
+        assert!(newcomer.await.expect("join"));
     }
 
     #[tokio::test]
