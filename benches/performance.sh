@@ -24,6 +24,16 @@ load --postgres --accounts 100000 --seconds 5 --clients 4 \
     --only userdb,warm,cold,policy,sasl,get_new,post_new,admin,imap \
     | tee "$out/postgres-100k.md"
 uptime | tee -a "$out/uptime.txt"
+# The spread: the socket phases on both backends and the Dovecot phases twice more.
+for run in 1 2; do
+    load --postgres --accounts 100000 --seconds 5 --clients 4 \
+        --only userdb,warm,policy,sasl | tee "$out/postgres-rep-$run.md"
+    load --accounts 100000 --seconds 5 --clients 4 \
+        --only userdb,warm,policy,sasl,get_new | tee "$out/sqlite-rep-$run.md"
+    load --accounts 100000 --seconds 5 --clients 4 \
+        --only imap,imap_new,cold | tee "$out/imap-rep-$run.md"
+done
+uptime | tee -a "$out/uptime.txt"
 for run in 1 2; do
     load --accounts 100000 --seconds 5 --clients 4 --only userdb,policy \
         | tee "$out/metrics-off-$run.md"
