@@ -251,14 +251,12 @@ pub struct Pool {
 struct Slots {
     next_id: u64,
     live: HashMap<u64, Slot>,
-    /// Connections told to make room that have not closed yet.
-    closing: usize,
 }
 
 struct Slot {
     cancel: CancellationToken,
     idle_since: Arc<AtomicU64>,
-    /// Told to close to make room.
+    /// Told to close to make room, and not closed yet.
     evicted: bool,
 }
 
@@ -333,7 +331,7 @@ impl Pool {
         // One connection closes for room at a time: a newcomer that looks again before
         // the last one told has closed (a busy machine) waits for it, rather than
         // closing the next idle connection, and the next.
-        if slots.closing > 0 {
+        if slots.live.values().any(|s| s.evicted) {
             return None;
         }
         let longest_idle = slots
@@ -346,7 +344,6 @@ impl Pool {
             slot.idle_since.store(BUSY, Ordering::Relaxed);
             slot.evicted = true;
             slot.cancel.cancel();
-            slots.closing += 1;
             tracing::debug!("event=connections result=full closed=longest_idle");
         }
         None
@@ -396,11 +393,7 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some((pool, id)) = self.home.take() {
-            let mut slots = pool.slots();
-            if slots.live.remove(&id).is_some_and(|s| s.evicted) {
-                slots.closing -= 1;
-            }
-            drop(slots);
+            pool.slots().live.remove(&id);
             if let Some(stats) = pool.stats {
                 stats.open.fetch_sub(1, Ordering::Relaxed);
             }
