@@ -201,15 +201,15 @@ pub fn mail_home(template: &str, address: &Address) -> Result<PathBuf, AddressEr
 /// put in is never read for placeholders again.
 fn fill(template: &str, address: &Address) -> String {
     let mut out = String::with_capacity(template.len() + 2 * address.len());
+    let placeholders = [
+        ("{address}", address.as_str()),
+        ("{local}", address.local()),
+        ("{domain}", address.domain()),
+    ];
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         rest = &rest[open..];
-        let placeholders = [
-            ("{address}", address.as_str()),
-            ("{local}", address.local()),
-            ("{domain}", address.domain()),
-        ];
         match placeholders
             .iter()
             .find_map(|(name, value)| rest.strip_prefix(name).map(|after| (value, after)))
