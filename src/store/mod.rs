@@ -64,7 +64,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Runs one store operation, counting it, its failure and its time under its name
 /// (`postern_store_operations_total{op=...}`); the call site keeps its handle, so only
-/// its first call takes a lock. Written `timed! { "op", match self { ... } }`. The
+/// its first call takes a lock. Used through [`dispatch!`]. The
 /// operation is awaited right in the method's own future, not wrapped in another: a
 /// wrapper would copy every store future into a larger one, and the connection tasks
 /// that hold them grow with each layer.
@@ -78,6 +78,19 @@ macro_rules! timed {
             .record(started, result.is_err());
         result
     }};
+}
+
+/// One operation on whichever backend holds the data, timed ([`timed!`]). PostgreSQL's
+/// futures (a pool checkout and the client's query, several KiB) are boxed: unboxed,
+/// every caller's future, and with it every connection's task, would be that large on
+/// SQLite too, and be copied whole each time the task is spawned.
+macro_rules! dispatch {
+    ($op:literal, $store:expr, $b:ident => $call:expr) => {
+        timed! { $op, match $store {
+            Store::Sqlite($b) => $call.await,
+            Store::Postgres($b) => Box::pin($call).await,
+        }}
+    };
 }
 
 impl StoreError {
@@ -329,12 +342,8 @@ impl TokenRow {
     }
 }
 
-/// The account database, whichever backend holds it.
-///
-/// Each operation matches on the backend. PostgreSQL's futures (a pool checkout and the
-/// client's query, several KiB) are boxed: unboxed, every caller's future, and with it
-/// every connection's task, would be that large on SQLite too, and be copied whole
-/// each time the task is spawned.
+/// The account database, whichever backend holds it; each operation goes to it through
+/// [`dispatch!`].
 pub enum Store {
     Sqlite(Sqlite),
     /// Shared by several hosts (`[database] url`).
@@ -389,10 +398,7 @@ impl Store {
 
     /// The account at `address`, with its blocklist entry (a point read).
     pub async fn account(&self, address: &str) -> Result<Option<AccountRow>> {
-        timed! { "account", match self {
-            Store::Sqlite(s) => s.account(address).await,
-            Store::Postgres(p) => Box::pin(p.account(address)).await,
-        }}
+        dispatch!("account", self, b => b.account(address))
     }
 
     /// Accounts in address order; `blocked_only` keeps those on the blocklist, `search`
@@ -402,27 +408,18 @@ impl Store {
         blocked_only: bool,
         search: Option<String>,
     ) -> Result<Vec<AccountRow>> {
-        timed! { "accounts", match self {
-            Store::Sqlite(s) => s.accounts(blocked_only, search).await,
-            Store::Postgres(p) => Box::pin(p.accounts(blocked_only, search)).await,
-        }}
+        dispatch!("accounts", self, b => b.accounts(blocked_only, search))
     }
 
     /// Every unblocked account address in order (Dovecot's userdb iteration).
     pub async fn addresses(&self) -> Result<Vec<String>> {
-        timed! { "addresses", match self {
-            Store::Sqlite(s) => s.addresses().await,
-            Store::Postgres(p) => Box::pin(p.addresses()).await,
-        }}
+        dispatch!("addresses", self, b => b.addresses())
     }
 
     /// Whether an administrator exists who is not on the blocklist (an index lookup,
     /// whatever the number of accounts).
     pub async fn has_active_admin(&self) -> Result<bool> {
-        timed! { "has_active_admin", match self {
-            Store::Sqlite(s) => s.has_active_admin().await,
-            Store::Postgres(p) => Box::pin(p.has_active_admin()).await,
-        }}
+        dispatch!("has_active_admin", self, b => b.has_active_admin())
     }
 
     /// Inserts an account, consuming an invite and granting admin in the same
@@ -431,19 +428,13 @@ impl Store {
         &self,
         new: NewAccount,
     ) -> Result<std::result::Result<Created, CreateRefusal>> {
-        timed! { "create_account", match self {
-            Store::Sqlite(s) => s.create_account(new).await,
-            Store::Postgres(p) => Box::pin(p.create_account(new)).await,
-        }}
+        dispatch!("create_account", self, b => b.create_account(new))
     }
 
     /// Inserts many accounts in one transaction (imports, benchmarks), skipping addresses
     /// that exist or are blocked; returns how many were inserted.
     pub async fn insert_many(&self, accounts: Vec<NewAccount>) -> Result<usize> {
-        timed! { "insert_many", match self {
-            Store::Sqlite(s) => s.insert_many(accounts).await,
-            Store::Postgres(p) => Box::pin(p.insert_many(accounts)).await,
-        }}
+        dispatch!("insert_many", self, b => b.insert_many(accounts))
     }
 
     /// Imports accounts in one transaction, each row created, updated (`update`) or left
@@ -455,59 +446,38 @@ impl Store {
         update: bool,
         dry_run: bool,
     ) -> Result<Vec<ImportResult>> {
-        timed! { "import_accounts", match self {
-            Store::Sqlite(s) => s.import_accounts(rows, update, dry_run).await,
-            Store::Postgres(p) => Box::pin(p.import_accounts(rows, update, dry_run)).await,
-        }}
+        dispatch!("import_accounts", self, b => b.import_accounts(rows, update, dry_run))
     }
 
     /// Records a successful login: first_login once, last_login when older than
     /// `min_interval` seconds.
     pub async fn record_login(&self, id: i64, now: i64, min_interval: i64) -> Result<()> {
-        timed! { "record_login", match self {
-            Store::Sqlite(s) => s.record_login(id, now, min_interval).await,
-            Store::Postgres(p) => Box::pin(p.record_login(id, now, min_interval)).await,
-        }}
+        dispatch!("record_login", self, b => b.record_login(id, now, min_interval))
     }
 
     /// Replaces a password hash only if it is still `old`.
     pub async fn replace_hash(&self, id: i64, old: &str, new: &str) -> Result<bool> {
-        timed! { "replace_hash", match self {
-            Store::Sqlite(s) => s.replace_hash(id, old, new).await,
-            Store::Postgres(p) => Box::pin(p.replace_hash(id, old, new)).await,
-        }}
+        dispatch!("replace_hash", self, b => b.replace_hash(id, old, new))
     }
 
     /// Sets a new password hash; false when the account does not exist.
     pub async fn set_password_hash(&self, address: &str, hash: &str) -> Result<bool> {
-        timed! { "set_password_hash", match self {
-            Store::Sqlite(s) => s.set_password_hash(address, hash).await,
-            Store::Postgres(p) => Box::pin(p.set_password_hash(address, hash)).await,
-        }}
+        dispatch!("set_password_hash", self, b => b.set_password_hash(address, hash))
     }
 
     /// Sets how an account's quota is decided; false when there is no such account.
     pub async fn set_quota(&self, address: &str, quota: QuotaMode) -> Result<bool> {
-        timed! { "set_quota", match self {
-            Store::Sqlite(s) => s.set_quota(address, quota).await,
-            Store::Postgres(p) => Box::pin(p.set_quota(address, quota)).await,
-        }}
+        dispatch!("set_quota", self, b => b.set_quota(address, quota))
     }
 
     /// Sets or clears the admin flag; false when there is no such account.
     pub async fn set_admin(&self, address: &str, admin: bool) -> Result<bool> {
-        timed! { "set_admin", match self {
-            Store::Sqlite(s) => s.set_admin(address, admin).await,
-            Store::Postgres(p) => Box::pin(p.set_admin(address, admin)).await,
-        }}
+        dispatch!("set_admin", self, b => b.set_admin(address, admin))
     }
 
     /// Last login as Dovecot's last_login plugin reports it (never moves backwards).
     pub async fn set_last_login(&self, address: &str, at: i64) -> Result<bool> {
-        timed! { "set_last_login", match self {
-            Store::Sqlite(s) => s.set_last_login(address, at).await,
-            Store::Postgres(p) => Box::pin(p.set_last_login(address, at)).await,
-        }}
+        dispatch!("set_last_login", self, b => b.set_last_login(address, at))
     }
 
     /// Storage usage as quota_clone reports it; `None` leaves a value.
@@ -518,10 +488,7 @@ impl Store {
         messages: Option<i64>,
         now: i64,
     ) -> Result<bool> {
-        timed! { "set_usage", match self {
-            Store::Sqlite(s) => s.set_usage(address, bytes, messages, now).await,
-            Store::Postgres(p) => Box::pin(p.set_usage(address, bytes, messages, now)).await,
-        }}
+        dispatch!("set_usage", self, b => b.set_usage(address, bytes, messages, now))
     }
 
     /// Adds to the usage counters, never below zero.
@@ -532,10 +499,7 @@ impl Store {
         messages: i64,
         now: i64,
     ) -> Result<bool> {
-        timed! { "add_usage", match self {
-            Store::Sqlite(s) => s.add_usage(address, bytes, messages, now).await,
-            Store::Postgres(p) => Box::pin(p.add_usage(address, bytes, messages, now)).await,
-        }}
+        dispatch!("add_usage", self, b => b.add_usage(address, bytes, messages, now))
     }
 
     /// Removes an account and, in the same transaction, blocks its address unless
@@ -548,80 +512,53 @@ impl Store {
         now: i64,
         remove_home: Option<&Path>,
     ) -> Result<Option<AccountRow>> {
-        timed! { "delete_account", match self {
-            Store::Sqlite(s) => {
-                s.delete_account(address, allow_reuse, reason, now, remove_home)
-                    .await
-            }
-            Store::Postgres(p) => {
-                Box::pin(p.delete_account(address, allow_reuse, reason, now, remove_home))
-                    .await
-            }
-        }}
+        dispatch!("delete_account", self, b => b.delete_account(
+            address,
+            allow_reuse,
+            reason,
+            now,
+            remove_home,
+        ))
     }
 
     /// Every queued mail home, oldest first.
     pub async fn queued_homes(&self) -> Result<Vec<QueuedHome>> {
-        timed! { "queued_homes", match self {
-            Store::Sqlite(s) => s.queued_homes().await,
-            Store::Postgres(p) => Box::pin(p.queued_homes()).await,
-        }}
+        dispatch!("queued_homes", self, b => b.queued_homes())
     }
 
     /// The queued mail home of `address`, if there is one.
     pub async fn queued_home(&self, address: &str) -> Result<Option<QueuedHome>> {
-        timed! { "queued_home", match self {
-            Store::Sqlite(s) => s.queued_home(address).await,
-            Store::Postgres(p) => Box::pin(p.queued_home(address)).await,
-        }}
+        dispatch!("queued_home", self, b => b.queued_home(address))
     }
 
     /// How many mail homes wait for removal.
     pub async fn queued_home_count(&self) -> Result<i64> {
-        timed! { "queued_home_count", match self {
-            Store::Sqlite(s) => s.queued_home_count().await,
-            Store::Postgres(p) => Box::pin(p.queued_home_count()).await,
-        }}
+        dispatch!("queued_home_count", self, b => b.queued_home_count())
     }
 
     /// Takes an entry off the queue if it is still the one handled.
     pub async fn dequeue_home(&self, entry: &QueuedHome) -> Result<bool> {
-        timed! { "dequeue_home", match self {
-            Store::Sqlite(s) => s.dequeue_home(entry).await,
-            Store::Postgres(p) => Box::pin(p.dequeue_home(entry)).await,
-        }}
+        dispatch!("dequeue_home", self, b => b.dequeue_home(entry))
     }
 
     /// Puts an address on the blocklist (or updates its reason). True when it was new.
     pub async fn block(&self, address: &str, reason: Option<&str>, now: i64) -> Result<bool> {
-        timed! { "block", match self {
-            Store::Sqlite(s) => s.block(address, reason, now).await,
-            Store::Postgres(p) => Box::pin(p.block(address, reason, now)).await,
-        }}
+        dispatch!("block", self, b => b.block(address, reason, now))
     }
 
     /// Takes an address off the blocklist. True when it was there.
     pub async fn unblock(&self, address: &str) -> Result<bool> {
-        timed! { "unblock", match self {
-            Store::Sqlite(s) => s.unblock(address).await,
-            Store::Postgres(p) => Box::pin(p.unblock(address)).await,
-        }}
+        dispatch!("unblock", self, b => b.unblock(address))
     }
 
     /// The blocklist entry of `address` (a point read).
     pub async fn blocklist_entry(&self, address: &str) -> Result<Option<BlockEntry>> {
-        timed! { "blocklist_entry", match self {
-            Store::Sqlite(s) => s.blocklist_entry(address).await,
-            Store::Postgres(p) => Box::pin(p.blocklist_entry(address)).await,
-        }}
+        dispatch!("blocklist_entry", self, b => b.blocklist_entry(address))
     }
 
     /// The whole blocklist in address order.
     pub async fn blocklist(&self) -> Result<Vec<BlockEntry>> {
-        timed! { "blocklist", match self {
-            Store::Sqlite(s) => s.blocklist().await,
-            Store::Postgres(p) => Box::pin(p.blocklist()).await,
-        }}
+        dispatch!("blocklist", self, b => b.blocklist())
     }
 
     /// Stores an invite (its code's hash); returns its id. `account_lifetime` (seconds):
@@ -635,46 +572,24 @@ impl Store {
         now: i64,
         account_lifetime: Option<i64>,
     ) -> Result<i64> {
-        timed! { "create_token", match self {
-            Store::Sqlite(s) => {
-                s.create_token(
-                    code_hash,
-                    comment,
-                    max_uses,
-                    expires_at,
-                    now,
-                    account_lifetime,
-                )
-                .await
-            }
-            Store::Postgres(p) => {
-                Box::pin(p.create_token(
-                    code_hash,
-                    comment,
-                    max_uses,
-                    expires_at,
-                    now,
-                    account_lifetime,
-                ))
-                .await
-            }
-        }}
+        dispatch!("create_token", self, b => b.create_token(
+            code_hash,
+            comment,
+            max_uses,
+            expires_at,
+            now,
+            account_lifetime,
+        ))
     }
 
     /// The accounts made with invite `id`: (address, created_at), oldest first.
     pub async fn token_accounts(&self, id: i64) -> Result<Vec<(String, i64)>> {
-        timed! { "token_accounts", match self {
-            Store::Sqlite(s) => s.token_accounts(id).await,
-            Store::Postgres(p) => Box::pin(p.token_accounts(id)).await,
-        }}
+        dispatch!("token_accounts", self, b => b.token_accounts(id))
     }
 
     /// Every invite in id order.
     pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
-        timed! { "tokens", match self {
-            Store::Sqlite(s) => s.tokens().await,
-            Store::Postgres(p) => Box::pin(p.tokens()).await,
-        }}
+        dispatch!("tokens", self, b => b.tokens())
     }
 
     /// The invite with this id or this code hash.
@@ -683,90 +598,57 @@ impl Store {
         id: Option<i64>,
         code_hash: Option<&[u8; 32]>,
     ) -> Result<Option<TokenRow>> {
-        timed! { "token", match self {
-            Store::Sqlite(s) => s.token(id, code_hash).await,
-            Store::Postgres(p) => Box::pin(p.token(id, code_hash)).await,
-        }}
+        dispatch!("token", self, b => b.token(id, code_hash))
     }
 
     /// Revokes an invite; true when it existed and was not yet revoked.
     pub async fn revoke_token(&self, id: i64, now: i64) -> Result<bool> {
-        timed! { "revoke_token", match self {
-            Store::Sqlite(s) => s.revoke_token(id, now).await,
-            Store::Postgres(p) => Box::pin(p.revoke_token(id, now)).await,
-        }}
+        dispatch!("revoke_token", self, b => b.revoke_token(id, now))
     }
 
     /// Invites that stopped working before `cutoff` and that no account refers to.
     pub async fn dead_tokens(&self, cutoff: i64) -> Result<Vec<i64>> {
-        timed! { "dead_tokens", match self {
-            Store::Sqlite(s) => s.dead_tokens(cutoff).await,
-            Store::Postgres(p) => Box::pin(p.dead_tokens(cutoff)).await,
-        }}
+        dispatch!("dead_tokens", self, b => b.dead_tokens(cutoff))
     }
 
     /// Deletes invites by id; returns how many went.
     pub async fn delete_tokens(&self, ids: Vec<i64>) -> Result<usize> {
-        timed! { "delete_tokens", match self {
-            Store::Sqlite(s) => s.delete_tokens(ids).await,
-            Store::Postgres(p) => Box::pin(p.delete_tokens(ids)).await,
-        }}
+        dispatch!("delete_tokens", self, b => b.delete_tokens(ids))
     }
 
     /// Accounts whose last login is before `before` (administrators never).
     pub async fn inactive_accounts(&self, before: i64) -> Result<Vec<String>> {
-        timed! { "inactive_accounts", match self {
-            Store::Sqlite(s) => s.inactive_accounts(before).await,
-            Store::Postgres(p) => Box::pin(p.inactive_accounts(before)).await,
-        }}
+        dispatch!("inactive_accounts", self, b => b.inactive_accounts(before))
     }
 
     /// Accounts whose lifetime ended at or before `now` (administrators never).
     pub async fn expired_accounts(&self, now: i64) -> Result<Vec<String>> {
-        timed! { "expired_accounts", match self {
-            Store::Sqlite(s) => s.expired_accounts(now).await,
-            Store::Postgres(p) => Box::pin(p.expired_accounts(now)).await,
-        }}
+        dispatch!("expired_accounts", self, b => b.expired_accounts(now))
     }
 
     /// Web or invite accounts never logged in, created before `before`.
     pub async fn unused_accounts(&self, before: i64) -> Result<Vec<String>> {
-        timed! { "unused_accounts", match self {
-            Store::Sqlite(s) => s.unused_accounts(before).await,
-            Store::Postgres(p) => Box::pin(p.unused_accounts(before)).await,
-        }}
+        dispatch!("unused_accounts", self, b => b.unused_accounts(before))
     }
 
     /// Accounts whose usage was not reported since `before`.
     pub async fn stale_usage(&self, before: i64) -> Result<Vec<String>> {
-        timed! { "stale_usage", match self {
-            Store::Sqlite(s) => s.stale_usage(before).await,
-            Store::Postgres(p) => Box::pin(p.stale_usage(before)).await,
-        }}
+        dispatch!("stale_usage", self, b => b.stale_usage(before))
     }
 
     /// Counts for `postern stats`.
     pub async fn stats(&self, now: i64) -> Result<StoreStats> {
-        timed! { "stats", match self {
-            Store::Sqlite(s) => s.stats(now).await,
-            Store::Postgres(p) => Box::pin(p.stats(now)).await,
-        }}
+        dispatch!("stats", self, b => b.stats(now))
     }
 
     /// A run-time setting (a point read).
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
-        timed! { "setting", match self {
-            Store::Sqlite(s) => s.setting(key).await,
-            Store::Postgres(p) => Box::pin(p.setting(key)).await,
-        }}
+        dispatch!("setting", self, b => b.setting(key))
     }
 
     /// Stores a run-time setting (`None` removes it).
     pub async fn set_setting(&self, key: &str, value: Option<&str>) -> Result<()> {
-        timed! { "set_setting", match self {
-            Store::Sqlite(s) => s.set_setting(key, value).await,
-            Store::Postgres(p) => Box::pin(p.set_setting(key, value)).await,
-        }}
+        dispatch!("set_setting", self, b => b.set_setting(key, value))
     }
 
     // ----- limits shared by the hosts ---------------------------------------------------
@@ -780,10 +662,7 @@ impl Store {
     /// Failed logins counted for `address` in its current window (0 once the window
     /// ended at or before `now_ms`).
     pub async fn login_failures(&self, address: &str, now_ms: i64) -> Result<u32> {
-        timed! { "login_failures", match self {
-            Store::Sqlite(s) => s.login_failures(address, now_ms).await,
-            Store::Postgres(p) => Box::pin(p.login_failures(address, now_ms)).await,
-        }}
+        dispatch!("login_failures", self, b => b.login_failures(address, now_ms))
     }
 
     /// Counts one failed login for `address` and returns the count in its window: one
@@ -795,10 +674,7 @@ impl Store {
         now_ms: i64,
         window_ms: i64,
     ) -> Result<u32> {
-        timed! { "add_login_failure", match self {
-            Store::Sqlite(s) => s.add_login_failure(address, now_ms, window_ms).await,
-            Store::Postgres(p) => Box::pin(p.add_login_failure(address, now_ms, window_ms)).await,
-        }}
+        dispatch!("add_login_failure", self, b => b.add_login_failure(address, now_ms, window_ms))
     }
 
     /// Claims the next password check of an account in slow mode for the caller, one
@@ -810,10 +686,7 @@ impl Store {
         now_ms: i64,
         interval_ms: i64,
     ) -> Result<Option<i64>> {
-        timed! { "claim_login_turn", match self {
-            Store::Sqlite(s) => s.claim_login_turn(address, now_ms, interval_ms).await,
-            Store::Postgres(p) => Box::pin(p.claim_login_turn(address, now_ms, interval_ms)).await,
-        }}
+        dispatch!("claim_login_turn", self, b => b.claim_login_turn(address, now_ms, interval_ms))
     }
 
     /// Takes one token from `address`'s send bucket (`capacity` tokens, refilled at
@@ -826,36 +699,29 @@ impl Store {
         capacity: f64,
         per_ms: f64,
     ) -> Result<bool> {
-        timed! { "take_send_token", match self {
-            Store::Sqlite(s) => s.take_send_token(address, now_ms, capacity, per_ms).await,
-            Store::Postgres(p) => Box::pin(p.take_send_token(address, now_ms, capacity, per_ms)).await,
-        }}
+        dispatch!("take_send_token", self, b => b.take_send_token(
+            address,
+            now_ms,
+            capacity,
+            per_ms,
+        ))
     }
 
     /// Deletes the failure counts whose window and slow-mode turn ended, and the send
     /// buckets untouched for `full_after_ms` (full again: forgetting them changes
     /// nothing); returns how many.
     pub async fn prune_limits(&self, now_ms: i64, full_after_ms: i64) -> Result<u64> {
-        timed! { "prune_limits", match self {
-            Store::Sqlite(s) => s.prune_limits(now_ms, full_after_ms).await,
-            Store::Postgres(p) => Box::pin(p.prune_limits(now_ms, full_after_ms)).await,
-        }}
+        dispatch!("prune_limits", self, b => b.prune_limits(now_ms, full_after_ms))
     }
 
     /// Appends one record to the audit trail; returns its id.
     pub async fn append_audit(&self, record: AuditRecord) -> Result<i64> {
-        timed! { "append_audit", match self {
-            Store::Sqlite(s) => s.append_audit(record).await,
-            Store::Postgres(p) => Box::pin(p.append_audit(record)).await,
-        }}
+        dispatch!("append_audit", self, b => b.append_audit(record))
     }
 
     /// Audit records, newest first, as `filter` selects them.
     pub async fn audit_log(&self, filter: AuditFilter) -> Result<Vec<AuditRow>> {
-        timed! { "audit_log", match self {
-            Store::Sqlite(s) => s.audit_log(filter).await,
-            Store::Postgres(p) => Box::pin(p.audit_log(filter)).await,
-        }}
+        dispatch!("audit_log", self, b => b.audit_log(filter))
     }
 }
 
