@@ -1,7 +1,8 @@
-//! Real Dovecot 2.3 for the IMAP phases, configured as tests/it/support/dovecot.rs does
-//! (Debian's stock /etc/dovecot copied, `auth-system.conf.ext` commented out, the shipped
-//! `packaging/examples` files added with this run's paths, the same `local.conf`), in
-//! two variants started side by side:
+//! Real Dovecot 2.3 for the IMAP phases, configured by the integration tests' own
+//! `tests/it/support/dovecot_conf.rs` (included here): Debian's stock /etc/dovecot
+//! copied, `auth-system.conf.ext` commented out, the shipped `packaging/examples` files
+//! added with this run's paths, the same `local.conf` plus enough processes for 100
+//! simultaneous logins. Two variants are started side by side:
 //!
 //! ```text
 //! <dir>/dovecot-postern  passdb and userdb `driver = dict` on postern's socket (shipped)
@@ -13,6 +14,9 @@
 //!
 //! Needs root (Dovecot switches to the mail uid) and dovecot-core, dovecot-imapd.
 
+#[path = "../../tests/it/support/dovecot_conf.rs"]
+mod conf;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -21,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt;
 
-pub const MAIL_UID: u32 = 65534;
+pub use conf::MAIL_UID;
 
 /// Whether this machine can run the IMAP phases.
 pub fn available() -> bool {
@@ -47,24 +51,12 @@ impl Dovecot {
         let dir = parent.join(name);
         std::fs::create_dir_all(&dir).expect("mkdir dovecot dir");
         let etc = dir.join("etc");
-        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/examples");
-        let auth_args = etc.join("conf.d/auth-postern.conf.ext");
-        let shipped = |file: &str| {
-            std::fs::read_to_string(examples.join(file))
-                .expect("read packaging/examples")
-                .replace("/run/postern/dict.sock", &dict_socket.display().to_string())
-                .replace(
-                    "/etc/dovecot/conf.d/auth-postern.conf.ext",
-                    &auth_args.display().to_string(),
-                )
-                .replace(
-                    "/var/spool/postfix/private/dovecot-lmtp",
-                    &dir.join("postfix-lmtp").display().to_string(),
-                )
-        };
-        let mut postern_conf = shipped("dovecot-postern.conf");
+        let (auth_args, mut postern_conf) = conf::shipped(&dir, &etc, dict_socket);
         if let Some(file) = passwd_file {
-            let dict = format!("driver = dict\n  args = {}", auth_args.display());
+            let dict = format!(
+                "driver = dict\n  args = {}",
+                etc.join("conf.d/auth-postern.conf.ext").display()
+            );
             assert_eq!(
                 postern_conf.matches(&dict).count(),
                 2,
@@ -78,32 +70,25 @@ impl Dovecot {
                 ),
             );
         }
-        postern_conf.push_str(&format!("first_valid_uid = {MAIL_UID}\n"));
-        let _ = std::fs::remove_dir_all(&etc);
-        let out = Command::new("cp")
-            .arg("-a")
-            .arg("/etc/dovecot")
-            .arg(&etc)
-            .output()
-            .expect("run cp");
-        assert!(out.status.success(), "cp -a /etc/dovecot failed");
-        let auth = etc.join("conf.d/10-auth.conf");
-        let text = std::fs::read_to_string(&auth).expect("10-auth.conf");
-        let text = text.replace(
-            "\n!include auth-system.conf.ext",
-            "\n#!include auth-system.conf.ext",
+        let config = conf::layer_on_stock(
+            Path::new(conf::STOCK),
+            &etc,
+            &[
+                ("conf.d/auth-postern.conf.ext", auth_args),
+                ("conf.d/99-postern.conf", postern_conf),
+            ],
         );
-        std::fs::write(&auth, text).expect("write 10-auth.conf");
-        std::fs::write(&auth_args, shipped("auth-postern.conf.ext")).expect("write auth args");
-        std::fs::write(etc.join("conf.d/99-postern.conf"), postern_conf).expect("write conf");
         let port = free_port();
-        std::fs::write(etc.join("local.conf"), local_conf(&dir, name, port))
-            .expect("write local.conf");
+        std::fs::write(
+            etc.join("local.conf"),
+            conf::local_conf(&dir, name, port, "default_process_limit = 300\n"),
+        )
+        .expect("write local.conf");
         let log = std::fs::File::create(dir.join("dovecot.stderr")).expect("stderr file");
         let child = Command::new("/usr/sbin/dovecot")
             .arg("-F")
             .arg("-c")
-            .arg(etc.join("dovecot.conf"))
+            .arg(&config)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log)
@@ -231,40 +216,4 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
-}
-
-/// tests/it/support/dovecot.rs's `local.conf` (the test-only settings), and enough
-/// processes for 100 simultaneous logins plus the load's clients.
-fn local_conf(dir: &Path, instance: &str, imap_port: u16) -> String {
-    format!(
-        r#"# postern load tool instance only: everything under {dir}
-base_dir = {dir}/run
-state_dir = {dir}/state
-log_path = {dir}/dovecot.log
-instance_name = {instance}
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_failure_delay = 0
-login_trusted_networks = 127.0.0.0/8
-mail_access_groups =
-default_process_limit = 300
-
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {imap_port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service anvil {{
-  unix_listener anvil-auth-penalty {{
-    mode = 0
-  }}
-}}
-"#,
-        dir = dir.display(),
-    )
 }

@@ -6,18 +6,8 @@
 //! homes and their Maildirs, IMAP logins that must work or must fail, polling.
 //!
 //! Each instance lives under `<daemon dir>/dovecot/` with its own `base_dir`, `state_dir`,
-//! log, loopback IMAP port and LMTP socket, so tests run side by side. The shipped lines
-//! get the test's paths (its dict socket, its copy of the tree); what only a test needs
-//! (its directories, port, no delays, no TLS) is in `local.conf`, which Debian's
-//! `dovecot.conf` reads last:
-//!
-//! ```text
-//! <daemon dir>/dovecot/etc/dovecot.conf             Debian's, unchanged
-//!                      etc/conf.d/10-auth.conf      `!include auth-system.conf.ext` commented out
-//!                      etc/conf.d/99-postern.conf   examples/dovecot-postern.conf + first_valid_uid
-//!                      etc/conf.d/auth-postern.conf.ext
-//!                      etc/local.conf               test only
-//! ``` Dovecot runs in its
+//! log, loopback IMAP port and LMTP socket, so tests run side by side; its configuration
+//! is written by [`super::dovecot_conf`], which the load tool shares. Dovecot runs in its
 //! own process group; dropping the [`Dovecot`] stops the master and kills whatever of that
 //! group is left, and prints Dovecot's log when the test is failing.
 //!
@@ -28,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::dovecot_conf::{layer_on_stock, local_conf, shipped, STOCK};
 pub use super::mail_clients::ImapSession;
 use super::mail_clients::{
     self, binary, dovecot_log, spawn_in_own_group, stop_process_group, wait_for_dovecot, ImapServer,
@@ -72,34 +63,12 @@ impl Dovecot {
         let dir = parent.join("dovecot");
         std::fs::create_dir_all(&dir).expect("mkdir dovecot dir");
         let etc = dir.join("etc");
-        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/examples");
-        let auth_args = etc.join("conf.d/auth-postern.conf.ext");
-        let shipped = |name: &str| {
-            let text = std::fs::read_to_string(examples.join(name))
-                .unwrap_or_else(|e| panic!("read packaging/examples/{name}: {e}"));
-            text.replace("/run/postern/dict.sock", &dict_socket.display().to_string())
-                .replace(
-                    "/etc/dovecot/conf.d/auth-postern.conf.ext",
-                    &auth_args.display().to_string(),
-                )
-                .replace(
-                    "/var/spool/postfix/private/dovecot-lmtp",
-                    &dir.join("postfix-lmtp").display().to_string(),
-                )
-        };
-        let postern_conf = format!(
-            "{}first_valid_uid = {}\n",
-            shipped("dovecot-postern.conf"),
-            super::MAIL_UID
-        );
+        let (auth_args, postern_conf) = shipped(&dir, &etc, dict_socket);
         let config = layer_on_stock(
             Path::new(STOCK),
             &etc,
             &[
-                (
-                    "conf.d/auth-postern.conf.ext",
-                    shipped("auth-postern.conf.ext"),
-                ),
+                ("conf.d/auth-postern.conf.ext", auth_args),
                 ("conf.d/99-postern.conf", postern_conf),
             ],
         );
@@ -120,7 +89,7 @@ impl Dovecot {
             let imap_port = free_port();
             // A stale anvil-auth-penalty socket from an earlier attempt would stall auth.
             let _ = std::fs::remove_dir_all(dir.join("run"));
-            let text = local_conf(&dir, &instance, imap_port);
+            let text = local_conf(&dir, &instance, imap_port, "");
             std::fs::write(etc.join("local.conf"), text).expect("write local.conf");
             let child = spawn_in_own_group(
                 Command::new(&dovecot).arg("-F").arg("-c").arg(&config),
@@ -332,96 +301,6 @@ pub fn eventually_within<T>(limit: Duration, what: &str, mut f: impl FnMut() -> 
 }
 
 /// Debian's stock Dovecot configuration on this host.
-const STOCK: &str = "/etc/dovecot";
-
-/// Copies Debian's stock configuration tree `stock` to `etc` and adds what
-/// docs/install.md adds: the `files` (relative to `etc`), and `!include
-/// auth-system.conf.ext` commented out in `conf.d/10-auth.conf`, so postern is the only
-/// passdb and userdb. Returns `etc/dovecot.conf`.
-pub fn layer_on_stock(stock: &Path, etc: &Path, files: &[(&str, String)]) -> PathBuf {
-    let _ = std::fs::remove_dir_all(etc);
-    let out = Command::new("cp")
-        .arg("-a")
-        .arg(stock)
-        .arg(etc)
-        .output()
-        .expect("run cp");
-    assert!(
-        out.status.success(),
-        "cp -a {} {}: {}",
-        stock.display(),
-        etc.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let auth = etc.join("conf.d/10-auth.conf");
-    let text = std::fs::read_to_string(&auth).expect("Debian's conf.d/10-auth.conf");
-    assert!(
-        text.lines().any(|l| l == "!include auth-system.conf.ext"),
-        "Debian's 10-auth.conf no longer includes auth-system.conf.ext: update \
-         docs/install.md"
-    );
-    let text: String = text
-        .lines()
-        .map(|l| {
-            if l == "!include auth-system.conf.ext" {
-                format!("#{l}")
-            } else {
-                l.to_owned()
-            }
-        })
-        .fold(String::new(), |acc, l| acc + &l + "\n");
-    std::fs::write(&auth, text).expect("write 10-auth.conf");
-    for (name, text) in files {
-        std::fs::write(etc.join(name), text).unwrap_or_else(|e| panic!("write {name}: {e}"));
-    }
-    etc.join("dovecot.conf")
-}
-
-/// The test-only settings of one instance (`local.conf`, read after `conf.d`).
-fn local_conf(dir: &Path, instance: &str, imap_port: u16) -> String {
-    format!(
-        r#"# postern test instance only: everything under {dir}
-base_dir = {dir}/run
-state_dir = {dir}/state
-log_path = {dir}/dovecot.log
-instance_name = {instance}
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_failure_delay = 0
-auth_verbose = yes
-login_trusted_networks = 127.0.0.0/8
-# The test daemon's sockets are not behind /run/postern's group (nor need the group
-# postern to exist on this host).
-mail_access_groups =
-
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {imap_port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service lmtp {{
-  unix_listener lmtp {{
-    mode = 0666
-  }}
-}}
-# No per-IP auth penalty: every test connects from 127.0.0.1 and some fail on purpose.
-# (login_trusted_networks does not exempt from it in 2.3.19.) Without this socket
-# the auth process runs with the penalty disabled.
-service anvil {{
-  unix_listener anvil-auth-penalty {{
-    mode = 0
-  }}
-}}
-"#,
-        dir = dir.display(),
-    )
-}
-
 /// A running Dovecot of either version, as the shared scenarios drive it.
 pub trait MailServer: ImapServer {
     fn lmtp_deliver(&self, rcpt: &str, message: &str) -> Result<(), String>;

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use super::dovecot::layer_on_stock;
+use super::dovecot_conf::layer_on_stock;
 use super::mail_clients::{
     self, dovecot_log, spawn_in_own_group, stop_process_group, wait_for_dovecot, ImapServer,
     ImapSession,

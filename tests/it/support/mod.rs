@@ -8,6 +8,7 @@ pub mod browser;
 pub mod deltachat;
 pub mod dovecot;
 pub mod dovecot24;
+pub mod dovecot_conf;
 pub mod mail_clients;
 pub mod nspawn;
 pub mod postfix;
@@ -21,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The uid/gid mail homes belong to in tests (Debian's `nobody`/`nogroup`).
-pub const MAIL_UID: u32 = 65534;
+pub use dovecot_conf::MAIL_UID;
+/// The gid mail homes belong to in tests (Debian's `nogroup`).
 pub const MAIL_GID: u32 = 65534;
 
 /// A running `postern serve` with its own config, database and sockets.
