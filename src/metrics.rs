@@ -39,52 +39,102 @@ pub fn get() -> &'static Metrics {
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
-/// Which adapter a login came through (the `service` label of `postern_logins_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoginVia {
-    /// Dovecot's passdb over the dict proxy (IMAP, POP3, ...).
-    Dict,
-    /// Dovecot's auth protocol, for Postfix SMTP AUTH.
-    Sasl,
-    /// Dovecot 2.4's Lua passdb over the loopback auth API.
-    LuaApi,
-    /// The admin page's sign-in.
-    Admin,
-    /// The owner's self-service page (`/account`) and its JSON endpoints.
-    Account,
+/// The values of one label: an enum whose variants are the only words its family counts
+/// under, in exposition order. A call site names a variant, so it cannot count under a
+/// word the family does not list (such counts used to be dropped silently).
+macro_rules! label_values {
+    (
+        $(#[$doc:meta])*
+        $name:ident { $($(#[$vdoc:meta])* $variant:ident = $word:literal,)* }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $name {
+            /// The label words, indexed by `variant as usize`.
+            pub const WORDS: &'static [&'static str] = &[$($word,)*];
+            const COUNT: usize = $name::WORDS.len();
+
+            pub fn as_str(self) -> &'static str {
+                $name::WORDS[self as usize]
+            }
+        }
+    };
 }
 
-const LOGIN_SERVICES: [&str; 5] = ["dict", "sasl", "lua_api", "admin", "account"];
-const LOGIN_RESULTS: [&str; 7] = [
-    "ok",
-    "bad_password",
-    "blocked",
-    "unknown",
-    "throttled",
-    "invalid",
-    "temp_fail",
-];
-const ROUTES: [&str; 6] = ["jit", "web", "invite", "cli", "admin", "import"];
-const SIGNUP_REFUSALS: [&str; 9] = [
-    "closed",
-    "invite_required",
-    "invite_invalid",
-    "address",
-    "password",
-    "taken",
-    "limited",
-    "paused",
-    "temp_fail",
-];
-const POLICY_ACTIONS: [&str; 7] = [
-    "dunno",
-    "reject_blocked",
-    "reject_unknown",
-    "full",
-    "sender_blocked",
-    "rate",
-    "defer",
-];
+label_values! {
+    /// Which adapter a login came through (the `service` label of `postern_logins_total`).
+    LoginVia {
+        /// Dovecot's passdb over the dict proxy (IMAP, POP3, ...).
+        Dict = "dict",
+        /// Dovecot's auth protocol, for Postfix SMTP AUTH.
+        Sasl = "sasl",
+        /// Dovecot 2.4's Lua passdb over the loopback auth API.
+        LuaApi = "lua_api",
+        /// The admin page's sign-in.
+        Admin = "admin",
+        /// The owner's self-service page (`/account`) and its JSON endpoints.
+        Account = "account",
+    }
+}
+
+label_values! {
+    /// How a login ended (the `result` label of `postern_logins_total`).
+    LoginResult {
+        Ok = "ok",
+        BadPassword = "bad_password",
+        Blocked = "blocked",
+        Unknown = "unknown",
+        Throttled = "throttled",
+        Invalid = "invalid",
+        TempFail = "temp_fail",
+    }
+}
+
+label_values! {
+    /// How an account was made (the `route` label of `postern_accounts_created_total`).
+    CreationRoute {
+        Jit = "jit",
+        Web = "web",
+        Invite = "invite",
+        Cli = "cli",
+        Admin = "admin",
+        Import = "import",
+    }
+}
+
+label_values! {
+    /// Why a sign-up was refused (the `reason` label of `postern_signups_refused_total`).
+    SignupRefusal {
+        Closed = "closed",
+        InviteRequired = "invite_required",
+        InviteInvalid = "invite_invalid",
+        Address = "address",
+        Password = "password",
+        Taken = "taken",
+        Limited = "limited",
+        Paused = "paused",
+        TempFail = "temp_fail",
+    }
+}
+
+label_values! {
+    /// What a policy request was answered with (the `action` label of
+    /// `postern_policy_decisions_total`).
+    PolicyAction {
+        Dunno = "dunno",
+        RejectBlocked = "reject_blocked",
+        RejectUnknown = "reject_unknown",
+        Full = "full",
+        SenderBlocked = "sender_blocked",
+        Rate = "rate",
+        Defer = "defer",
+    }
+}
+
 /// The `listen.*` keys, in the order of `server::listeners()`.
 pub const LISTENERS: [&str; 7] = [
     "dict",
@@ -107,11 +157,11 @@ const STORE_BOUNDS: &[f64] = &[
 #[derive(Debug)]
 pub struct Metrics {
     started: SystemTime,
-    logins: [[AtomicU64; LOGIN_RESULTS.len()]; LOGIN_SERVICES.len()],
+    logins: [[AtomicU64; LoginResult::COUNT]; LoginVia::COUNT],
     jit_created: AtomicU64,
-    created: [AtomicU64; ROUTES.len()],
-    signups_refused: [AtomicU64; SIGNUP_REFUSALS.len()],
-    policy: [AtomicU64; POLICY_ACTIONS.len()],
+    created: [AtomicU64; CreationRoute::COUNT],
+    signups_refused: [AtomicU64; SignupRefusal::COUNT],
+    policy: [AtomicU64; PolicyAction::COUNT],
     /// argon2 computations: hashes of new passwords and verifications alike.
     pub argon2_hashes: AtomicU64,
     pub argon2_queued: AtomicI64,
@@ -271,13 +321,9 @@ impl Metrics {
         self.started
     }
 
-    /// A login through `via` ended with `result` (one of `ok`, `bad_password`,
-    /// `blocked`, `unknown`, `throttled`, `invalid`, `temp_fail`).
-    pub fn login(&self, via: LoginVia, result: &str) {
-        let service = via as usize;
-        if let Some(r) = index_of(&LOGIN_RESULTS, result) {
-            inc(&self.logins[service][r]);
-        }
+    /// A login through `via` ended with `result`.
+    pub fn login(&self, via: LoginVia, result: LoginResult) {
+        inc(&self.logins[via as usize][result as usize]);
     }
 
     /// A login's verified-credential cache lookup hit or missed.
@@ -294,29 +340,20 @@ impl Metrics {
         inc(&self.jit_created);
     }
 
-    /// `n` accounts were created by `route` (`jit`, `web`, `invite`, `cli`, `admin`,
-    /// `import`).
-    pub fn accounts_created(&self, route: &str, n: u64) {
-        if let Some(i) = index_of(&ROUTES, route) {
-            self.created[i].fetch_add(n, Ordering::Relaxed);
-        }
+    /// `n` accounts were created by `route`.
+    pub fn accounts_created(&self, route: CreationRoute, n: u64) {
+        self.created[route as usize].fetch_add(n, Ordering::Relaxed);
         self.counts.mark_stale();
     }
 
-    /// A sign-up was refused for `reason` (`closed`, `invite_required`,
-    /// `invite_invalid`, `address`, `password`, `taken`, `limited`, `temp_fail`).
-    pub fn signup_refused(&self, reason: &str) {
-        if let Some(i) = index_of(&SIGNUP_REFUSALS, reason) {
-            inc(&self.signups_refused[i]);
-        }
+    /// A sign-up was refused for `reason`.
+    pub fn signup_refused(&self, reason: SignupRefusal) {
+        inc(&self.signups_refused[reason as usize]);
     }
 
-    /// A policy request was answered with `action` (`dunno`, `reject_blocked`,
-    /// `reject_unknown`, `full`, `sender_blocked`, `rate`, `defer`).
-    pub fn policy(&self, action: &str) {
-        if let Some(i) = index_of(&POLICY_ACTIONS, action) {
-            inc(&self.policy[i]);
-        }
+    /// A policy request was answered with `action`.
+    pub fn policy(&self, action: PolicyAction) {
+        inc(&self.policy[action as usize]);
     }
 
     /// The connection counts of the listener configured by `listen.<key>`.
@@ -325,9 +362,8 @@ impl Metrics {
     }
 
     /// The value of one login counter (tests, `postern status`).
-    pub fn logins(&self, via: LoginVia, result: &str) -> u64 {
-        index_of(&LOGIN_RESULTS, result)
-            .map_or(0, |r| self.logins[via as usize][r].load(Ordering::Relaxed))
+    pub fn logins(&self, via: LoginVia, result: LoginResult) -> u64 {
+        load(&self.logins[via as usize][result as usize])
     }
 
     /// The exposition in the Prometheus text format, or OpenMetrics when `openmetrics`.
@@ -488,8 +524,8 @@ impl Collector for Exposition {
                 None,
                 MetricType::Counter,
             )?;
-            for (service, row) in LOGIN_SERVICES.iter().zip(&m.logins) {
-                for (result, v) in LOGIN_RESULTS.iter().zip(row) {
+            for (service, row) in LoginVia::WORDS.iter().zip(&m.logins) {
+                for (result, v) in LoginResult::WORDS.iter().zip(row) {
                     let labels = [("service", *service), ("result", *result)];
                     counter(&mut e.encode_family(&labels)?, load(v))?;
                 }
@@ -506,7 +542,7 @@ impl Collector for Exposition {
             "accounts_created",
             "Accounts created, by route",
             "route",
-            &ROUTES,
+            CreationRoute::WORDS,
             &m.created,
         )?;
         counters(
@@ -514,7 +550,7 @@ impl Collector for Exposition {
             "signups_refused",
             "Sign-ups refused, by reason",
             "reason",
-            &SIGNUP_REFUSALS,
+            SignupRefusal::WORDS,
             &m.signups_refused,
         )?;
         counters(
@@ -522,7 +558,7 @@ impl Collector for Exposition {
             "policy_decisions",
             "Postfix policy requests answered, by action",
             "action",
-            &POLICY_ACTIONS,
+            PolicyAction::WORDS,
             &m.policy,
         )?;
         one_counter(
@@ -741,7 +777,7 @@ mod tests {
     #[test]
     fn both_formats_name_the_families_with_their_units_and_suffixes() {
         let m = get();
-        m.policy("defer");
+        m.policy(PolicyAction::Defer);
         let text = m.encode(false);
         assert!(
             text.contains("# TYPE postern_policy_decisions_total counter\n"),
@@ -770,8 +806,8 @@ mod tests {
     fn the_sign_up_guard_and_the_owner_page_have_their_series() {
         // The exposition is written from a process-wide instance; a test gets its own.
         let m: &'static Metrics = Box::leak(Box::new(Metrics::new()));
-        m.signup_refused("paused");
-        m.login(LoginVia::Account, "bad_password");
+        m.signup_refused(SignupRefusal::Paused);
+        m.login(LoginVia::Account, LoginResult::BadPassword);
         let text = m.encode(false);
         assert!(
             text.contains("postern_signups_refused_total{reason=\"paused\"} 1\n"),
@@ -784,13 +820,29 @@ mod tests {
     }
 
     #[test]
-    fn unknown_label_words_are_not_counted() {
-        let m = Metrics::new();
-        m.policy("no such action");
-        m.login(LoginVia::Dict, "no such result");
-        m.login(LoginVia::Sasl, "bad_password");
-        assert_eq!(m.logins(LoginVia::Sasl, "bad_password"), 1);
-        assert_eq!(m.logins(LoginVia::Dict, "ok"), 0);
-        assert!(m.policy.iter().all(|p| load(p) == 0));
+    fn each_label_value_counts_in_its_own_series_under_its_word() {
+        let m: &'static Metrics = Box::leak(Box::new(Metrics::new()));
+        m.login(LoginVia::Sasl, LoginResult::BadPassword);
+        m.login(LoginVia::Sasl, LoginResult::BadPassword);
+        m.login(LoginVia::LuaApi, LoginResult::TempFail);
+        m.accounts_created(CreationRoute::Import, 5);
+        m.policy(PolicyAction::RejectUnknown);
+        assert_eq!(m.logins(LoginVia::Sasl, LoginResult::BadPassword), 2);
+        assert_eq!(m.logins(LoginVia::Sasl, LoginResult::Ok), 0);
+        assert_eq!(m.logins(LoginVia::Dict, LoginResult::BadPassword), 0);
+        let text = m.encode(false);
+        for line in [
+            "postern_logins_total{service=\"sasl\",result=\"bad_password\"} 2\n",
+            "postern_logins_total{service=\"lua_api\",result=\"temp_fail\"} 1\n",
+            "postern_logins_total{service=\"dict\",result=\"bad_password\"} 0\n",
+            "postern_accounts_created_total{route=\"import\"} 5\n",
+            "postern_accounts_created_total{route=\"jit\"} 0\n",
+            "postern_policy_decisions_total{action=\"reject_unknown\"} 1\n",
+            "postern_policy_decisions_total{action=\"dunno\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
+        assert_eq!(PolicyAction::Defer.as_str(), "defer");
+        assert_eq!(LoginVia::WORDS.len(), 5);
     }
 }

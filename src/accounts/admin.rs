@@ -167,7 +167,7 @@ impl Accounts {
             })
             .await?;
         match created {
-            Ok(_) => crate::metrics::get().accounts_created(user.route.as_str(), 1),
+            Ok(_) => crate::metrics::get().accounts_created(user.route.into(), 1),
             Err(CreateRefusal::Exists) => return Err(AdminError::Exists(address.to_string())),
             Err(CreateRefusal::Blocked) => return Err(AdminError::Blocked(address.to_string())),
             Err(CreateRefusal::Token(_)) => return Err(AdminError::NoToken(String::new())),

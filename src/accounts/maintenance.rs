@@ -519,7 +519,7 @@ impl Accounts {
             .collect();
         let inserted = self.store.insert_many(new).await?;
         crate::metrics::get().accounts_created(
-            super::Route::Import.as_str(),
+            super::Route::Import.into(),
             u64::try_from(inserted).unwrap_or(0),
         );
         report.imported = inserted;

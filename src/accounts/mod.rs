@@ -44,6 +44,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::config::{Config, RegistrationMode};
 use crate::logfmt;
 pub use crate::metrics::LoginVia;
+use crate::metrics::{CreationRoute, LoginResult};
 use crate::store::{AccountRow, CreateRefusal, NewAccount, QuotaMode, Store, StoreError};
 use address::Address;
 use limits::{
@@ -115,6 +116,20 @@ pub enum Route {
     Admin,
     /// Imported from another server.
     Import,
+}
+
+/// The series a creation counts in (`postern_accounts_created_total{route=...}`).
+impl From<Route> for CreationRoute {
+    fn from(r: Route) -> CreationRoute {
+        match r {
+            Route::Jit => CreationRoute::Jit,
+            Route::Web => CreationRoute::Web,
+            Route::Invite => CreationRoute::Invite,
+            Route::Cli => CreationRoute::Cli,
+            Route::Admin => CreationRoute::Admin,
+            Route::Import => CreationRoute::Import,
+        }
+    }
 }
 
 impl Route {
@@ -612,10 +627,16 @@ impl Accounts {
                 if *created {
                     metrics.jit_created();
                 }
-                "ok"
+                LoginResult::Ok
             }
-            Ok(LoginOutcome::Refused(why)) => why.as_str(),
-            Err(_) => "temp_fail",
+            Ok(LoginOutcome::Refused(why)) => match why {
+                Refusal::BadPassword => LoginResult::BadPassword,
+                Refusal::Blocked => LoginResult::Blocked,
+                Refusal::Unknown => LoginResult::Unknown,
+                Refusal::Invalid => LoginResult::Invalid,
+                Refusal::Throttled => LoginResult::Throttled,
+            },
+            Err(_) => LoginResult::TempFail,
         };
         metrics.login(via, result);
     }
@@ -839,7 +860,7 @@ impl Accounts {
             .await?;
         match created {
             Ok(c) => {
-                crate::metrics::get().accounts_created(Route::Jit.as_str(), 1);
+                crate::metrics::get().accounts_created(Route::Jit.into(), 1);
                 self.cache.insert(address.as_str(), password, &hash);
                 self.guard
                     .record_success(address.as_str(), client, Instant::now());

@@ -13,6 +13,7 @@
 use super::address::Address;
 use super::{Accounts, Unavailable};
 use crate::logfmt;
+use crate::metrics::PolicyAction;
 
 /// What Postfix told us about one SMTP transaction step.
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,13 +57,13 @@ impl Accounts {
     pub async fn policy(&self, req: PolicyRequest<'_>) -> Result<PolicyVerdict, Unavailable> {
         let verdict = self.policy_inner(req).await;
         crate::metrics::get().policy(match &verdict {
-            Ok(PolicyVerdict::Dunno) => "dunno",
-            Ok(PolicyVerdict::RecipientBlocked) => "reject_blocked",
-            Ok(PolicyVerdict::RecipientUnknown) => "reject_unknown",
-            Ok(PolicyVerdict::MailboxFull) => "full",
-            Ok(PolicyVerdict::SenderBlocked) => "sender_blocked",
-            Ok(PolicyVerdict::SenderRateLimited) => "rate",
-            Err(_) => "defer",
+            Ok(PolicyVerdict::Dunno) => PolicyAction::Dunno,
+            Ok(PolicyVerdict::RecipientBlocked) => PolicyAction::RejectBlocked,
+            Ok(PolicyVerdict::RecipientUnknown) => PolicyAction::RejectUnknown,
+            Ok(PolicyVerdict::MailboxFull) => PolicyAction::Full,
+            Ok(PolicyVerdict::SenderBlocked) => PolicyAction::SenderBlocked,
+            Ok(PolicyVerdict::SenderRateLimited) => PolicyAction::Rate,
+            Err(_) => PolicyAction::Defer,
         });
         if let Ok(v) = &verdict {
             if *v != PolicyVerdict::Dunno {

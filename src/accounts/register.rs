@@ -15,6 +15,7 @@ use super::password::{self, Password, PasswordError};
 use super::{Accounts, CreationRefused, Paused, Route, Unavailable};
 use crate::config::{PasswordRules, RegistrationMode};
 use crate::logfmt;
+use crate::metrics::SignupRefusal;
 use crate::store::{CreateRefusal, NewAccount, QuotaMode, TokenProblem};
 
 /// Exactly what closed mode answers, as operators know it.
@@ -65,17 +66,17 @@ pub enum RegisterError {
 
 impl RegisterError {
     /// The `reason` label of `postern_signups_refused_total`.
-    pub fn metric_reason(&self) -> &'static str {
+    pub fn metric_reason(&self) -> SignupRefusal {
         match self {
-            RegisterError::Closed => "closed",
-            RegisterError::TokenRequired => "invite_required",
-            RegisterError::Token(_) => "invite_invalid",
-            RegisterError::Address(_) => "address",
-            RegisterError::Password(_) => "password",
-            RegisterError::Taken => "taken",
-            RegisterError::Limited => "limited",
-            RegisterError::Unavailable(_) => "temp_fail",
-            RegisterError::Paused(_) => "paused",
+            RegisterError::Closed => SignupRefusal::Closed,
+            RegisterError::TokenRequired => SignupRefusal::InviteRequired,
+            RegisterError::Token(_) => SignupRefusal::InviteInvalid,
+            RegisterError::Address(_) => SignupRefusal::Address,
+            RegisterError::Password(_) => SignupRefusal::Password,
+            RegisterError::Taken => SignupRefusal::Taken,
+            RegisterError::Limited => SignupRefusal::Limited,
+            RegisterError::Unavailable(_) => SignupRefusal::TempFail,
+            RegisterError::Paused(_) => SignupRefusal::Paused,
         }
     }
 }
@@ -304,7 +305,7 @@ impl Accounts {
                 .map_err(Unavailable::from)?;
             match created {
                 Ok(_) => {
-                    crate::metrics::get().accounts_created(route.as_str(), 1);
+                    crate::metrics::get().accounts_created(route.into(), 1);
                     tracing::info!(
                         "event=register route={} address={}",
                         route.as_str(),
