@@ -42,7 +42,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 #[path = "load/dovecot.rs"]
@@ -305,6 +305,7 @@ fn main() {
         .expect("GET /new");
     let reference = reference::Reference::start(dir.path(), &userdb_reply, page.as_bytes());
     let refs = &reference.sockets;
+    let _ = SERVERS.set([daemon.child.id(), reference.pid()]);
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut bars: Vec<plot::Bar> = Vec::new();
@@ -576,13 +577,27 @@ fn main() {
             target,
         });
     };
-    let plain = |p: &Phase| format!("{} ({} errors)", plot::rate(p.rate), p.errors);
+    let cpu = |c: &CpuPerRequest| {
+        format!(
+            "CPU per request {:.1} µs server + {:.1} µs clients",
+            c.server_us, c.client_us
+        )
+    };
+    let plain = |p: &Phase| {
+        format!(
+            "{}, {} ({} errors)",
+            plot::rate(p.rate),
+            cpu(&p.cpu),
+            p.errors
+        )
+    };
     let timed = |t: &Timed| {
         format!(
-            "{}, p50 {:.0} µs, p99 {:.0} µs ({} errors)",
+            "{}, p50 {:.0} µs, p99 {:.0} µs, {} ({} errors)",
             plot::rate(t.rate),
             t.p50_us,
             t.p99_us,
+            cpu(&t.cpu),
             t.errors
         )
     };
@@ -913,12 +928,58 @@ fn get_new_client(addr: &str) -> Option<impl FnMut() -> Option<bool>> {
 struct Phase {
     rate: f64,
     errors: usize,
+    cpu: CpuPerRequest,
+}
+
+/// The daemon's and the reference process's pids, whose CPU time each phase reads.
+static SERVERS: OnceLock<[u32; 2]> = OnceLock::new();
+
+/// CPU time (user + system) per request of a phase: the server side (the daemon and the
+/// reference process together; only one of them is busy in a phase) and the client
+/// threads (this process). Steadier than a rate on a machine whose speed drifts.
+#[derive(Clone, Copy, Default)]
+struct CpuPerRequest {
+    server_us: f64,
+    client_us: f64,
+}
+
+/// Clock ticks of CPU time so far: (servers, this process).
+fn cpu_ticks() -> (u64, u64) {
+    let ticks = |pid: &str| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): utime is the 12th, stime
+        // the 13th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        field(11) + field(12)
+    };
+    let servers = SERVERS
+        .get()
+        .map_or(0, |p| p.iter().map(|pid| ticks(&pid.to_string())).sum());
+    (servers, ticks("self"))
+}
+
+impl CpuPerRequest {
+    fn since(start: (u64, u64), requests: usize) -> CpuPerRequest {
+        let (servers, client) = cpu_ticks();
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as f64;
+        let per = |ticks: u64| ticks as f64 * 1e6 / hz / requests.max(1) as f64;
+        CpuPerRequest {
+            server_us: per(servers.saturating_sub(start.0)),
+            client_us: per(client.saturating_sub(start.1)),
+        }
+    }
 }
 
 fn run_phase(o: &Options, _socket: &Path, op: impl Fn(usize, usize) -> bool + Sync) -> Phase {
     let done = AtomicUsize::new(0);
     let errors = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
+    let cpu_start = cpu_ticks();
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..o.clients {
@@ -939,9 +1000,11 @@ fn run_phase(o: &Options, _socket: &Path, op: impl Fn(usize, usize) -> bool + Sy
         stop.store(true, Ordering::Relaxed);
     });
     let elapsed = start.elapsed().as_secs_f64();
+    let done = done.load(Ordering::Relaxed);
     Phase {
-        rate: done.load(Ordering::Relaxed) as f64 / elapsed,
+        rate: done as f64 / elapsed,
         errors: errors.load(Ordering::Relaxed),
+        cpu: CpuPerRequest::since(cpu_start, done),
     }
 }
 
@@ -950,6 +1013,7 @@ struct Timed {
     errors: usize,
     p50_us: f64,
     p99_us: f64,
+    cpu: CpuPerRequest,
 }
 
 /// Each client thread opens one connection (`connect` returns its request function)
@@ -961,6 +1025,7 @@ where
 {
     let errors = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
+    let cpu_start = cpu_ticks();
     let start = Instant::now();
     let mut latencies: Vec<u32> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..o.clients)
@@ -993,6 +1058,7 @@ where
             .collect()
     });
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = CpuPerRequest::since(cpu_start, latencies.len());
     latencies.sort_unstable();
     let pct = |p: f64| {
         latencies
@@ -1004,6 +1070,7 @@ where
         errors: errors.load(Ordering::Relaxed),
         p50_us: pct(0.50),
         p99_us: pct(0.99),
+        cpu,
     }
 }
 

@@ -70,6 +70,12 @@ impl Reference {
     }
 }
 
+impl Reference {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Reference {
     fn drop(&mut self) {
         let _ = self.child.kill();
