@@ -338,8 +338,9 @@ impl Accounts {
     }
 
     /// The quota in force for a stored account: the one place the rule is applied.
-    fn quota_of(&self, row: &AccountRow) -> Quota {
-        Quota::effective(row.quota, self.config().quota.default.bytes())
+    /// The quota an account with this setting has under the configured default.
+    fn quota_of(&self, mode: QuotaMode) -> Quota {
+        Quota::effective(mode, self.config().quota.default.bytes())
     }
 
     /// The operator's view of a stored account.
@@ -949,7 +950,7 @@ impl Accounts {
             );
             return Ok(None);
         };
-        let quota_bytes = self.quota_of(&row).limit;
+        let quota_bytes = self.quota_of(row.quota).limit;
         Ok(Some(UserdbEntry {
             address: row.address,
             home,

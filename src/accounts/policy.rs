@@ -105,21 +105,20 @@ impl Accounts {
         let Ok(rcpt) = Address::parse(req.recipient, &config.domains) else {
             return Ok(PolicyVerdict::Dunno);
         };
-        let Some(row) = self.store.account(rcpt.as_str()).await? else {
-            if self.store.blocklist_entry(rcpt.as_str()).await?.is_some() {
-                return Ok(PolicyVerdict::RecipientBlocked);
-            }
+        // One point read: the account's quota and usage, and the blocklist.
+        let recipient = self.store.recipient(rcpt.as_str()).await?;
+        if recipient.blocked {
+            return Ok(PolicyVerdict::RecipientBlocked);
+        }
+        let Some(mailbox) = recipient.mailbox else {
             return Ok(if config.policy.reject_unknown {
                 PolicyVerdict::RecipientUnknown
             } else {
                 PolicyVerdict::Dunno
             });
         };
-        if row.blocked.is_some() {
-            return Ok(PolicyVerdict::RecipientBlocked);
-        }
-        if let Some(quota) = self.quota_of(&row).limit {
-            let used = u64::try_from(row.used_bytes).unwrap_or(0);
+        if let Some(quota) = self.quota_of(mailbox.quota).limit {
+            let used = u64::try_from(mailbox.used_bytes).unwrap_or(0);
             if used >= quota || (req.size > 0 && used.saturating_add(req.size) > quota) {
                 return Ok(PolicyVerdict::MailboxFull);
             }

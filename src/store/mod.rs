@@ -175,6 +175,24 @@ pub struct BlockEntry {
     pub since: i64,
 }
 
+/// What a policy decision needs of a recipient address: one point read of both tables,
+/// instead of the whole [`AccountRow`] and, for an address without an account, a
+/// second read of the blocklist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recipient {
+    /// The account's quota and stored usage; `None` when no account has the address.
+    pub mailbox: Option<MailboxUsage>,
+    /// The address is on the blocklist (with or without an account).
+    pub blocked: bool,
+}
+
+/// An account's quota setting and the usage Dovecot last reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxUsage {
+    pub quota: QuotaMode,
+    pub used_bytes: i64,
+}
+
 /// A new account to insert, with everything that must happen atomically with it.
 #[derive(Debug, Clone)]
 pub struct NewAccount {
@@ -554,6 +572,11 @@ impl Store {
     /// The blocklist entry of `address` (a point read).
     pub async fn blocklist_entry(&self, address: &str) -> Result<Option<BlockEntry>> {
         dispatch!("blocklist_entry", self, b => b.blocklist_entry(address))
+    }
+
+    /// What the policy needs of `address` ([`Recipient`], a point read).
+    pub async fn recipient(&self, address: &str) -> Result<Recipient> {
+        dispatch!("recipient", self, b => b.recipient(address))
     }
 
     /// The whole blocklist in address order.

@@ -53,6 +53,71 @@ async fn create_once_then_exists_and_blocklist_refuses() {
 }
 
 #[tokio::test]
+async fn recipient_reads_quota_usage_and_blocklist_in_one_row() {
+    let (_d, s) = store();
+    let none = Recipient {
+        mailbox: None,
+        blocked: false,
+    };
+    assert_eq!(s.recipient("nobody@x.org").await.expect("db"), none);
+
+    assert!(s.create_account(new("a@x.org")).await.expect("db").is_ok());
+    let fresh = MailboxUsage {
+        quota: QuotaMode::Default,
+        used_bytes: 0,
+    };
+    assert_eq!(
+        s.recipient("a@x.org").await.expect("db"),
+        Recipient {
+            mailbox: Some(fresh),
+            blocked: false
+        }
+    );
+
+    s.set_usage("a@x.org", Some(700), None, 1)
+        .await
+        .expect("db");
+    s.set_quota("a@x.org", QuotaMode::Explicit(1000))
+        .await
+        .expect("db");
+    s.block("a@x.org", Some("spam"), 5).await.expect("db");
+    assert_eq!(
+        s.recipient("a@x.org").await.expect("db"),
+        Recipient {
+            mailbox: Some(MailboxUsage {
+                quota: QuotaMode::Explicit(1000),
+                used_bytes: 700
+            }),
+            blocked: true
+        }
+    );
+    // An address blocked without an account, and one that only shares a prefix.
+    s.block("gone@x.org", None, 5).await.expect("db");
+    assert_eq!(
+        s.recipient("gone@x.org").await.expect("db"),
+        Recipient {
+            mailbox: None,
+            blocked: true
+        }
+    );
+    assert_eq!(s.recipient("a@x.or").await.expect("db"), none);
+    s.set_quota("a@x.org", QuotaMode::Unlimited)
+        .await
+        .expect("db");
+    s.unblock("a@x.org").await.expect("db");
+    assert_eq!(
+        s.recipient("a@x.org").await.expect("db"),
+        Recipient {
+            mailbox: Some(MailboxUsage {
+                quota: QuotaMode::Unlimited,
+                used_bytes: 700
+            }),
+            blocked: false
+        }
+    );
+}
+
+#[tokio::test]
 async fn first_admin_only_once() {
     let (_d, s) = store();
     let mut a = new("a@x.org");

@@ -26,8 +26,8 @@ use tokio_postgres::Row;
 
 use super::{
     AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created,
-    ImportResult, ImportRow, NewAccount, QueuedHome, QuotaMode, Result, StoreError, StoreStats,
-    TokenProblem, TokenRow,
+    ImportResult, ImportRow, MailboxUsage, NewAccount, QueuedHome, QuotaMode, Recipient, Result,
+    StoreError, StoreStats, TokenProblem, TokenRow,
 };
 
 pub mod migrations;
@@ -572,6 +572,32 @@ impl Postgres {
             .as_ref()
             .map(block_from_row)
             .transpose()
+    }
+
+    /// What the policy needs of `address`: always one row, the account's quota columns
+    /// (NULL without an account) and whether the blocklist has the address.
+    pub async fn recipient(&self, address: &str) -> Result<Recipient> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT a.quota_mode, a.quota_bytes, a.used_bytes, b.address IS NOT NULL \
+                 FROM (SELECT $1::TEXT AS address) k \
+                 LEFT JOIN accounts a ON a.address = k.address \
+                 LEFT JOIN blocklist b ON b.address = k.address",
+            )
+            .await?;
+        let r = c.query_one(&st, &[&address]).await?;
+        let mailbox = match r.try_get::<_, Option<&str>>(0)? {
+            Some(mode) => Some(MailboxUsage {
+                quota: QuotaMode::from_columns(mode, r.try_get(1)?),
+                used_bytes: r.try_get(2)?,
+            }),
+            None => None,
+        };
+        Ok(Recipient {
+            mailbox,
+            blocked: r.try_get(3)?,
+        })
     }
 
     pub async fn blocklist(&self) -> Result<Vec<BlockEntry>> {

@@ -28,8 +28,8 @@ use super::migrations;
 use crate::logfmt;
 use crate::store::{
     AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created,
-    ImportResult, ImportRow, NewAccount, QueuedHome, QuotaMode, Result, StoreError, StoreStats,
-    TokenProblem, TokenRow,
+    ImportResult, ImportRow, MailboxUsage, NewAccount, QueuedHome, QuotaMode, Recipient, Result,
+    StoreError, StoreStats, TokenProblem, TokenRow,
 };
 
 thread_local! {
@@ -85,6 +85,15 @@ const ID_SETTING: &str = "database_id";
 /// One account by address, from the `account_rows` view (the account and its blocklist
 /// entry, the columns [`account_from_row`] reads, in its order).
 const SELECT_ACCOUNT: &str = "SELECT * FROM account_rows WHERE address = ?1";
+
+/// What the policy needs of an address, always one row: the account's quota columns
+/// (NULL without an account) and whether the blocklist has the address. Three index
+/// lookups, five columns.
+const SELECT_RECIPIENT: &str = "SELECT a.quota_mode, a.quota_bytes, a.used_bytes, \
+     b.address IS NOT NULL \
+     FROM (SELECT ?1 AS address) k \
+     LEFT JOIN accounts a ON a.address = k.address \
+     LEFT JOIN blocklist b ON b.address = k.address";
 
 /// The marker kept beside the database: `postern.db.id` for `postern.db`.
 pub fn marker_path(path: &Path) -> PathBuf {
@@ -440,6 +449,26 @@ impl Db {
             Ok(c.prepare_cached(SELECT_ACCOUNT)?
                 .query_row([address], account_from_row)
                 .optional()?)
+        })
+    }
+
+    /// What the policy needs of `address` ([`SELECT_RECIPIENT`]).
+    pub fn recipient(&self, address: &str) -> Result<Recipient> {
+        self.with(|c| {
+            Ok(c.prepare_cached(SELECT_RECIPIENT)?
+                .query_row([address], |r| {
+                    let mailbox = match r.get_ref(0)?.as_str_or_null()? {
+                        Some(mode) => Some(MailboxUsage {
+                            quota: QuotaMode::from_columns(mode, r.get(1)?),
+                            used_bytes: r.get(2)?,
+                        }),
+                        None => None,
+                    };
+                    Ok(Recipient {
+                        mailbox,
+                        blocked: r.get(3)?,
+                    })
+                })?)
         })
     }
 

@@ -21,8 +21,8 @@ pub use db::Db;
 
 use super::{
     AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created,
-    ImportResult, ImportRow, NewAccount, QueuedHome, QuotaMode, Result, StoreError, StoreStats,
-    TokenRow,
+    ImportResult, ImportRow, NewAccount, QueuedHome, QuotaMode, Recipient, Result, StoreError,
+    StoreStats, TokenRow,
 };
 
 /// The schema version this binary writes (`user_version` after every migration).
@@ -92,6 +92,10 @@ impl Sqlite {
 
     pub async fn account(&self, address: &str) -> Result<Option<AccountRow>> {
         self.point(address, Db::account).await
+    }
+
+    pub async fn recipient(&self, address: &str) -> Result<Recipient> {
+        self.point(address, Db::recipient).await
     }
 
     pub async fn accounts(
