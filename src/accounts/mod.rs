@@ -936,12 +936,11 @@ impl Accounts {
         let Ok(address) = self.parse(user) else {
             return Ok(None);
         };
-        let Some(row) = self.store.account(address.as_str()).await? else {
+        // One point read: whether the account exists and is blocked, and its quota.
+        let facts = self.store.mail_facts(address.as_str()).await?;
+        let Some(mailbox) = facts.mailbox.filter(|_| !facts.blocked) else {
             return Ok(None);
         };
-        if row.blocked.is_some() {
-            return Ok(None);
-        }
         let config = self.config();
         let Ok(home) = address::mail_home(&config.mailbox.home, &address) else {
             tracing::warn!(
@@ -950,9 +949,9 @@ impl Accounts {
             );
             return Ok(None);
         };
-        let quota_bytes = self.quota_of(row.quota).limit;
+        let quota_bytes = self.quota_of(mailbox.quota).limit;
         Ok(Some(UserdbEntry {
-            address: row.address,
+            address: address.as_str().to_owned(),
             home,
             uid: config.mailbox.uid.clone(),
             gid: config.mailbox.gid.clone(),

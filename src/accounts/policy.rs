@@ -106,11 +106,11 @@ impl Accounts {
             return Ok(PolicyVerdict::Dunno);
         };
         // One point read: the account's quota and usage, and the blocklist.
-        let recipient = self.store.recipient(rcpt.as_str()).await?;
-        if recipient.blocked {
+        let facts = self.store.mail_facts(rcpt.as_str()).await?;
+        if facts.blocked {
             return Ok(PolicyVerdict::RecipientBlocked);
         }
-        let Some(mailbox) = recipient.mailbox else {
+        let Some(mailbox) = facts.mailbox else {
             return Ok(if config.policy.reject_unknown {
                 PolicyVerdict::RecipientUnknown
             } else {

@@ -175,11 +175,11 @@ pub struct BlockEntry {
     pub since: i64,
 }
 
-/// What a policy decision needs of a recipient address: one point read of both tables,
-/// instead of the whole [`AccountRow`] and, for an address without an account, a
-/// second read of the blocklist.
+/// What serving mail to an address needs of it (a policy decision on a recipient, a
+/// userdb lookup): one point read of both tables, instead of the whole [`AccountRow`]
+/// and, for an address without an account, a second read of the blocklist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Recipient {
+pub struct MailFacts {
     /// The account's quota and stored usage; `None` when no account has the address.
     pub mailbox: Option<MailboxUsage>,
     /// The address is on the blocklist (with or without an account).
@@ -574,9 +574,9 @@ impl Store {
         dispatch!("blocklist_entry", self, b => b.blocklist_entry(address))
     }
 
-    /// What the policy needs of `address` ([`Recipient`], a point read).
-    pub async fn recipient(&self, address: &str) -> Result<Recipient> {
-        dispatch!("recipient", self, b => b.recipient(address))
+    /// What the policy and userdb need of `address` ([`MailFacts`], a point read).
+    pub async fn mail_facts(&self, address: &str) -> Result<MailFacts> {
+        dispatch!("mail_facts", self, b => b.mail_facts(address))
     }
 
     /// The whole blocklist in address order.

@@ -53,13 +53,13 @@ async fn create_once_then_exists_and_blocklist_refuses() {
 }
 
 #[tokio::test]
-async fn recipient_reads_quota_usage_and_blocklist_in_one_row() {
+async fn mail_facts_read_quota_usage_and_blocklist_in_one_row() {
     let (_d, s) = store();
-    let none = Recipient {
+    let none = MailFacts {
         mailbox: None,
         blocked: false,
     };
-    assert_eq!(s.recipient("nobody@x.org").await.expect("db"), none);
+    assert_eq!(s.mail_facts("nobody@x.org").await.expect("db"), none);
 
     assert!(s.create_account(new("a@x.org")).await.expect("db").is_ok());
     let fresh = MailboxUsage {
@@ -67,8 +67,8 @@ async fn recipient_reads_quota_usage_and_blocklist_in_one_row() {
         used_bytes: 0,
     };
     assert_eq!(
-        s.recipient("a@x.org").await.expect("db"),
-        Recipient {
+        s.mail_facts("a@x.org").await.expect("db"),
+        MailFacts {
             mailbox: Some(fresh),
             blocked: false
         }
@@ -82,8 +82,8 @@ async fn recipient_reads_quota_usage_and_blocklist_in_one_row() {
         .expect("db");
     s.block("a@x.org", Some("spam"), 5).await.expect("db");
     assert_eq!(
-        s.recipient("a@x.org").await.expect("db"),
-        Recipient {
+        s.mail_facts("a@x.org").await.expect("db"),
+        MailFacts {
             mailbox: Some(MailboxUsage {
                 quota: QuotaMode::Explicit(1000),
                 used_bytes: 700
@@ -94,20 +94,20 @@ async fn recipient_reads_quota_usage_and_blocklist_in_one_row() {
     // An address blocked without an account, and one that only shares a prefix.
     s.block("gone@x.org", None, 5).await.expect("db");
     assert_eq!(
-        s.recipient("gone@x.org").await.expect("db"),
-        Recipient {
+        s.mail_facts("gone@x.org").await.expect("db"),
+        MailFacts {
             mailbox: None,
             blocked: true
         }
     );
-    assert_eq!(s.recipient("a@x.or").await.expect("db"), none);
+    assert_eq!(s.mail_facts("a@x.or").await.expect("db"), none);
     s.set_quota("a@x.org", QuotaMode::Unlimited)
         .await
         .expect("db");
     s.unblock("a@x.org").await.expect("db");
     assert_eq!(
-        s.recipient("a@x.org").await.expect("db"),
-        Recipient {
+        s.mail_facts("a@x.org").await.expect("db"),
+        MailFacts {
             mailbox: Some(MailboxUsage {
                 quota: QuotaMode::Unlimited,
                 used_bytes: 700

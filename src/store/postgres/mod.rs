@@ -26,7 +26,7 @@ use tokio_postgres::Row;
 
 use super::{
     AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created,
-    ImportResult, ImportRow, MailboxUsage, NewAccount, QueuedHome, QuotaMode, Recipient, Result,
+    ImportResult, ImportRow, MailFacts, MailboxUsage, NewAccount, QueuedHome, QuotaMode, Result,
     StoreError, StoreStats, TokenProblem, TokenRow,
 };
 
@@ -574,9 +574,9 @@ impl Postgres {
             .transpose()
     }
 
-    /// What the policy needs of `address`: always one row, the account's quota columns
+    /// What the policy and userdb need of `address`: always one row, the account's quota columns
     /// (NULL without an account) and whether the blocklist has the address.
-    pub async fn recipient(&self, address: &str) -> Result<Recipient> {
+    pub async fn mail_facts(&self, address: &str) -> Result<MailFacts> {
         let c = self.conn().await?;
         let st = c
             .prepare_cached(
@@ -594,7 +594,7 @@ impl Postgres {
             }),
             None => None,
         };
-        Ok(Recipient {
+        Ok(MailFacts {
             mailbox,
             blocked: r.try_get(3)?,
         })

@@ -28,7 +28,7 @@ use super::migrations;
 use crate::logfmt;
 use crate::store::{
     AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created,
-    ImportResult, ImportRow, MailboxUsage, NewAccount, QueuedHome, QuotaMode, Recipient, Result,
+    ImportResult, ImportRow, MailFacts, MailboxUsage, NewAccount, QueuedHome, QuotaMode, Result,
     StoreError, StoreStats, TokenProblem, TokenRow,
 };
 
@@ -86,10 +86,10 @@ const ID_SETTING: &str = "database_id";
 /// entry, the columns [`account_from_row`] reads, in its order).
 const SELECT_ACCOUNT: &str = "SELECT * FROM account_rows WHERE address = ?1";
 
-/// What the policy needs of an address, always one row: the account's quota columns
+/// What the policy and userdb need of an address, always one row: the account's quota columns
 /// (NULL without an account) and whether the blocklist has the address. Three index
 /// lookups, five columns.
-const SELECT_RECIPIENT: &str = "SELECT a.quota_mode, a.quota_bytes, a.used_bytes, \
+const SELECT_MAIL_FACTS: &str = "SELECT a.quota_mode, a.quota_bytes, a.used_bytes, \
      b.address IS NOT NULL \
      FROM (SELECT ?1 AS address) k \
      LEFT JOIN accounts a ON a.address = k.address \
@@ -452,10 +452,10 @@ impl Db {
         })
     }
 
-    /// What the policy needs of `address` ([`SELECT_RECIPIENT`]).
-    pub fn recipient(&self, address: &str) -> Result<Recipient> {
+    /// What the policy and userdb need of `address` ([`SELECT_MAIL_FACTS`]).
+    pub fn mail_facts(&self, address: &str) -> Result<MailFacts> {
         self.with(|c| {
-            Ok(c.prepare_cached(SELECT_RECIPIENT)?
+            Ok(c.prepare_cached(SELECT_MAIL_FACTS)?
                 .query_row([address], |r| {
                     let mailbox = match r.get_ref(0)?.as_str_or_null()? {
                         Some(mode) => Some(MailboxUsage {
@@ -464,7 +464,7 @@ impl Db {
                         }),
                         None => None,
                     };
-                    Ok(Recipient {
+                    Ok(MailFacts {
                         mailbox,
                         blocked: r.get(3)?,
                     })

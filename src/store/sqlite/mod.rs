@@ -21,7 +21,7 @@ pub use db::Db;
 
 use super::{
     AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created,
-    ImportResult, ImportRow, NewAccount, QueuedHome, QuotaMode, Recipient, Result, StoreError,
+    ImportResult, ImportRow, MailFacts, NewAccount, QueuedHome, QuotaMode, Result, StoreError,
     StoreStats, TokenRow,
 };
 
@@ -94,8 +94,8 @@ impl Sqlite {
         self.point(address, Db::account).await
     }
 
-    pub async fn recipient(&self, address: &str) -> Result<Recipient> {
-        self.point(address, Db::recipient).await
+    pub async fn mail_facts(&self, address: &str) -> Result<MailFacts> {
+        self.point(address, Db::mail_facts).await
     }
 
     pub async fn accounts(
