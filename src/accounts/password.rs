@@ -394,7 +394,9 @@ pub fn verify_with(params: &Params, password: &Password, stored: &str) -> Verdic
 /// renews an entry for `ttl` (a device in use stays known), but never beyond `max_age`
 /// after the argon2 check that made it.
 pub struct VerifiedCache {
-    key: [u8; 32],
+    /// HMAC-SHA256 under a random key, its key blocks already absorbed: each tag
+    /// clones it.
+    keyed: HmacSha256,
     ttl: Duration,
     max_age: Duration,
     max_entries: usize,
@@ -413,10 +415,12 @@ type HmacSha256 = Hmac<Sha256>;
 
 impl VerifiedCache {
     pub fn new(ttl: Duration, max_age: Duration, max_entries: usize) -> Self {
-        let mut key = [0u8; 32];
+        // One block of key: HMAC uses it as it is, so taking it cannot fail.
+        let mut key = [0u8; 64];
         rand::rngs::OsRng.fill_bytes(&mut key);
+        let keyed = <HmacSha256 as hmac::digest::KeyInit>::new(&key.into());
         VerifiedCache {
-            key,
+            keyed,
             ttl,
             max_age: max_age.max(ttl),
             max_entries,
@@ -425,9 +429,7 @@ impl VerifiedCache {
     }
 
     fn tag(&self, address: &str, password: &Password) -> [u8; 32] {
-        let Ok(mut mac) = HmacSha256::new_from_slice(&self.key) else {
-            return [0; 32];
-        };
+        let mut mac = self.keyed.clone();
         mac.update(address.as_bytes());
         mac.update(&[0]);
         mac.update(password.expose().as_bytes());
@@ -503,12 +505,11 @@ impl VerifiedCache {
     /// A keyed digest of a stored hash (this process's key): it tells whether the
     /// password changed since, without the hash leaving the core.
     pub fn credential_tag(&self, stored: &str) -> [u8; 16] {
+        let mut mac = self.keyed.clone();
+        mac.update(b"credential\0");
+        mac.update(stored.as_bytes());
         let mut out = [0u8; 16];
-        if let Ok(mut mac) = HmacSha256::new_from_slice(&self.key) {
-            mac.update(b"credential\0");
-            mac.update(stored.as_bytes());
-            out.copy_from_slice(&mac.finalize().into_bytes()[..16]);
-        }
+        out.copy_from_slice(&mac.finalize().into_bytes()[..16]);
         out
     }
 
