@@ -45,7 +45,7 @@ use crate::config::{Config, RegistrationMode};
 use crate::logfmt;
 pub use crate::metrics::LoginVia;
 use crate::metrics::{CreationRoute, LoginResult};
-use crate::store::{AccountRow, CreateRefusal, NewAccount, QuotaMode, Store, StoreError};
+use crate::store::{AccountRow, CreateRefusal, LoginRow, NewAccount, QuotaMode, Store, StoreError};
 use address::Address;
 use limits::{
     client_key, Admission, ClientLimiter, FailureLimiter, Guard, HourlyCap, PaidTags, TokenBuckets,
@@ -675,9 +675,9 @@ impl Accounts {
             }
             return Ok(LoginOutcome::Refused(Refusal::Unknown));
         };
-        let row = self.store.account(address.as_str()).await?;
+        let row = self.store.login_row(address.as_str()).await?;
         let cached = row.as_ref().is_some_and(|r| {
-            r.blocked.is_none() && self.cache.check(&r.address, password, &r.password_hash)
+            !r.blocked && self.cache.check(&r.address, password, &r.password_hash)
         });
         if !cached {
             let shared = self.shared_failures(&address).await?;
@@ -710,7 +710,7 @@ impl Accounts {
             LoginOutcome::Refused(Refusal::BadPassword)
         } else {
             match row {
-                Some(row) => self.verify_existing(row, password, &client).await?,
+                Some(row) => self.verify_existing(row, password, &client, cached).await?,
                 None if may_create => {
                     self.login_create(address.clone(), password, ip, &client)
                         .await?
@@ -733,18 +733,20 @@ impl Accounts {
     }
 
     /// Checks a password against an existing account (its admission already decided):
-    /// a pair in the verified cache gets in without argon2.
+    /// a pair in the verified cache gets in without argon2. `cached`: the caller has
+    /// just found the pair in the cache for this very row.
     async fn verify_existing(
         &self,
-        row: AccountRow,
+        row: LoginRow,
         password: &Password,
         client: &str,
+        cached: bool,
     ) -> Result<LoginOutcome, Unavailable> {
-        if row.blocked.is_some() {
+        if row.blocked {
             self.spend_dummy_hash(password).await;
             return Ok(LoginOutcome::Refused(Refusal::Blocked));
         }
-        let cached = self.cache.check(&row.address, password, &row.password_hash);
+        let cached = cached || self.cache.check(&row.address, password, &row.password_hash);
         crate::metrics::get().verify_cache(cached);
         if !cached {
             match self.hasher.verify(password, &row.password_hash).await? {
@@ -841,8 +843,8 @@ impl Accounts {
         password: &Password,
         client: &str,
     ) -> Result<LoginOutcome, Unavailable> {
-        if let Some(row) = self.store.account(address.as_str()).await? {
-            return self.verify_existing(row, password, client).await;
+        if let Some(row) = self.store.login_row(address.as_str()).await? {
+            return self.verify_existing(row, password, client, false).await;
         }
         let hash = self.hasher.hash(password).await?;
         let now = self.now();
@@ -878,8 +880,8 @@ impl Accounts {
                 })
             }
             // Another process (or host) created it meanwhile: verify against that one.
-            Err(CreateRefusal::Exists) => match self.store.account(address.as_str()).await? {
-                Some(row) => self.verify_existing(row, password, client).await,
+            Err(CreateRefusal::Exists) => match self.store.login_row(address.as_str()).await? {
+                Some(row) => self.verify_existing(row, password, client, false).await,
                 None => Ok(LoginOutcome::Refused(Refusal::Unknown)),
             },
             Err(CreateRefusal::Blocked) => Ok(LoginOutcome::Refused(Refusal::Blocked)),

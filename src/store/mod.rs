@@ -175,6 +175,18 @@ pub struct BlockEntry {
     pub since: i64,
 }
 
+/// What checking a login needs of an account: five columns of [`AccountRow`], for the
+/// hot path of every IMAP and SMTP login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRow {
+    pub id: i64,
+    pub address: String,
+    pub password_hash: String,
+    pub last_login: Option<i64>,
+    /// The address is on the blocklist.
+    pub blocked: bool,
+}
+
 /// What serving mail to an address needs of it (a policy decision on a recipient, a
 /// userdb lookup): one point read of both tables, instead of the whole [`AccountRow`]
 /// and, for an address without an account, a second read of the blocklist.
@@ -572,6 +584,11 @@ impl Store {
     /// The blocklist entry of `address` (a point read).
     pub async fn blocklist_entry(&self, address: &str) -> Result<Option<BlockEntry>> {
         dispatch!("blocklist_entry", self, b => b.blocklist_entry(address))
+    }
+
+    /// What a login needs of the account at `address` ([`LoginRow`], a point read).
+    pub async fn login_row(&self, address: &str) -> Result<Option<LoginRow>> {
+        dispatch!("login_row", self, b => b.login_row(address))
     }
 
     /// What the policy and userdb need of `address` ([`MailFacts`], a point read).

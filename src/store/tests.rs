@@ -53,6 +53,51 @@ async fn create_once_then_exists_and_blocklist_refuses() {
 }
 
 #[tokio::test]
+async fn login_row_holds_what_a_login_checks() {
+    let (_d, s) = store();
+    assert_eq!(s.login_row("a@x.org").await.expect("db"), None);
+    let id = match s.create_account(new("a@x.org")).await.expect("db") {
+        Ok(c) => c.id,
+        Err(e) => panic!("create: {e:?}"),
+    };
+    s.create_account(new("b@x.org"))
+        .await
+        .expect("db")
+        .expect("b");
+    let fresh = LoginRow {
+        id,
+        address: "a@x.org".into(),
+        password_hash: "$argon2id$x".into(),
+        last_login: None,
+        blocked: false,
+    };
+    assert_eq!(
+        s.login_row("a@x.org").await.expect("db"),
+        Some(fresh.clone())
+    );
+    s.record_login(id, 1_000, 3_600).await.expect("db");
+    assert!(s
+        .set_password_hash("a@x.org", "$argon2id$y")
+        .await
+        .expect("db"));
+    s.block("a@x.org", None, 5).await.expect("db");
+    assert_eq!(
+        s.login_row("a@x.org").await.expect("db"),
+        Some(LoginRow {
+            password_hash: "$argon2id$y".into(),
+            last_login: Some(1_000),
+            blocked: true,
+            ..fresh
+        })
+    );
+    // The other account is untouched; a blocked address without an account has no row.
+    let b = s.login_row("b@x.org").await.expect("db").expect("b");
+    assert!(!b.blocked && b.last_login.is_none() && b.id != id);
+    s.block("gone@x.org", None, 5).await.expect("db");
+    assert_eq!(s.login_row("gone@x.org").await.expect("db"), None);
+}
+
+#[tokio::test]
 async fn mail_facts_read_quota_usage_and_blocklist_in_one_row() {
     let (_d, s) = store();
     let none = MailFacts {

@@ -26,8 +26,8 @@ use tokio_postgres::Row;
 
 use super::{
     AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created,
-    ImportResult, ImportRow, MailFacts, MailboxUsage, NewAccount, QueuedHome, QuotaMode, Result,
-    StoreError, StoreStats, TokenProblem, TokenRow,
+    ImportResult, ImportRow, LoginRow, MailFacts, MailboxUsage, NewAccount, QueuedHome, QuotaMode,
+    Result, StoreError, StoreStats, TokenProblem, TokenRow,
 };
 
 pub mod migrations;
@@ -572,6 +572,28 @@ impl Postgres {
             .as_ref()
             .map(block_from_row)
             .transpose()
+    }
+
+    /// What a login needs of the account at `address`.
+    pub async fn login_row(&self, address: &str) -> Result<Option<LoginRow>> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT a.id, a.address, a.password_hash, a.last_login, b.address IS NOT NULL \
+                 FROM accounts a LEFT JOIN blocklist b ON b.address = a.address \
+                 WHERE a.address = $1",
+            )
+            .await?;
+        let Some(r) = c.query_opt(&st, &[&address]).await? else {
+            return Ok(None);
+        };
+        Ok(Some(LoginRow {
+            id: r.try_get(0)?,
+            address: r.try_get(1)?,
+            password_hash: r.try_get(2)?,
+            last_login: r.try_get(3)?,
+            blocked: r.try_get(4)?,
+        }))
     }
 
     /// What the policy and userdb need of `address`: always one row, the account's quota columns

@@ -28,8 +28,8 @@ use super::migrations;
 use crate::logfmt;
 use crate::store::{
     AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created,
-    ImportResult, ImportRow, MailFacts, MailboxUsage, NewAccount, QueuedHome, QuotaMode, Result,
-    StoreError, StoreStats, TokenProblem, TokenRow,
+    ImportResult, ImportRow, LoginRow, MailFacts, MailboxUsage, NewAccount, QueuedHome, QuotaMode,
+    Result, StoreError, StoreStats, TokenProblem, TokenRow,
 };
 
 thread_local! {
@@ -85,6 +85,13 @@ const ID_SETTING: &str = "database_id";
 /// One account by address, from the `account_rows` view (the account and its blocklist
 /// entry, the columns [`account_from_row`] reads, in its order).
 const SELECT_ACCOUNT: &str = "SELECT * FROM account_rows WHERE address = ?1";
+
+/// What a login needs of an account: its id, address, hash, last login and blocklist
+/// state.
+const SELECT_LOGIN: &str = "SELECT a.id, a.address, a.password_hash, a.last_login, \
+     b.address IS NOT NULL \
+     FROM accounts a LEFT JOIN blocklist b ON b.address = a.address \
+     WHERE a.address = ?1";
 
 /// What the policy and userdb need of an address, always one row: the account's quota columns
 /// (NULL without an account) and whether the blocklist has the address. Three index
@@ -448,6 +455,23 @@ impl Db {
         self.with(|c| {
             Ok(c.prepare_cached(SELECT_ACCOUNT)?
                 .query_row([address], account_from_row)
+                .optional()?)
+        })
+    }
+
+    /// What a login needs of the account at `address` ([`SELECT_LOGIN`]).
+    pub fn login_row(&self, address: &str) -> Result<Option<LoginRow>> {
+        self.with(|c| {
+            Ok(c.prepare_cached(SELECT_LOGIN)?
+                .query_row([address], |r| {
+                    Ok(LoginRow {
+                        id: r.get(0)?,
+                        address: r.get(1)?,
+                        password_hash: r.get(2)?,
+                        last_login: r.get(3)?,
+                        blocked: r.get(4)?,
+                    })
+                })
                 .optional()?)
         })
     }

@@ -21,8 +21,8 @@ pub use db::Db;
 
 use super::{
     AccountRow, AuditFilter, AuditRecord, AuditRow, BlockEntry, CreateRefusal, Created,
-    ImportResult, ImportRow, MailFacts, NewAccount, QueuedHome, QuotaMode, Result, StoreError,
-    StoreStats, TokenRow,
+    ImportResult, ImportRow, LoginRow, MailFacts, NewAccount, QueuedHome, QuotaMode, Result,
+    StoreError, StoreStats, TokenRow,
 };
 
 /// The schema version this binary writes (`user_version` after every migration).
@@ -92,6 +92,10 @@ impl Sqlite {
 
     pub async fn account(&self, address: &str) -> Result<Option<AccountRow>> {
         self.point(address, Db::account).await
+    }
+
+    pub async fn login_row(&self, address: &str) -> Result<Option<LoginRow>> {
+        self.point(address, Db::login_row).await
     }
 
     pub async fn mail_facts(&self, address: &str) -> Result<MailFacts> {
