@@ -10,6 +10,7 @@
 //! cargo bench --bench load -- --postgres               # on a PostgreSQL server of its own
 //! cargo bench --bench load -- --database-url postgresql:///load?host=/run/postgresql
 //! cargo bench --bench load -- --metrics          # listen.metrics on, scraped each second
+//! LOAD_DAEMON_BIN=/tmp/old/postern cargo bench --bench load   # another build
 //! ```
 //!
 //! Phases: userdb lookups (one new connection per lookup, as Dovecot 2.3 does);
@@ -32,6 +33,9 @@
 //! are compared with the argon2 bound, the IMAP phase with Dovecot's passwd-file floor.
 //! `--sweep` repeats the persistent-connection phases (daemon and reference) at each
 //! client count for the latency plot; `--plot` writes the SVG (load/plot.rs).
+//! Each socket phase also reports the CPU time (user + system, from /proc) per request of
+//! the server (daemon or reference process) and of the client threads: steadier than the
+//! rates, and what the ratio is made of.
 
 // Test and measurement code: a failed step ends the run with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -1173,7 +1177,10 @@ impl Drop for Daemon {
 
 impl Daemon {
     fn start(config: &Path, socket: &PathBuf) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_postern"))
+        // LOAD_DAEMON_BIN runs another build under the same load (comparing two builds).
+        let bin = std::env::var_os("LOAD_DAEMON_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_postern").into());
+        let child = Command::new(bin)
             .arg("--config")
             .arg(config)
             .arg("serve")
