@@ -230,12 +230,23 @@ fn each_counter_shows_exactly_what_was_done() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert_eq!(dict_total, 7.0);
-    // Each account check reached the store, and none failed.
-    assert!(sample(&text, "postern_store_operations_total{op=\"account\"}") >= 9.0);
+    // Each login at a served domain read its login row (alice three dict and two SASL
+    // logins, bob two, ab one: its name is judged only when it would be created), and
+    // each creation read it again under the creation lock (alice, bob): 10. Each policy
+    // request for a served domain read its recipient's mail facts (alice, ghost, bob):
+    // 3. None failed.
     assert_eq!(
-        sample(&text, "postern_store_errors_total{op=\"account\"}"),
-        0.0
+        sample(&text, "postern_store_operations_total{op=\"login_row\"}"),
+        10.0
     );
+    assert_eq!(
+        sample(&text, "postern_store_operations_total{op=\"mail_facts\"}"),
+        3.0
+    );
+    for op in ["login_row", "mail_facts"] {
+        let series = format!("postern_store_errors_total{{op=\"{op}\"}}");
+        assert_eq!(sample(&text, &series), 0.0, "{series}");
+    }
     // The scrape's own connection is counted on its listener.
     assert!(sample(&text, "postern_connections_open{listener=\"metrics\"}") >= 1.0);
     assert!(sample(&text, "postern_argon2_hashes_total") >= 5.0);
