@@ -164,16 +164,20 @@ impl Guard {
         self.accounts.record_failure(account, now);
     }
 
-    /// A good login: this client's failures are forgotten and it is known from now on.
-    /// The account's own count stays, so a login by the owner does not hand guessers a
-    /// new set of fast tries.
     /// A login that found no turn in time: its client is no longer fresh, so it cannot
     /// stay ahead of the line by never being checked.
     pub fn record_missed_turn(&self, account: &str, client: &str, now: Instant) {
         self.pairs.record_failure(&pair_key(account, client), now);
     }
 
-    /// The shared "unknown" client (no IP) is never remembered: it is everyone.
+    /// A good login: this client's failures are forgotten and it is known from now on.
+    /// The account's own count stays, so a login by the owner does not hand guessers a
+    /// new set of fast tries. The shared "unknown" client (no IP) is never remembered:
+    /// it is everyone.
+    ///
+    /// A client already known (the usual login) is renewed in place, without an
+    /// allocation, and moves to the end: the one left out when more come is the one
+    /// that logged in longest ago.
     pub fn record_success(&self, account: &str, client: &str, now: Instant) {
         self.pairs.clear(&pair_key(account, client));
         if client == UNKNOWN_CLIENT {
@@ -182,6 +186,13 @@ impl Guard {
         let Ok(mut known) = self.known.lock() else {
             return;
         };
+        if let Some(clients) = known.get_mut(account) {
+            if let Some(i) = clients.iter().position(|(c, _)| c == client) {
+                clients[i].1 = now;
+                clients[i..].rotate_left(1);
+                return;
+            }
+        }
         if known.len() >= MAX_KEYS && !known.contains_key(account) {
             known.retain(|_, v| v.iter().any(|(_, at)| now.duration_since(*at) < KNOWN_FOR));
             if known.len() >= MAX_KEYS {
@@ -189,7 +200,7 @@ impl Guard {
             }
         }
         let clients = known.entry(account.to_owned()).or_default();
-        clients.retain(|(c, at)| c != client && now.duration_since(*at) < KNOWN_FOR);
+        clients.retain(|(_, at)| now.duration_since(*at) < KNOWN_FOR);
         if clients.len() >= KNOWN_PER_ACCOUNT {
             clients.remove(0);
         }
@@ -446,6 +457,37 @@ impl ClientLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_that_logs_in_again_is_the_last_one_forgotten() {
+        let g = Guard::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        g.record_success("a@x", "phone", at(0));
+        for (i, c) in ["c1", "c2", "c3", "c4", "c5", "c6", "c7"]
+            .iter()
+            .enumerate()
+        {
+            g.record_success("a@x", c, at(1 + i as u64));
+        }
+        // The phone again: renewed, and now the newest of eight.
+        g.record_success("a@x", "phone", at(10));
+        assert_eq!(g.known.lock().unwrap()["a@x"].len(), KNOWN_PER_ACCOUNT);
+        g.record_success("a@x", "laptop", at(11));
+        assert!(g.is_known("a@x", "phone", at(12)), "renewed, so kept");
+        assert!(g.is_known("a@x", "laptop", at(12)));
+        assert!(!g.is_known("a@x", "c1", at(12)), "the oldest left");
+        assert!(g.is_known("a@x", "c2", at(12)));
+        // Renewed means its time moved too: known for KNOWN_FOR from the last login.
+        let later = at(10) + KNOWN_FOR - Duration::from_secs(1);
+        assert!(g.is_known("a@x", "phone", later));
+        assert!(!g.is_known("a@x", "c2", later));
+        g.record_success("a@x", UNKNOWN_CLIENT, at(13));
+        assert!(
+            !g.is_known("a@x", UNKNOWN_CLIENT, at(13)),
+            "no IP is never known"
+        );
+    }
 
     #[test]
     fn failures_limit_within_the_window_only() {
