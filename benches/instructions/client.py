@@ -3,10 +3,13 @@
     client.py jit    DICT_SOCKET   N   first logins of 100 accounts (creates them)
     client.py userdb DICT_SOCKET   N   userdb lookups, a new connection each, H3 hello
     client.py policy POLICY_SOCKET N   policy requests over one persistent connection
+    client.py sasl   AUTH_SOCKET   N   SASL PLAIN logins of the 100 accounts over one
+                                       persistent connection, as Postfix's smtpd makes them
 
 Every answer is checked, so a run that measures errors fails instead.
 """
 
+import base64
 import socket
 import sys
 
@@ -39,10 +42,31 @@ def policy(path, n):
             sys.exit(f"unexpected policy answer {line!r}")
 
 
+def sasl(path, n):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    f = s.makefile("rb")
+    s.sendall(b"VERSION\t1\t2\nCPID\t4242\n")
+    while (line := f.readline()) != b"DONE\n":
+        if not line:
+            sys.exit("the auth handshake ended before DONE")
+    for i in range(n):
+        resp = base64.b64encode(f"\0{USERS[i % 100]}\0{PASSWORD}".encode()).decode()
+        s.sendall(
+            f"AUTH\t{i + 1}\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\t"
+            f"rip=192.0.2.1\tresp={resp}\n".encode()
+        )
+        line = f.readline()
+        if not line.startswith(f"OK\t{i + 1}\t".encode()):
+            sys.exit(f"unexpected auth answer {line!r}")
+
+
 def main():
     kind, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if kind == "policy":
         policy(path, n)
+    if kind == "sasl":
+        sasl(path, n)
     for i in range(n if kind in ("userdb", "jit") else 0):
         user = USERS[i % 100]
         if kind == "userdb":

@@ -5,10 +5,14 @@
 #
 #   benches/instructions/run.sh target/release/postern [N] [EXTRA_TOML]
 #
-# It seeds 100 accounts by first login, then starts the daemon under callgrind three
-# times: idle, N policy requests (one persistent connection) and N userdb lookups (a new
-# connection each), and prints (total - idle) / N for each. EXTRA_TOML is appended to the
-# [registration] table (a build without the creation limits' keys needs none).
+# It seeds 100 accounts by first login, then starts the daemon under callgrind five
+# times: idle, N policy requests (one persistent connection), N userdb lookups (a new
+# connection each), and the 100 accounts' first SASL logins alone and followed by N warm
+# ones (one persistent connection). It prints (total - idle) / N for policy and userdb,
+# and the difference of the two SASL runs over N for a warm SASL login. argon2 runs at
+# its lowest cost here: a warm login does not hash, and the first ones would otherwise
+# take minutes under callgrind. EXTRA_TOML is appended to the [registration] table (a
+# build without the creation limits' keys needs none).
 set -euo pipefail
 bin=$(realpath "$1")
 n=${2:-20000}
@@ -29,6 +33,9 @@ mode = "open"
 $extra
 [policy]
 send_per_minute = 0
+[argon2]
+memory_kib = 64
+iterations = 1
 [log]
 level = "warn"
 target = "stderr"
@@ -50,7 +57,7 @@ python3 "$here/client.py" jit "$out/dict.sock" 100
 kill "$pid"; wait "$pid" || true
 
 declare -A total
-for phase in idle policy userdb; do
+for phase in idle policy userdb sasl_first sasl; do
   rm -f "$out"/*.sock
   valgrind --tool=callgrind --callgrind-out-file="$out/cg.$phase" \
     "$bin" -c "$out/postern.toml" serve 2>"$out/log" &
@@ -59,6 +66,8 @@ for phase in idle policy userdb; do
   case $phase in
     policy) python3 "$here/client.py" policy "$out/policy.sock" "$n" ;;
     userdb) python3 "$here/client.py" userdb "$out/dict.sock" "$n" ;;
+    sasl_first) python3 "$here/client.py" sasl "$out/auth.sock" 100 ;;
+    sasl) python3 "$here/client.py" sasl "$out/auth.sock" $((n + 100)) ;;
   esac
   kill "$pid"; wait "$pid" || true
   total[$phase]=$(awk '/^summary:/ { print $2 }' "$out/cg.$phase")
@@ -66,3 +75,4 @@ done
 for phase in policy userdb; do
   echo "$phase: $(( (total[$phase] - total[idle]) / n )) instructions per request ($n requests)"
 done
+echo "sasl: $(( (total[sasl] - total[sasl_first]) / n )) instructions per warm login ($n logins)"
