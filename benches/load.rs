@@ -35,7 +35,8 @@
 //! client count for the latency plot; `--plot` writes the SVG (load/plot.rs).
 //! Each socket phase also reports the CPU time (user + system, from /proc) per request of
 //! the server (daemon or reference process) and of the client threads: steadier than the
-//! rates, and what the ratio is made of.
+//! rates, and what the ratio is made of; and the share of the machine's time stolen by
+//! its hypervisor during the phase (/proc/stat), to tell a slow machine from slow code.
 
 // Test and measurement code: a failed step ends the run with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -583,8 +584,8 @@ fn main() {
     };
     let cpu = |c: &CpuPerRequest| {
         format!(
-            "CPU per request {:.1} µs server + {:.1} µs clients",
-            c.server_us, c.client_us
+            "CPU per request {:.1} µs server + {:.1} µs clients, steal {:.0} %",
+            c.server_us, c.client_us, c.steal_pct
         )
     };
     let plain = |p: &Phase| {
@@ -940,15 +941,28 @@ static SERVERS: OnceLock<[u32; 2]> = OnceLock::new();
 
 /// CPU time (user + system) per request of a phase: the server side (the daemon and the
 /// reference process together; only one of them is busy in a phase) and the client
-/// threads (this process). Steadier than a rate on a machine whose speed drifts.
+/// threads (this process). Steadier than a rate on a machine whose speed drifts. Beside
+/// it, the share of the machine's time its hypervisor gave to others (steal): a phase
+/// that ran while it was high ran on a slower machine, the reference's phase included
+/// only if they were stolen from alike.
 #[derive(Clone, Copy, Default)]
 struct CpuPerRequest {
     server_us: f64,
     client_us: f64,
+    steal_pct: f64,
 }
 
-/// Clock ticks of CPU time so far: (servers, this process).
-fn cpu_ticks() -> (u64, u64) {
+/// Clock ticks so far: CPU time of the servers and of this process, and the machine's
+/// stolen and total ticks (`/proc/stat`).
+#[derive(Clone, Copy)]
+struct Ticks {
+    servers: u64,
+    client: u64,
+    steal: u64,
+    total: u64,
+}
+
+fn cpu_ticks() -> Ticks {
     let ticks = |pid: &str| {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         // Fields after the command name (which may hold spaces): utime is the 12th, stime
@@ -961,20 +975,39 @@ fn cpu_ticks() -> (u64, u64) {
     let servers = SERVERS
         .get()
         .map_or(0, |p| p.iter().map(|pid| ticks(&pid.to_string())).sum());
-    (servers, ticks("self"))
+    // "cpu  user nice system idle iowait irq softirq steal guest guest_nice"; guest time
+    // is counted in user already.
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let machine: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    Ticks {
+        servers,
+        client: ticks("self"),
+        steal: machine.get(7).copied().unwrap_or(0),
+        total: machine.iter().sum(),
+    }
 }
 
 impl CpuPerRequest {
-    fn since(start: (u64, u64), requests: usize) -> CpuPerRequest {
-        let (servers, client) = cpu_ticks();
+    fn since(start: Ticks, requests: usize) -> CpuPerRequest {
+        let now = cpu_ticks();
         let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
             .ok()
             .flatten()
             .unwrap_or(100) as f64;
         let per = |ticks: u64| ticks as f64 * 1e6 / hz / requests.max(1) as f64;
+        let total = now.total.saturating_sub(start.total).max(1) as f64;
         CpuPerRequest {
-            server_us: per(servers.saturating_sub(start.0)),
-            client_us: per(client.saturating_sub(start.1)),
+            server_us: per(now.servers.saturating_sub(start.servers)),
+            client_us: per(now.client.saturating_sub(start.client)),
+            steal_pct: now.steal.saturating_sub(start.steal) as f64 * 100.0 / total,
         }
     }
 }
