@@ -942,10 +942,9 @@ static SERVERS: OnceLock<[u32; 2]> = OnceLock::new();
 /// CPU time (user + system) per request of a phase: the server side (the daemon and the
 /// reference process together; only one of them is busy in a phase) and the client
 /// threads (this process). Steadier than a rate on a machine whose speed drifts. Beside
-/// it, the share of the machine's time its hypervisor gave to others (steal): a phase
-/// that ran while it was high ran on a slower machine, the reference's phase included
-/// only if they were stolen from alike.
-#[derive(Clone, Copy, Default)]
+/// it, the share of the machine's time its hypervisor gave to others (steal): a daemon
+/// phase and its reference phase compare fairly only when their steal is alike.
+#[derive(Clone, Copy)]
 struct CpuPerRequest {
     server_us: f64,
     client_us: f64,
