@@ -13,6 +13,8 @@
 //! NUL                       \x010
 //! ```
 
+use std::borrow::Cow;
+
 /// The byte that starts an escape sequence.
 pub const ESCAPE_BYTE: u8 = 0x01;
 
@@ -65,8 +67,18 @@ pub fn escape_str(input: &str) -> String {
 
 /// The raw bytes behind the escaped field `input`.
 pub fn unescape(input: &[u8]) -> Result<Vec<u8>, BadEscape> {
+    unescape_borrowed(input).map(Cow::into_owned)
+}
+
+/// Like [`unescape`], but a field without an escape (nearly every field) is handed back
+/// as it is, without a copy.
+pub fn unescape_borrowed(input: &[u8]) -> Result<Cow<'_, [u8]>, BadEscape> {
+    let Some(first) = memchr::memchr(ESCAPE_BYTE, input) else {
+        return Ok(Cow::Borrowed(input));
+    };
     let mut out = Vec::with_capacity(input.len());
-    let mut bytes = input.iter().enumerate();
+    out.extend_from_slice(&input[..first]);
+    let mut bytes = input.iter().enumerate().skip(first);
     while let Some((position, &byte)) = bytes.next() {
         if byte != ESCAPE_BYTE {
             out.push(byte);
@@ -82,7 +94,7 @@ pub fn unescape(input: &[u8]) -> Result<Vec<u8>, BadEscape> {
         };
         out.push(raw);
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 #[cfg(test)]
@@ -134,6 +146,10 @@ mod tests {
         assert_eq!(unescape(b"ab\x01"), Err(BadEscape { position: 2 }));
         assert_eq!(unescape(b"\x01\x01"), Err(BadEscape { position: 0 }));
         assert_eq!(unescape(b"\x011\x01"), Err(BadEscape { position: 2 }));
+        assert_eq!(
+            unescape_borrowed(b"plain\x01x"),
+            Err(BadEscape { position: 5 })
+        );
     }
 
     #[test]
@@ -165,6 +181,13 @@ mod tests {
                 .collect();
             let wire = escaped(&input);
             assert_eq!(unescape(&wire), Ok(input.clone()), "input {input:?}");
+            let borrowed = unescape_borrowed(&wire).expect("escaped by us");
+            assert_eq!(*borrowed, input[..], "input {input:?}");
+            // Only a field with an escape in it is copied.
+            assert_eq!(
+                matches!(borrowed, Cow::Borrowed(_)),
+                !wire.contains(&ESCAPE_BYTE)
+            );
         }
     }
 

@@ -71,9 +71,13 @@ impl FailureLimiter {
         entry.0 = entry.0.saturating_add(1);
     }
 
-    pub fn clear(&self, key: &str) {
+    /// Forgets the failures of the key `key` builds. The key is built only when some
+    /// key has failures, so the usual good login on a quiet server builds none.
+    pub fn clear<K: AsRef<str>>(&self, key: impl FnOnce() -> K) {
         if let Ok(mut map) = self.map.lock() {
-            map.remove(key);
+            if !map.is_empty() {
+                map.remove(key().as_ref());
+            }
         }
     }
 }
@@ -179,7 +183,7 @@ impl Guard {
     /// allocation, and moves to the end: the one left out when more come is the one
     /// that logged in longest ago.
     pub fn record_success(&self, account: &str, client: &str, now: Instant) {
-        self.pairs.clear(&pair_key(account, client));
+        self.pairs.clear(|| pair_key(account, client));
         if client == UNKNOWN_CLIENT {
             return;
         }
@@ -209,7 +213,7 @@ impl Guard {
 
     /// Forgets everything about an account (deleted, password changed).
     pub fn forget(&self, account: &str) {
-        self.accounts.clear(account);
+        self.accounts.clear(|| account);
         if let Ok(mut known) = self.known.lock() {
             known.remove(account);
         }
@@ -431,7 +435,24 @@ impl PaidTags {
 /// has a whole /64), or one shared bucket when the address is unknown.
 pub fn client_key(ip: Option<IpAddr>) -> String {
     match ip {
-        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V4(v4)) => {
+            // What `to_string` gives, without the formatting machinery: this runs on
+            // every login.
+            let mut key = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    key.push('.');
+                }
+                if octet >= 100 {
+                    key.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    key.push(char::from(b'0' + octet / 10 % 10));
+                }
+                key.push(char::from(b'0' + octet % 10));
+            }
+            key
+        }
         Some(IpAddr::V6(v6)) => {
             let s = v6.segments();
             format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
@@ -457,6 +478,22 @@ impl ClientLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv4_client_key_is_the_address_as_written() {
+        for n in 0..=255u8 {
+            for ip in [
+                std::net::Ipv4Addr::new(n, 0, 255, 9),
+                std::net::Ipv4Addr::new(10, n, 99, 100),
+                std::net::Ipv4Addr::new(1, 20, n, n),
+            ] {
+                assert_eq!(client_key(Some(IpAddr::V4(ip))), ip.to_string());
+            }
+        }
+        let v6 = "2001:db8:1:2:3:4:5:6".parse().expect("an IPv6 address");
+        assert_eq!(client_key(Some(IpAddr::V6(v6))), "2001:db8:1:2::/64");
+        assert_eq!(client_key(None), UNKNOWN_CLIENT);
+    }
 
     #[test]
     fn a_client_that_logs_in_again_is_the_last_one_forgotten() {
@@ -503,8 +540,12 @@ mod tests {
             !l.is_limited("a", 3, t0 + Duration::from_secs(61)),
             "not locked out for good"
         );
-        l.clear("a");
+        l.record_failure("b", t0);
+        l.clear(|| "a");
         assert!(!l.is_limited("a", 3, t0));
+        assert_eq!(l.count("b", t0), 1, "only the key named is forgotten");
+        l.clear(|| "b");
+        l.clear(|| -> &str { unreachable!("nothing left to forget: no key is built") });
     }
 
     #[tokio::test]

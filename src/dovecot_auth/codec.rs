@@ -25,6 +25,8 @@
 //! S: FAIL\t2\tuser=alice@example.org
 //! ```
 
+use std::borrow::Cow;
+
 use bytes::BytesMut;
 
 use crate::lines::LineFramer;
@@ -159,8 +161,19 @@ impl Codec {
 }
 
 fn unescape_field(field: &[u8]) -> Result<String, &'static str> {
-    let raw = tabescape::unescape(field).map_err(|_| "bad 0x01 escape")?;
-    String::from_utf8(raw).map_err(|_| "field is not UTF-8")
+    unescape_str(field).map(Cow::into_owned)
+}
+
+/// An unescaped field as text, borrowed from the line unless it had an escape in it.
+fn unescape_str(field: &[u8]) -> Result<Cow<'_, str>, &'static str> {
+    match tabescape::unescape_borrowed(field).map_err(|_| "bad 0x01 escape")? {
+        Cow::Borrowed(raw) => std::str::from_utf8(raw)
+            .map(Cow::Borrowed)
+            .map_err(|_| "field is not UTF-8"),
+        Cow::Owned(raw) => String::from_utf8(raw)
+            .map(Cow::Owned)
+            .map_err(|_| "field is not UTF-8"),
+    }
 }
 
 fn number(field: Option<&[u8]>, what: &'static str) -> Result<u32, &'static str> {
@@ -232,18 +245,20 @@ fn parse_auth(args: &[u8]) -> Result<AuthRequest, &'static str> {
         ..AuthRequest::default()
     };
     for field in fields {
-        let param = unescape_field(field)?;
-        let (key, value) = match param.split_once('=') {
-            Some((key, value)) => (key.to_owned(), Some(value.to_owned())),
-            None => (param, None),
+        // An escape never stands for '=', so the first '=' of the raw field is the
+        // first of the unescaped one; only the values kept are copied out of the line.
+        let (key, value) = match field.iter().position(|&b| b == b'=') {
+            Some(eq) => (unescape_str(&field[..eq])?, Some(&field[eq + 1..])),
+            None => (unescape_str(field)?, None),
         };
-        match key.as_str() {
+        let value = value.map(unescape_field).transpose()?;
+        match &*key {
             "service" => auth.service = value,
             "resp" => auth.resp = value,
             "rip" => auth.rip = value,
             "lip" => auth.lip = value,
             "secured" => auth.secured = true,
-            _ => auth.other.push((key, value)),
+            _ => auth.other.push((key.into_owned(), value)),
         }
     }
     Ok(auth)

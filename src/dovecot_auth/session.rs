@@ -192,7 +192,7 @@ impl Session {
         // Clients of protocol 1.0/1.1 (Postfix) send `resp=` empty to mean "no initial response".
         let initial = auth.resp.as_deref().filter(|r| !r.is_empty());
         let rip = auth.rip.as_deref().and_then(|ip| ip.parse().ok());
-        let service = auth.service.clone().unwrap_or_else(|| "-".into());
+        let service = auth.service.unwrap_or_else(|| "-".into());
         match Conversation::start(mechanism, initial) {
             Ok((conversation, step)) => {
                 let p = Pending {

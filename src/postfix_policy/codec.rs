@@ -34,15 +34,11 @@ pub const MAX_BLOCK: usize = 64 * 1024;
 /// reads as empty (`size` as 0), as Postfix itself sends empty values for unknown facts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Request {
-    /// `smtpd_access_policy` for every request from smtpd.
-    pub request: String,
     /// The SMTP stage: `RCPT`, `END-OF-MESSAGE`, ...
     pub protocol_state: String,
-    pub sender: String,
     pub recipient: String,
     /// The SMTP AUTH login, empty for unauthenticated clients.
     pub sasl_username: String,
-    pub client_address: String,
     /// The client's `MAIL FROM SIZE=` at RCPT, the real size at END-OF-MESSAGE.
     pub size: u64,
     /// Identifies one message transaction across its requests.
@@ -61,12 +57,9 @@ impl Request {
         let (name, value) = (&line[..eq], &line[eq + 1..]);
         let field = match name {
             b"" => return Err("attribute with an empty name"),
-            b"request" => &mut self.request,
             b"protocol_state" => &mut self.protocol_state,
-            b"sender" => &mut self.sender,
             b"recipient" => &mut self.recipient,
             b"sasl_username" => &mut self.sasl_username,
-            b"client_address" => &mut self.client_address,
             b"instance" => &mut self.instance,
             b"size" => {
                 self.size = match value {
@@ -262,12 +255,9 @@ policy_context=
 
     fn captured_request() -> Request {
         Request {
-            request: s("smtpd_access_policy"),
             protocol_state: s("RCPT"),
-            sender: s("alice@example.org"),
             recipient: s("full@example.org"),
             sasl_username: s("alice@example.org"),
-            client_address: s("127.0.0.1"),
             size: 1234,
             instance: s("36ad.6b02057f.c1017.0"),
             attributes: 29,
@@ -392,11 +382,11 @@ policy_context=
 
     #[test]
     fn values_are_raw_and_may_hold_equals_signs_and_tabs() {
-        let got = decode_all(b"sender=a=b\tc@example.org\nrecipient=\x01x@y\nsize=\n\n");
+        let got = decode_all(b"instance=a=b\tc.0\nrecipient=\x01x@y\nsize=\n\n");
         assert_eq!(
             got,
             vec![Ok(Request {
-                sender: s("a=b\tc@example.org"),
+                instance: s("a=b\tc.0"),
                 recipient: s("\u{1}x@y"),
                 size: 0,
                 attributes: 3,
@@ -429,7 +419,7 @@ policy_context=
             b"size=-1",
             b"size=+5",
             b"size=99999999999999999999999",
-            b"sender=\xc3\x28",
+            b"recipient=\xc3\x28",
             b"\x00\x01\xff",
         ];
         for bad in bad_lines {
@@ -481,12 +471,12 @@ policy_context=
 
     #[test]
     fn line_length_limit() {
-        let at_limit = format!("sender={}", "s".repeat(MAX_LINE - "sender=".len()));
+        let at_limit = format!("recipient={}", "r".repeat(MAX_LINE - "recipient=".len()));
         let got = decode_all(format!("{at_limit}\n\n").as_bytes());
         assert_eq!(
             got,
             vec![Ok(Request {
-                sender: s(&at_limit["sender=".len()..]),
+                recipient: s(&at_limit["recipient=".len()..]),
                 attributes: 1,
                 ..Request::default()
             })]
