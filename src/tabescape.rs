@@ -97,6 +97,18 @@ pub fn unescape_borrowed(input: &[u8]) -> Result<Cow<'_, [u8]>, BadEscape> {
     Ok(Cow::Owned(out))
 }
 
+/// The escaped field `input` as UTF-8 text, borrowed unless it had an escape in it; on
+/// failure, the reason both protocols' malformed-line errors give.
+pub fn unescape_text(input: &[u8]) -> Result<Cow<'_, str>, &'static str> {
+    const NOT_UTF8: &str = "field is not UTF-8";
+    match unescape_borrowed(input).map_err(|_| "bad 0x01 escape")? {
+        Cow::Borrowed(raw) => std::str::from_utf8(raw)
+            .map(Cow::Borrowed)
+            .map_err(|_| NOT_UTF8),
+        Cow::Owned(raw) => String::from_utf8(raw).map(Cow::Owned).map_err(|_| NOT_UTF8),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +162,18 @@ mod tests {
             unescape_borrowed(b"plain\x01x"),
             Err(BadEscape { position: 5 })
         );
+    }
+
+    #[test]
+    fn unescape_text_borrows_plain_fields_and_names_what_is_wrong() {
+        assert!(matches!(
+            unescape_text(b"alice"),
+            Ok(Cow::Borrowed("alice"))
+        ));
+        assert_eq!(unescape_text(b"a\x01tb").as_deref(), Ok("a\tb"));
+        assert_eq!(unescape_text(b"a\x01x"), Err("bad 0x01 escape"));
+        assert_eq!(unescape_text(b"\xc3\x28"), Err("field is not UTF-8"));
+        assert_eq!(unescape_text(b"\x01n\xff"), Err("field is not UTF-8"));
     }
 
     #[test]

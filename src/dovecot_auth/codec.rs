@@ -161,19 +161,7 @@ impl Codec {
 }
 
 fn unescape_field(field: &[u8]) -> Result<String, &'static str> {
-    unescape_str(field).map(Cow::into_owned)
-}
-
-/// An unescaped field as text, borrowed from the line unless it had an escape in it.
-fn unescape_str(field: &[u8]) -> Result<Cow<'_, str>, &'static str> {
-    match tabescape::unescape_borrowed(field).map_err(|_| "bad 0x01 escape")? {
-        Cow::Borrowed(raw) => std::str::from_utf8(raw)
-            .map(Cow::Borrowed)
-            .map_err(|_| "field is not UTF-8"),
-        Cow::Owned(raw) => String::from_utf8(raw)
-            .map(Cow::Owned)
-            .map_err(|_| "field is not UTF-8"),
-    }
+    tabescape::unescape_text(field).map(Cow::into_owned)
 }
 
 fn number(field: Option<&[u8]>, what: &'static str) -> Result<u32, &'static str> {
@@ -248,8 +236,11 @@ fn parse_auth(args: &[u8]) -> Result<AuthRequest, &'static str> {
         // An escape never stands for '=', so the first '=' of the raw field is the
         // first of the unescaped one; only the values kept are copied out of the line.
         let (key, value) = match field.iter().position(|&b| b == b'=') {
-            Some(eq) => (unescape_str(&field[..eq])?, Some(&field[eq + 1..])),
-            None => (unescape_str(field)?, None),
+            Some(eq) => (
+                tabescape::unescape_text(&field[..eq])?,
+                Some(&field[eq + 1..]),
+            ),
+            None => (tabescape::unescape_text(field)?, None),
         };
         let value = value.map(unescape_field).transpose()?;
         match &*key {

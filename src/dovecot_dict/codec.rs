@@ -166,10 +166,7 @@ impl Fields {
     fn split(args: &[u8]) -> Result<Self, &'static str> {
         let fields = args
             .split(|&b| b == b'\t')
-            .map(|field| {
-                let raw = tabescape::unescape(field).map_err(|_| "bad 0x01 escape")?;
-                String::from_utf8(raw).map_err(|_| "field is not UTF-8")
-            })
+            .map(|field| tabescape::unescape_text(field).map(std::borrow::Cow::into_owned))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self(fields.into_iter()))
     }
