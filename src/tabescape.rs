@@ -42,12 +42,18 @@ fn escape_letter(byte: u8) -> Option<u8> {
 /// Appends `input` to `out` with every special byte escaped.
 pub fn escape(input: &[u8], out: &mut Vec<u8>) {
     out.reserve(input.len());
-    for &byte in input {
-        match escape_letter(byte) {
-            Some(letter) => out.extend_from_slice(&[ESCAPE_BYTE, letter]),
-            None => out.push(byte),
-        }
+    let mut rest = input;
+    // Runs without a special byte (usually the whole input) are copied at once.
+    while let Some((at, letter)) = rest
+        .iter()
+        .enumerate()
+        .find_map(|(at, &byte)| escape_letter(byte).map(|letter| (at, letter)))
+    {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(&[ESCAPE_BYTE, letter]);
+        rest = &rest[at + 1..];
     }
+    out.extend_from_slice(rest);
 }
 
 /// The escaped form of `input`. Escapes are ASCII, so the result is still a `String`.

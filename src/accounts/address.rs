@@ -10,7 +10,7 @@
 //! an address could make it leave the mail root.
 
 use std::fmt;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::config::UsernameRules;
 
@@ -178,23 +178,43 @@ fn check_local(local: &str, rules: &UsernameRules) -> Result<(), AddressError> {
 pub fn mail_home(template: &str, address: &Address) -> Result<PathBuf, AddressError> {
     for part in [address.local(), address.domain()] {
         if part.is_empty()
-            || part.contains('/')
-            || part.contains('\0')
+            || part.bytes().any(|b| b == b'/' || b == 0)
             || part == "."
             || part == ".."
         {
             return Err(AddressError::UnsafePath);
         }
     }
-    let path = PathBuf::from(fill(template, address));
-    let root = home_root(template);
-    let clean = path
-        .components()
-        .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-    if !clean || !path.is_absolute() || !path.starts_with(&root) || path == root {
+    let path = fill(template, address);
+    if !strictly_below(&path, root_len(template)) {
         return Err(AddressError::UnsafePath);
     }
-    Ok(path)
+    Ok(PathBuf::from(path))
+}
+
+/// Whether `path`, which begins with the template's text up to its first placeholder,
+/// is absolute, has no `..`, and names something strictly below the root that its
+/// first `root_len` bytes spell: what the component-wise check (`components()` all
+/// root or normal, `starts_with(root)`, `!= root`) decides, on the text, since it runs
+/// for every userdb lookup. A `.` or empty segment is what `Path` skips; the root is a
+/// textual prefix ending before a `/`, so only the segments after it can make the
+/// path differ from it.
+fn strictly_below(path: &str, root_len: usize) -> bool {
+    let path = path.as_bytes();
+    path.first() == Some(&b'/')
+        && !path.split(|&b| b == b'/').any(|segment| segment == b"..")
+        && path.get(root_len..).is_some_and(|below| {
+            below
+                .split(|&b| b == b'/')
+                .any(|s| !s.is_empty() && s != b".")
+        })
+}
+
+/// The length of [`home_root`]'s text in the template: up to the last `/` before its
+/// first placeholder (0 for the root directory itself).
+fn root_len(template: &str) -> usize {
+    let fixed = template.split('{').next().unwrap_or(template);
+    fixed.rfind('/').unwrap_or(0)
 }
 
 /// The template with `{address}`, `{local}` and `{domain}` filled in, in one pass: text
@@ -231,10 +251,9 @@ fn fill(template: &str, address: &Address) -> String {
 /// The fixed directory every mail home lies below: the template up to the last `/`
 /// before its first placeholder.
 pub fn home_root(template: &str) -> PathBuf {
-    let fixed = template.split('{').next().unwrap_or(template);
-    match fixed.rfind('/') {
-        Some(0) | None => PathBuf::from("/"),
-        Some(i) => Path::new(&fixed[..i]).to_path_buf(),
+    match root_len(template) {
+        0 => PathBuf::from("/"),
+        len => PathBuf::from(&template[..len]),
     }
 }
 
@@ -275,6 +294,58 @@ mod tests {
             Address::parse("bob@example.org.evil", &d),
             Err(AddressError::DomainNotServed("example.org.evil".into()))
         );
+    }
+
+    #[test]
+    fn the_textual_home_check_decides_as_the_component_wise_one() {
+        use std::path::Component;
+        // The check `mail_home` made before, on `Path`'s components.
+        fn by_components(template: &str, address: &Address) -> bool {
+            let path = PathBuf::from(fill(template, address));
+            let root = home_root(template);
+            path.components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+                && path.is_absolute()
+                && path.starts_with(&root)
+                && path != root
+        }
+        let d = domains();
+        let templates = [
+            "/var/vmail/{domain}/{local}",
+            "/srv/mail/u-{address}",
+            "/var/./vmail/{local}",
+            "/var/../{local}",
+            "/var/vmail/{local}/..",
+            "/var/vmail/{local}/.",
+            "/var/vmail/{local}/",
+            "/var//vmail/{local}",
+            "/var/vmail/.{local}",
+            "/var/vmail/{local}.",
+            "/var/vmail/{nope}/{local}",
+            "/var/vmail/{{address}}",
+            "/{local}",
+            "/{",
+            "/.",
+            "/var/vmail/x",
+            "/var/vmail/",
+            "{local}",
+            "vmail/{local}",
+            "",
+        ];
+        for template in templates {
+            for raw in [
+                "alice@example.org",
+                "a.b@example.org",
+                "x{local}@example.org",
+            ] {
+                let a = Address::parse(raw, &d).expect(raw);
+                assert_eq!(
+                    mail_home(template, &a).is_ok(),
+                    by_components(template, &a),
+                    "{template} with {raw}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //! S: O1                                                  O/N/F/W, then the transaction id
 //! ```
 
+use std::borrow::Cow;
+
 use bytes::BytesMut;
 
 use crate::lines::LineFramer;
@@ -159,29 +161,37 @@ impl Codec {
     }
 }
 
-/// The unescaped fields after a command byte, taken in order.
-struct Fields(std::vec::IntoIter<String>);
+/// The fields after a command byte, taken in order, each unescaped where it lies and
+/// copied only when a command keeps it as text. [`Fields::finish`] checks the fields no
+/// command reads, so a bad escape anywhere on the line is still refused.
+struct Fields<'a>(std::slice::Split<'a, u8, fn(&u8) -> bool>);
 
-impl Fields {
-    fn split(args: &[u8]) -> Result<Self, &'static str> {
-        let fields = args
-            .split(|&b| b == b'\t')
-            .map(|field| tabescape::unescape_text(field).map(std::borrow::Cow::into_owned))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self(fields.into_iter()))
+impl<'a> Fields<'a> {
+    fn split(args: &'a [u8]) -> Self {
+        Self(args.split(|&b| b == b'\t'))
+    }
+
+    fn next(&mut self) -> Result<Option<Cow<'a, str>>, &'static str> {
+        self.0.next().map(tabescape::unescape_text).transpose()
     }
 
     fn text(&mut self, what: &'static str) -> Result<String, &'static str> {
-        self.0.next().ok_or(what)
+        self.next()?.map(Cow::into_owned).ok_or(what)
     }
 
     fn number<T: std::str::FromStr>(&mut self, what: &'static str) -> Result<T, &'static str> {
-        self.0.next().and_then(|f| f.parse().ok()).ok_or(what)
+        self.next()?.and_then(|f| f.parse().ok()).ok_or(what)
     }
 
     /// A trailing field that may be missing; missing or empty reads as `None`.
-    fn optional(&mut self) -> Option<String> {
-        self.0.next().filter(|f| !f.is_empty())
+    fn optional(&mut self) -> Result<Option<String>, &'static str> {
+        Ok(self.next()?.filter(|f| !f.is_empty()).map(Cow::into_owned))
+    }
+
+    /// The fields left over, which no command reads, must still be well-formed.
+    fn finish(mut self) -> Result<(), &'static str> {
+        while self.next()?.is_some() {}
+        Ok(())
     }
 }
 
@@ -202,31 +212,31 @@ fn parse_command(line: &[u8]) -> Result<Command, DecodeError> {
 fn parse_args(command: u8, args: &[u8]) -> Result<Command, &'static str> {
     const ID: &str = "missing or bad transaction id";
     const KEY: &str = "missing key";
-    let mut f = Fields::split(args)?;
-    Ok(match command {
+    let mut f = Fields::split(args);
+    let parsed = match command {
         b'H' => Command::Hello {
             major: f.number("bad major version")?,
-            minor: match f.optional() {
+            minor: match f.next()?.filter(|m| !m.is_empty()) {
                 Some(minor) => minor.parse().map_err(|_| "bad minor version")?,
                 None => 0,
             },
-            value_type: f.optional().unwrap_or_default(),
-            user: f.optional().unwrap_or_default(),
-            dict_name: f.optional().unwrap_or_default(),
+            value_type: f.optional()?.unwrap_or_default(),
+            user: f.optional()?.unwrap_or_default(),
+            dict_name: f.optional()?.unwrap_or_default(),
         },
         b'L' => Command::Lookup {
             key: f.text(KEY)?,
-            user: f.optional(),
+            user: f.optional()?,
         },
         b'I' => Command::Iterate {
             flags: f.number("missing or bad flags")?,
             max_rows: f.number("missing or bad max rows")?,
             path: f.text("missing path")?,
-            user: f.optional(),
+            user: f.optional()?,
         },
         b'B' => Command::Begin {
             id: f.number(ID)?,
-            user: f.optional(),
+            user: f.optional()?,
         },
         b'S' => Command::Set {
             id: f.number(ID)?,
@@ -254,10 +264,12 @@ fn parse_args(command: u8, args: &[u8]) -> Result<Command, &'static str> {
         },
         b'V' => Command::HideLogValues {
             id: f.number(ID)?,
-            hide: f.optional().as_deref() == Some("yes"),
+            hide: f.optional()?.as_deref() == Some("yes"),
         },
         _ => return Err("unknown command"),
-    })
+    };
+    f.finish()?;
+    Ok(parsed)
 }
 
 /// How a transaction ended, as the client is told.

@@ -86,7 +86,9 @@ impl DictHandler {
                 remote_ip: None,
                 via: LoginVia::Dict,
             };
-            return match self.accounts.login(&user, &password, ctx).await {
+            // Boxed: a login's future is large, and unboxed every dict connection's task
+            // (userdb lookups, nearly all of them) would be that large and copied whole.
+            return match Box::pin(self.accounts.login(&user, &password, ctx)).await {
                 Ok(LoginOutcome::Accepted { address, .. }) => Lookup::Found(
                     serde_json::json!({ "nopassword": "Y", "user": address }).to_string(),
                 ),
