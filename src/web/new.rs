@@ -484,6 +484,26 @@ mod tests {
         assert!(!empty_body(&h));
     }
 
+    // serde_json skips an unknown field's value without checking all of it; such a body
+    // is a sign-up with that field ignored, while the same value in a known field is
+    // refused.
+    #[test]
+    fn unknown_fields_are_skipped_and_known_ones_checked() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for extra in [r#""\udc00""#, r#""\ud800""#, "1e999", deep.as_str()] {
+            let body = format!(r#"{{"username":"alice","x":{extra},"token":"t"}}"#);
+            let j: JsonRequest = serde_json::from_str(&body).expect(&body);
+            assert_eq!(j.username.as_deref(), Some("alice"), "{body}");
+            assert_eq!(j.token.as_deref(), Some("t"), "{body}");
+            assert_eq!(j.password, None, "{body}");
+            let known = format!(r#"{{"password":{extra}}}"#);
+            assert!(
+                serde_json::from_str::<JsonRequest>(&known).is_err(),
+                "{known}"
+            );
+        }
+    }
+
     #[test]
     fn negotiation() {
         let mut h = HeaderMap::new();
