@@ -223,6 +223,26 @@ impl Browser {
             .to_owned()
     }
 
+    /// Waits until the element matching `css` shows `needle` in its text: a page that
+    /// a click loads can then be told from the one the click was made on.
+    pub fn find_text(&self, css: &str, needle: &str) {
+        let deadline = Instant::now() + FIND_TIMEOUT;
+        loop {
+            if self.try_find(css).is_some() && self.text(css).contains(needle) {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.screenshot(&format!("missing-{}", sanitize(css)));
+                panic!(
+                    "no {needle:?} in {css} on {}:\n{}",
+                    self.url(),
+                    self.source()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn attribute(&self, css: &str, name: &str) -> Option<String> {
         let el = self.find(css);
         self.cmd("GET", &format!("/element/{el}/attribute/{name}"), None)
